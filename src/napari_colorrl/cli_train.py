@@ -1,0 +1,99 @@
+"""``colorrl train``: the trainer from a terminal, with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a ColorRL agent on images and instance labels",
+        description="Train a ColorRL agent. Data: --data DIR (DIR/train/{images,masks} and "
+        "optional DIR/val/{images,masks}, the layout of ../shared/data) or --images/--labels "
+        "folders with files of matching names. Settings come from the defaults, then --config, "
+        "then the flags given here.",
+    )
+    data = p.add_argument_group("data")
+    data.add_argument("--data", type=Path, help="folder with train/ and optional val/")
+    data.add_argument("--images", type=Path, help="folder of training images")
+    data.add_argument("--labels", type=Path, help="folder of training labels (same names)")
+    data.add_argument("--val-images", type=Path, help="folder of validation images")
+    data.add_argument("--val-labels", type=Path, help="folder of validation labels")
+    data.add_argument("--ndim", type=int, choices=(2, 3), default=None,
+                      help="2 for images, 3 for volumes (default: from the data)")
+    run = p.add_argument_group("run")
+    run.add_argument("--out", type=Path, default=Path("colorrl.pt"),
+                     help="checkpoint to write (default: colorrl.pt)")
+    budget = run.add_mutually_exclusive_group()
+    budget.add_argument("--episodes", type=int, help="number of training episodes")
+    budget.add_argument("--minutes", type=float, help="training time budget in minutes")
+    run.add_argument("--size", type=int, default=None,
+                     help="network input size S: 2D images are resized to S x S (predictions "
+                     "are resized back); for volumes, random crops of S^3")
+    run.add_argument("--steps", default=None, help="number of coloring steps T, or 'auto'")
+    run.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps")
+    run.add_argument("--seed", type=int, default=None, help="random seed")
+    run.add_argument("--config", type=Path, help="JSON file of trainer and network settings")
+    run.add_argument("--resume", type=Path, help="continue from this checkpoint")
+    run.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    run.add_argument("--log", type=Path, default=None,
+                     help="append one JSON line per update to this file")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .core.training_setup import TrainingRequest, prepare_training
+    from .core.trainer import train
+
+    request = TrainingRequest(
+        data=args.data, images=args.images, labels=args.labels,
+        val_images=args.val_images, val_labels=args.val_labels, ndim=args.ndim,
+        config_file=args.config, episodes=args.episodes, minutes=args.minutes,
+        size=args.size, steps=args.steps, device=args.device, seed=args.seed,
+        threads=args.threads, resume=args.resume,
+    )
+    setup = prepare_training(request)
+    for line in setup.messages:
+        print(line)
+    return _drive(train(setup.config, setup.train, setup.val, out=args.out, resume=args.resume),
+                  args.out, args.log)
+
+
+def _drive(generator, out: Path, log: Path | None) -> int:
+    import json
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc="training", unit="‰", bar_format=(
+        "{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}"))
+    last_val = None
+    log_file = open(log, "a") if log is not None else None  # noqa: SIM115
+    try:
+        for report in generator:
+            if report.validation is not None:
+                last_val = report.validation
+            post = f"update {report.update} reward {report.reward:+.3f}"
+            if last_val is not None:
+                post += f" val SBD {last_val['sbd']:.3f} AP50 {last_val['ap50']:.3f}"
+            bar.set_postfix_str(post)
+            bar.n = int(report.progress * 1000)
+            bar.refresh()
+            if log_file is not None:
+                log_file.write(json.dumps(asdict(report)) + "\n")
+                log_file.flush()
+    except KeyboardInterrupt:
+        generator.close()
+        bar.close()
+        print(f"stopped; checkpoint written to {out}")
+        return 130
+    finally:
+        if log_file is not None:
+            log_file.close()
+    bar.close()
+    print(f"checkpoint written to {out}")
+    if last_val is not None:
+        print("last validation: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
+    return 0

@@ -1,0 +1,107 @@
+"""Running a trained model on an image: normalise, color in T steps, post-process.
+
+The CLI, the segmentation dock and the benchmarks all call ``Segmenter``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .coloring import colors_from_steps, run_coloring
+from .config import ColorRLConfig
+from .device import resolve_device
+from .normalize import normalize_image, resize_image, resize_nearest, split_channels
+from .postprocess import instances_from_colors
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Result for one image, at the image's own spatial shape.
+
+    steps: (T, *S) uint8 binary action maps. colors: (*S) color map (uint8 for T <= 8).
+    instances: (*S) uint16/uint32 labels after small-object removal.
+    """
+
+    steps: np.ndarray
+    colors: np.ndarray
+    instances: np.ndarray
+
+    def colors_after(self, k: int) -> np.ndarray:
+        """The color map after the first ``k`` steps (1 <= k <= T)."""
+        return colors_from_steps(self.steps[:k])
+
+
+class Segmenter:
+    """A model ready to segment images: ``Segmenter.load(path).segment(image)``."""
+
+    def __init__(self, model: torch.nn.Module, config: ColorRLConfig, device: str = "auto"):
+        self.config = config
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.source = "in-memory model"
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Segmenter:
+        """Load a checkpoint file (or a bundled model name) for inference."""
+        from .checkpoint import load_checkpoint
+        from .models import resolve_model_path
+        from .networks import build_network
+
+        path = resolve_model_path(path)
+        checkpoint = load_checkpoint(path, map_location="cpu")
+        model = build_network(checkpoint.config)
+        model.load_state_dict(checkpoint.model_state)
+        segmenter = cls(model, checkpoint.config, device=device)
+        segmenter.source = str(path)
+        return segmenter
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps
+
+    def network_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Normalised (C, *S_net) float32 array and the image's spatial shape."""
+        channels, _ = split_channels(image, self.config.ndim)
+        shape = tuple(channels.shape[1:])
+        data = normalize_image(image, self.config.normalization, self.config.ndim)
+        if self.config.input_mode == "resize":
+            data = resize_image(data, tuple(self.config.input_size))
+        return data, shape
+
+    def color(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Step maps (T, *S_net) uint8 at the network's resolution, and the image's shape."""
+        data, shape = self.network_input(image)
+        tensor = torch.from_numpy(data)[None].to(self.device)
+        result = run_coloring(self.model, tensor, self.config.steps)
+        return result.steps[0], shape
+
+    def segment(
+        self,
+        image: np.ndarray,
+        *,
+        min_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Segmentation:
+        """Segment one 2D image or 3D volume (grayscale or RGB)."""
+        steps, shape = self.color(image)
+        if progress is not None:
+            progress(1, 2)
+        steps = resize_nearest(steps, (steps.shape[0], *shape))
+        colors = colors_from_steps(steps)
+        instances = self.postprocess(colors, min_size=min_size)
+        if progress is not None:
+            progress(2, 2)
+        return Segmentation(steps=steps, colors=colors, instances=instances)
+
+    def postprocess(self, colors: np.ndarray, *, min_size: int | None = None) -> np.ndarray:
+        """Instances from a color map at the image's shape (cheap: re-run for a new min_size)."""
+        return instances_from_colors(
+            colors,
+            min_size=self.config.min_size if min_size is None else min_size,
+            connectivity=self.config.connectivity,
+        )

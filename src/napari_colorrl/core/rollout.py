@@ -1,0 +1,144 @@
+"""One actor-critic update: run a batch of episodes for T steps, compute the loss, step Adam.
+
+The rollout keeps its graph, so each state is seen by the network once (no second forward pass
+to evaluate the taken actions). Losses are means over the episode's own loss mask.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .coloring import step_value
+from .config import ColorRLConfig
+from .environment import Episode
+from .rewards import step_rewards
+
+PARTS = ("foreground", "background", "split", "merge")
+
+
+@dataclass
+class RolloutStats:
+    """Scalars of one update (reward parts: mean per masked pixel, summed over steps)."""
+
+    reward: float
+    reward_parts: dict[str, float]
+    loss: float
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    seconds: float
+    reward_seconds: float
+    network_seconds: float
+    environment_seconds: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (..., B, *S) over the pixels where ``mask`` (B, *S) is set."""
+    weight = mask.expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, lam: float) -> torch.Tensor:
+    """Generalized advantages over the T steps, gamma = 1, V after the last step = 0.
+
+    rewards, values: (T, B, *S). With lam = 1 this is (sum of remaining rewards) - V_t.
+    """
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        next_value = values[t + 1] if t + 1 < rewards.shape[0] else torch.zeros_like(values[t])
+        delta = rewards[t] + next_value - values[t]
+        running = delta + lam * running
+        advantages[t] = running
+    return advantages
+
+
+def run_update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    episode: Episode,
+    config: ColorRLConfig,
+    *,
+    entropy_coef: float,
+) -> RolloutStats:
+    """Play one batch of episodes with sampled actions and apply one A2C update."""
+    device = episode.image.device
+    steps = config.steps
+    tcfg = config.train
+    model.train()
+    start = time.perf_counter()
+    reward_seconds = 0.0
+    image = episode.image
+    batch, spatial = image.shape[0], image.shape[2:]
+    channels = torch.zeros((batch, steps, *spatial), dtype=image.dtype, device=device)
+    prev_colors = torch.zeros((batch, *spatial), dtype=torch.int64, device=device)
+    cache = model.encode_image(image) if hasattr(model, "encode_image") else None
+    log_probs, entropies, values, rewards = [], [], [], []
+    part_sums = dict.fromkeys(PARTS, 0.0)
+    mask = episode.targets.mask.to(image.dtype)
+    for t in range(steps):
+        logits, value = model(image, channels, image_features=cache)
+        log_p = F.log_softmax(logits.float(), dim=1)
+        prob_one = log_p[:, 1].exp()
+        with torch.no_grad():
+            action = torch.rand_like(prob_one) < prob_one
+        log_probs.append(torch.where(action, log_p[:, 1], log_p[:, 0]))
+        entropies.append(-(log_p.exp() * log_p).sum(1))
+        values.append(value[:, 0].float())
+        colors = prev_colors + action.to(torch.int64) * (1 << t)
+        _sync(device)
+        r_start = time.perf_counter()
+        parts = step_rewards(episode.targets, prev_colors, colors, action, t, steps)
+        _sync(device)
+        reward_seconds += time.perf_counter() - r_start
+        rewards.append(parts.total.float())
+        for name in PARTS:
+            part_sums[name] += float(masked_mean(getattr(parts, name).float(), mask))
+        channels = channels.clone()  # the old tensor is saved for backward
+        channels[:, t] = step_value(action)
+        prev_colors = colors
+
+    log_prob = torch.stack(log_probs)
+    entropy = torch.stack(entropies)
+    value = torch.stack(values)
+    reward = torch.stack(rewards)
+    with torch.no_grad():
+        advantages = gae(reward, value.detach(), tcfg.gae_lambda)
+        returns = advantages + value.detach()
+        if tcfg.advantage_norm:
+            m = mask.expand_as(advantages).bool()
+            sel = advantages[m]
+            advantages = (advantages - sel.mean()) / (sel.std() + 1e-6)
+    policy_loss = -masked_mean(log_prob * advantages, mask)
+    value_loss = masked_mean((returns - value) ** 2, mask)
+    entropy_mean = masked_mean(entropy, mask)
+    loss = policy_loss + tcfg.value_coef * value_loss - entropy_coef * entropy_mean
+    optimizer.zero_grad(set_to_none=True)
+    if torch.isfinite(loss):
+        loss.backward()
+        if tcfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        optimizer.step()
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return RolloutStats(
+        reward=float(sum(part_sums.values())),
+        reward_parts=part_sums,
+        loss=float(loss.detach()),
+        policy_loss=float(policy_loss.detach()),
+        value_loss=float(value_loss.detach()),
+        entropy=float(entropy_mean.detach()),
+        seconds=seconds + episode.prepare_seconds,
+        reward_seconds=reward_seconds,
+        network_seconds=seconds - reward_seconds,
+        environment_seconds=episode.prepare_seconds,
+    )

@@ -1,0 +1,249 @@
+"""Advantage actor-critic training of the coloring agent, as a generator of progress reports.
+
+``train(...)`` yields one ``TrainingReport`` per update, so a caller (CLI progress bar, napari
+thread worker, test) drives it and stops it between two updates; closing the generator writes a
+final checkpoint. Every pixel is an agent; returns run over the T steps with gamma = 1 and
+generalized advantage estimation (lambda a config value).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ColorRLConfig
+from .device import resolve_device
+from .environment import Environment
+from .networks import build_network
+from .rollout import RolloutStats, run_update
+from .validation import validate
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What one update did. Reward parts are means per pixel and step over the loss mask."""
+
+    update: int
+    episodes: int
+    elapsed: float
+    progress: float
+    eta_seconds: float | None
+    reward: float
+    reward_foreground: float
+    reward_background: float
+    reward_split: float
+    reward_merge: float
+    loss: float
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    lr: float
+    seconds_per_update: float
+    reward_share: float
+    network_share: float
+    environment_share: float
+    validation: dict[str, float] | None = None
+    checkpoint: str | None = None
+    message: str | None = None
+    final: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _learning_rate(config: ColorRLConfig, progress: float) -> float:
+    """The paper's two phases: lr, then lr_final after ``lr_switch`` of the budget."""
+    train = config.train
+    return train.lr if progress < train.lr_switch else train.lr_final
+
+
+def _entropy_coef(config: ColorRLConfig, progress: float) -> float:
+    train = config.train
+    return train.entropy_coef + (train.entropy_coef_final - train.entropy_coef) * progress
+
+
+def _rng_state(rng: np.random.Generator) -> str:
+    return json.dumps(rng.bit_generator.state, default=str)
+
+
+def _set_rng_state(rng: np.random.Generator, text: str) -> None:
+    state = json.loads(text)
+    inner = state.get("state", {})
+    for key in ("state", "inc"):
+        if key in inner:
+            inner[key] = int(inner[key])
+    rng.bit_generator.state = state
+
+
+def train(
+    config: ColorRLConfig,
+    train_samples: Sequence,
+    val_samples: Sequence = (),
+    *,
+    out: str | Path,
+    resume: str | Path | None = None,
+) -> Generator[TrainingReport, None, None]:
+    """Train a ColorRL agent; yields a ``TrainingReport`` after every update.
+
+    config: the full configuration (``config.steps`` must already be resolved, see
+        ``environment.auto_steps``). train_samples / val_samples: objects with ``name``,
+        ``image`` and ``labels`` (``core.io.Sample``). out: checkpoint path, written every
+        ``config.train.checkpoint_every`` updates, at the end and when the generator is closed.
+        When validation samples are given, the best validation SBD is also kept as
+        ``<out>.best.pt``. resume: continue from a checkpoint (weights, optimizer, counters,
+        random state).
+    """
+    tcfg = config.train
+    out = Path(out)
+    device = resolve_device(tcfg.device)
+    if tcfg.threads:
+        torch.set_num_threads(int(tcfg.threads))
+    torch.manual_seed(tcfg.seed)
+    rng = np.random.default_rng(tcfg.seed)
+
+    model = build_network(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, amsgrad=tcfg.amsgrad)
+    update, episodes, elapsed_before, best_sbd = 0, 0, 0.0, -1.0
+    if resume is not None:
+        ckpt = load_checkpoint(resume, map_location=device)
+        if ckpt.config.steps != config.steps or ckpt.config.ndim != config.ndim:
+            raise ValueError(
+                f"Cannot resume from {resume}: it has T = {ckpt.config.steps}, "
+                f"ndim = {ckpt.config.ndim}, but this run asks for T = {config.steps}, "
+                f"ndim = {config.ndim}. Use the same settings or start a new run."
+            )
+        model.load_state_dict(ckpt.model_state)
+        if ckpt.optimizer_state is not None:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+        update, episodes = ckpt.step, ckpt.episodes
+        extra = ckpt.extra or {}
+        elapsed_before = float(extra.get("elapsed", 0.0))
+        best_sbd = float(extra.get("best_sbd", -1.0))
+        if "numpy_rng" in extra:
+            _set_rng_state(rng, extra["numpy_rng"])
+        if "torch_rng" in extra:
+            torch.set_rng_state(torch.as_tensor(extra["torch_rng"], dtype=torch.uint8))
+
+    env = Environment(train_samples, config, device, rng)
+    total_updates = max(1, math.ceil(tcfg.episodes / tcfg.batch_size))
+    budget = None if tcfg.minutes is None else float(tcfg.minutes) * 60.0
+    start = time.perf_counter()
+    last_checkpoint: str | None = None
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - start
+
+    def progress() -> float:
+        by_time = elapsed() / budget if budget else 0.0
+        by_updates = update / total_updates if tcfg.minutes is None else 0.0
+        return min(1.0, max(by_time, by_updates))
+
+    def save(path: Path) -> str:
+        save_checkpoint(
+            path,
+            config=config,
+            model_state=model.state_dict(),
+            optimizer_state=optimizer.state_dict(),
+            step=update,
+            episodes=episodes,
+            extra={
+                "elapsed": elapsed(),
+                "best_sbd": best_sbd,
+                "numpy_rng": _rng_state(rng),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+        return str(path)
+
+    def finished() -> bool:
+        if budget is not None:
+            return elapsed() >= budget
+        return update >= total_updates
+
+    try:
+        while not finished():
+            frac = progress()
+            lr = _learning_rate(config, frac)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            warm = update < tcfg.warmup_updates
+            episode = env.reset(tcfg.batch_size, indices=[0] * tcfg.batch_size if warm else None)
+            stats: RolloutStats = run_update(
+                model, optimizer, episode, config, entropy_coef=_entropy_coef(config, frac)
+            )
+            if not math.isfinite(stats.loss):
+                where = last_checkpoint or "none was written yet"
+                raise TrainingError(
+                    f"The loss became {stats.loss} at update {update + 1}; training stopped and "
+                    f"the last good checkpoint ({where}) is kept. Lower the learning rate "
+                    f"(now {lr:g}) or enable gradient clipping (grad_clip)."
+                )
+            update += 1
+            episodes += tcfg.batch_size
+            validation, checkpoint = None, None
+            if val_samples and update % max(1, tcfg.val_every) == 0:
+                validation = validate(model, config, val_samples[: tcfg.val_max_images], device)
+                if validation["sbd"] > best_sbd:
+                    best_sbd = validation["sbd"]
+                    save(out.with_suffix(".best.pt"))
+            if update % max(1, tcfg.checkpoint_every) == 0:
+                checkpoint = last_checkpoint = save(out)
+            done = finished()
+            if done:
+                checkpoint = last_checkpoint = save(out)
+            yield _report(stats, update, episodes, elapsed(), progress(), lr, validation,
+                          checkpoint, done)
+    except GeneratorExit:
+        # The caller stopped training: keep what was learnt. (A crash raises past this and
+        # leaves the last periodic checkpoint untouched.)
+        save(out)
+        raise
+
+
+def _report(
+    stats: RolloutStats,
+    update: int,
+    episodes: int,
+    elapsed: float,
+    progress: float,
+    lr: float,
+    validation: dict | None,
+    checkpoint: str | None,
+    final: bool,
+) -> TrainingReport:
+    total = max(stats.seconds, 1e-9)
+    eta = elapsed * (1.0 - progress) / progress if progress > 0 else None
+    return TrainingReport(
+        update=update,
+        episodes=episodes,
+        elapsed=elapsed,
+        progress=progress,
+        eta_seconds=eta,
+        reward=stats.reward,
+        reward_foreground=stats.reward_parts["foreground"],
+        reward_background=stats.reward_parts["background"],
+        reward_split=stats.reward_parts["split"],
+        reward_merge=stats.reward_parts["merge"],
+        loss=stats.loss,
+        policy_loss=stats.policy_loss,
+        value_loss=stats.value_loss,
+        entropy=stats.entropy,
+        lr=lr,
+        seconds_per_update=stats.seconds,
+        reward_share=stats.reward_seconds / total,
+        network_share=stats.network_seconds / total,
+        environment_share=stats.environment_seconds / total,
+        validation=validation,
+        checkpoint=checkpoint,
+        final=final,
+    )

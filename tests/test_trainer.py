@@ -1,0 +1,117 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from napari_colorrl.core.checkpoint import load_checkpoint
+from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.environment import Environment, auto_steps
+from napari_colorrl.core.io import Sample
+from napari_colorrl.core.synthetic import make_cells_2d, make_nuclei_3d
+from napari_colorrl.core.trainer import TrainingError, TrainingReport, train
+
+
+def tiny_config(ndim: int, **train) -> ColorRLConfig:
+    base = {
+        "ndim": ndim, "steps": 3, "min_size": 2,
+        "network": {"features": [4, 8], "attention": ndim == 2, "input_features": 4},
+        "train": {"batch_size": 2, "episodes": 4, "val_every": 1, "checkpoint_every": 1,
+                  "lr": 1e-3, **train},
+    }
+    if ndim == 2:
+        base.update(input_size=[32, 32], reward={"radii": [2, 4]})
+    else:
+        base.update(input_size=[12, 16, 16], input_mode="crop", reward={"radii": [2, 3]})
+    return ColorRLConfig.from_dict(base)
+
+
+def samples(ndim: int, n: int = 2) -> list[Sample]:
+    out = []
+    for i in range(n):
+        if ndim == 2:
+            image, labels = make_cells_2d(shape=(40, 40), n_objects=5, seed=i)
+        else:
+            image, labels = make_nuclei_3d(shape=(14, 20, 20), n_objects=4, seed=i)
+        out.append(Sample(name=f"s{i}", image=image, labels=labels))
+    return out
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_environment_shapes(ndim):
+    config = tiny_config(ndim)
+    env = Environment(samples(ndim), config, torch.device("cpu"), np.random.default_rng(0))
+    episode = env.reset(2)
+    assert episode.image.shape == (2, 1, *config.input_size)
+    assert episode.image.dtype == torch.float32
+    assert 0 <= float(episode.image.min()) and float(episode.image.max()) <= 1
+    assert episode.targets.mask.shape == (2, *config.input_size)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_one_update_changes_weights_and_reports(tmp_path, ndim):
+    config = tiny_config(ndim, episodes=2)
+    out = tmp_path / "model.pt"
+    gen = train(config, samples(ndim), samples(ndim, 1), out=out)
+    from napari_colorrl.core.networks import build_network
+
+    torch.manual_seed(config.train.seed)
+    initial = build_network(config).state_dict()
+    reports = list(gen)
+    assert len(reports) == 1 and isinstance(reports[0], TrainingReport)
+    report = reports[0]
+    assert report.final and report.checkpoint == str(out)
+    assert report.validation is not None and set(report.validation) >= {"sbd", "ap50"}
+    assert np.isfinite(report.loss) and report.lr == config.train.lr
+    parts = (report.reward_foreground + report.reward_background + report.reward_split
+             + report.reward_merge)
+    assert report.reward == pytest.approx(parts)
+    assert 0 <= report.reward_share <= 1 and 0 <= report.network_share <= 1
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == 1 and ckpt.episodes == 2 and ckpt.config == config
+    changed = [k for k in initial if not torch.equal(initial[k], ckpt.model_state[k])]
+    assert changed, "one update must change the weights"
+
+
+def test_stop_writes_checkpoint_and_resume_continues(tmp_path):
+    config = tiny_config(2, episodes=100, checkpoint_every=1000, val_every=1000)
+    out = tmp_path / "run.pt"
+    gen = train(config, samples(2), out=out)
+    first = next(gen)
+    assert first.update == 1 and not out.exists()
+    next(gen)
+    gen.close()  # what worker.quit() does at the next yield
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == 2 and ckpt.optimizer_state is not None
+    resumed = train(config, samples(2), out=out, resume=out)
+    report = next(resumed)
+    assert report.update == 3 and report.episodes == 6
+    resumed.close()
+
+
+def test_time_budget_and_two_phase_lr(tmp_path):
+    config = tiny_config(2, minutes=0.02, lr_switch=0.0, lr_final=1e-5)
+    reports = list(train(config, samples(2), out=tmp_path / "m.pt"))
+    assert reports[-1].final and reports[-1].elapsed >= 1.2
+    assert all(r.lr == 1e-5 for r in reports)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny_config(2, episodes=40, lr=1e12, amsgrad=False, checkpoint_every=1)
+    out = tmp_path / "m.pt"
+    with pytest.raises(TrainingError, match="learning rate"):
+        for _ in train(config, samples(2), out=out):
+            pass
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(out).model_state.values()
+               if v.is_floating_point())
+
+
+def test_auto_steps_from_labels():
+    labels = np.zeros((40, 40), np.int32)
+    for i in range(3):
+        for j in range(3):
+            labels[i * 10:(i + 1) * 10, j * 10:(j + 1) * 10] = 1 + i * 3 + j
+    config = dataclasses.replace(tiny_config(2), input_size=(40, 40))
+    steps, n_b = auto_steps([labels], config)
+    assert n_b == 8  # the centre square touches all eight others
+    assert steps == 4  # 2^(4-1)+1 = 9 >= 8 > 2^(3-1)+1
