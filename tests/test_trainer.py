@@ -115,3 +115,20 @@ def test_auto_steps_from_labels():
     steps, n_b = auto_steps([labels], config)
     assert n_b == 8  # the centre square touches all eight others
     assert steps == 4  # 2^(4-1)+1 = 9 >= 8 > 2^(3-1)+1
+
+
+def test_update_epochs_reuse_episodes(tmp_path):
+    config = tiny_config(2, episodes=2, update_epochs=3)
+    reports = list(train(config, samples(2), out=tmp_path / "m.pt"))
+    assert len(reports) == 1 and np.isfinite(reports[0].loss)
+
+
+def test_gae_lambda_one_is_sum_of_remaining_rewards():
+    from napari_colorrl.core.rollout import gae
+
+    rewards = torch.tensor([[1.0], [2.0], [4.0]])
+    values = torch.tensor([[0.5], [1.0], [1.5]])
+    adv = gae(rewards, values, 1.0)
+    assert torch.allclose(adv[:, 0], torch.tensor([7 - 0.5, 6 - 1.0, 4 - 1.5]))
+    adv0 = gae(rewards, values, 0.0)  # one-step TD errors
+    assert torch.allclose(adv0[:, 0], torch.tensor([1 + 1.0 - 0.5, 2 + 1.5 - 1.0, 4 - 1.5]))
