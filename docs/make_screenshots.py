@@ -1,0 +1,102 @@
+"""Screenshots of the two docks in use, for the documentation.
+
+    xvfb-run -a -s "-screen 0 1280x1024x24" python docs/make_screenshots.py [--minutes 1]
+
+Writes docs/images/training-2d.png, segmentation-2d.png and segmentation-3d.png: it trains on
+the bundled synthetic samples for ``--minutes`` each (2D, then 3D) with small networks, so the
+segmentations show the interface, not what a fully trained model does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+IMAGES = Path(__file__).resolve().parent / "images"
+
+
+def wait(app, done, timeout: float = 900.0) -> None:
+    start = time.perf_counter()
+    while not done() and time.perf_counter() - start < timeout:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def segment(app, segmentation, layer_name: str) -> None:
+    from napari_colorrl.widgets.launch import show_dock
+
+    show_dock(segmentation)
+    segmentation.image.select(layer_name)
+    segmentation.run()
+    wait(app, lambda: not segmentation.running)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=1.0, help="training time per sample")
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_colorrl.core.synthetic import make_cells_2d
+    from napari_colorrl.sample_data import nuclei_3d
+    from napari_colorrl.widgets.launch import setup_demo, show_dock
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="colorrl-screenshots-"))
+    viewer = napari.Viewer(title="ColorRL")
+    viewer.window._qt_window.resize(1280, 960)
+    app = QApplication.instance()
+
+    # 2D: the demo (cells sample, small network) with a validation pair, trained for a while.
+    training, segmentation = setup_demo(viewer, args.minutes, out, start=False)
+    val_image, val_labels = make_cells_2d(seed=1)
+    viewer.add_image(val_image, name="validation cells", visible=False)
+    viewer.add_labels(val_labels, name="validation ground truth", visible=False)
+    training.val_pairs.add_row("validation cells", "validation ground truth")
+    training.every.setValue(10)
+    training.refresh()
+    viewer.reset_view()
+    training.start()
+    wait(app, lambda: len(training.history) > 0 and training.history[-1].progress > 0.9)
+    viewer.screenshot(str(IMAGES / "training-2d.png"), canvas_only=False)
+    wait(app, lambda: not training.running)
+
+    segment(app, segmentation, "cells (synthetic)")
+    viewer.layers["cells ground truth"].visible = False
+    segmentation.step_slider.setValue(segmentation.step_slider.maximum() - 1)
+    viewer.screenshot(str(IMAGES / "segmentation-2d.png"), canvas_only=False)
+
+    # 3D: the nuclei sample, a small 3D network on 32^3 crops.
+    viewer.layers.clear()
+    for data, kwargs, kind in nuclei_3d():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    show_dock(training)
+    training.train_pairs.set_pairs([("nuclei (synthetic)", "nuclei ground truth")])
+    training.val_pairs.set_pairs([])
+    training.set_model_ndim(3)
+    training.input_size.setValue(32)
+    training.network.setCurrentIndex(0)  # small
+    training.batch_size.setValue(2)
+    training.lr.setText("3e-4")
+    training.output.setText(str(out / "nuclei-3d.pt"))
+    training.refresh()
+    viewer.reset_view()
+    training.start()
+    wait(app, lambda: not training.running)
+    segment(app, segmentation, "nuclei (synthetic)")
+    viewer.layers["nuclei ground truth"].visible = False
+    viewer.dims.ndisplay = 3
+    viewer.scene.camera.angles = (10, -30, 60)
+    app.processEvents()
+    viewer.screenshot(str(IMAGES / "segmentation-3d.png"), canvas_only=False)
+    viewer.close()
+    print(f"screenshots in {IMAGES}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""The napari docks: thin Qt front ends of :mod:`napari_colorrl.core`.
+
+``_training.TrainingWidget`` and ``_segmentation.SegmentationWidget`` are the two npe2 widget
+contributions (Plugins > napari-colorrl). Importing this package is cheap (no Qt, no torch): it
+holds only what the docks share, the registry of checkpoints trained in this session and the way
+a thread worker hands back a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from psygnal.containers import EventedList
+
+#: Checkpoints written by the training dock in this session, oldest first. The segmentation dock
+#: listens to it and offers the newest one first.
+trained_checkpoints: EventedList[str] = EventedList()
+
+
+def register_checkpoint(path: str | Path) -> None:
+    """Make ``path`` the newest trained checkpoint (no event when it already is)."""
+    path = str(path)
+    if len(trained_checkpoints) and trained_checkpoints[-1] == path:
+        return
+    if path in trained_checkpoints:
+        trained_checkpoints.remove(path)
+    trained_checkpoints.append(path)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a worker returns instead of raising.
+
+    superqt treats a ``RuntimeError`` escaping a worker as "the worker was deleted" and drops it
+    silently; ``TrainingError`` and CUDA out-of-memory errors are RuntimeErrors, so the workers
+    catch everything and return this instead, and the dock shows ``message``.
+    """
+
+    error: BaseException
+
+    @property
+    def message(self) -> str:
+        return describe_error(self.error)
+
+
+def describe_error(error: BaseException) -> str:
+    """A message for the user: what went wrong and, where known, what to do."""
+    text = str(error) or type(error).__name__
+    lowered = text.lower()
+    if isinstance(error, MemoryError) or "out of memory" in lowered:
+        return (
+            f"Out of memory ({text.splitlines()[0][:200]}). Lower the batch size or the input "
+            f"size, pick a smaller network, or use the CPU."
+        )
+    if isinstance(error, (ValueError, FileNotFoundError)):
+        return text
+    return f"{type(error).__name__}: {text}"
+
+
+__all__ = ["Failure", "describe_error", "register_checkpoint", "trained_checkpoints"]

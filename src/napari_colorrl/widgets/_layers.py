@@ -1,0 +1,229 @@
+"""Between napari layers and the core's arrays.
+
+Layers -> training samples (``samples_from_layers``), results -> Labels layers that are replaced
+on a re-run (``upsert_labels``), and the layer pickers the docks share (``LayerCombo``,
+``LayerPairList``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels, Layer
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QToolButton, QVBoxLayout, QWidget
+
+#: Metadata key of every layer the docks write (so pickers can leave results out).
+RESULT_KEY = "colorrl"
+
+
+def layer_array(layer: Layer) -> Any:
+    """The full-resolution data of a layer (the first level of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def spatial_shape(layer: Layer) -> tuple[int, ...]:
+    """Shape without the colour axis of an RGB(A) image."""
+    shape = tuple(layer_array(layer).shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
+def frame_indices(shape: tuple[int, ...], ndim: int) -> list[tuple[int, ...]]:
+    """Leading indices that split an array of spatial ``shape`` into ``ndim``-D frames:
+    ``[()]`` when it is a single image or volume."""
+    return list(np.ndindex(*shape[: max(0, len(shape) - ndim)]))
+
+
+def pair_problem(image: Layer | None, labels: Layer | None, ndim: int) -> str | None:
+    """Why an (image, labels) pair cannot train a ``ndim``-D model, or None when it can."""
+    if image is None:
+        return "Choose an image layer."
+    if labels is None:
+        return f"Choose the Labels layer that goes with {image.name!r}."
+    if spatial_shape(image) != spatial_shape(labels):
+        return (
+            f"{image.name!r} has shape {spatial_shape(image)} but {labels.name!r} has shape "
+            f"{spatial_shape(labels)}: an image and its labels must have the same shape."
+        )
+    if labels.ndim < ndim:
+        return f"{labels.name!r} is {labels.ndim}D; a {ndim}D model needs {ndim}D labels."
+    if labels.ndim > ndim + 1:
+        kind = "2D images or stacks of 2D frames" if ndim == 2 else "volumes or stacks of them"
+        return f"{labels.name!r} is {labels.ndim}D; a {ndim}D model trains on {kind}."
+    return None
+
+
+@dataclass
+class SampleScan:
+    """Samples found in layers: frames or volumes with at least one labelled pixel."""
+
+    samples: list = field(default_factory=list)
+    skipped: int = 0
+
+    def extend(self, other: SampleScan) -> None:
+        self.samples.extend(other.samples)
+        self.skipped += other.skipped
+
+
+def samples_from_layers(image: Image, labels: Labels, ndim: int) -> SampleScan:
+    """``core.io.Sample``\\ s from a pair of layers; a layer one axis deeper than ``ndim`` is a
+    stack, split into frames (or volumes). Frames without any label are skipped and counted."""
+    from ..core.io import Sample
+
+    image_data, label_data = layer_array(image), layer_array(labels)
+    scan = SampleScan()
+    for index in frame_indices(spatial_shape(labels), ndim):
+        frame_labels = np.asarray(label_data[index])
+        if not frame_labels.any():
+            scan.skipped += 1
+            continue
+        suffix = f"[{', '.join(map(str, index))}]" if index else ""
+        scan.samples.append(Sample(
+            name=f"{image.name}{suffix}",
+            image=np.asarray(image_data[index]),
+            labels=frame_labels,
+        ))
+    return scan
+
+
+def upsert_labels(viewer: Any, data: np.ndarray, name: str, like: Layer, **kwargs: Any) -> Labels:
+    """Put ``data`` in the Labels layer called ``name``, adding it only when it is not there, so
+    a re-run replaces results. Scale and translate come from the input layer ``like``."""
+    placement = {"scale": like.scale, "translate": like.translate}
+    if name in viewer.layers and isinstance(viewer.layers[name], Labels):
+        layer = viewer.layers[name]
+        layer.data = data
+        layer.scale, layer.translate = placement["scale"], placement["translate"]
+        layer.metadata = {**layer.metadata, **kwargs.pop("metadata", {})}
+        for key, value in kwargs.items():
+            if key != "visible":  # keep what the user chose
+                setattr(layer, key, value)
+        return layer
+    return viewer.add_labels(data, name=name, **placement, **kwargs)
+
+
+class LayerCombo(QComboBox):
+    """Names of the viewer's layers of one type.
+
+    The dock's ``reset_choices`` refreshes it: napari calls that on every dock widget when layers
+    are added, removed, reordered or renamed, and stops when the dock is closed.
+    """
+
+    def __init__(self, viewer: Any, layer_type: type, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer, self.layer_type = viewer, layer_type
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(8)
+        self.refresh()
+
+    def candidates(self) -> list[Layer]:
+        return [
+            layer for layer in self.viewer.layers
+            if isinstance(layer, self.layer_type) and RESULT_KEY not in layer.metadata
+        ]
+
+    def refresh(self, *_: Any) -> None:
+        current = self.currentText()
+        names = [layer.name for layer in self.candidates()]
+        if names == [self.itemText(i) for i in range(self.count())]:
+            return
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        self.setCurrentIndex(names.index(current) if current in names else -1)
+        self.blockSignals(False)
+        if not current or current not in names:
+            self.setCurrentIndex(0 if names else -1)  # emits: a new default
+
+    def layer(self) -> Layer | None:
+        name = self.currentText()
+        if name and name in self.viewer.layers:
+            return self.viewer.layers[name]
+        return None
+
+    def select(self, layer: Layer | str) -> None:
+        self.refresh()
+        self.setCurrentText(layer if isinstance(layer, str) else layer.name)
+
+
+class _PairRow(QWidget):
+    def __init__(self, viewer: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.image = LayerCombo(viewer, Image)
+        self.labels = LayerCombo(viewer, Labels)
+        self.image.setToolTip("Image layer (2D image, 3D volume or stack of 2D frames).")
+        self.labels.setToolTip("Its instance labels (0 = background), same shape as the image.")
+        self.remove = QToolButton()
+        self.remove.setText("✕")
+        self.remove.setToolTip("Remove this pair.")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.image, self.labels):
+            row.addWidget(widget, 1)
+        row.addWidget(self.remove)
+        self.image.currentTextChanged.connect(self.match_labels)
+        self.match_labels()
+
+    def match_labels(self, *_: Any) -> None:
+        """Pick a Labels layer of the image's shape, when the current one does not fit."""
+        image, labels = self.image.layer(), self.labels.layer()
+        if image is None or (labels is not None and spatial_shape(labels) == spatial_shape(image)):
+            return
+        for candidate in self.labels.candidates():
+            if spatial_shape(candidate) == spatial_shape(image):
+                self.labels.select(candidate)
+                return
+
+
+class LayerPairList(QWidget):
+    """Rows of (image layer, Labels layer) pickers with an "add" button."""
+
+    changed = Signal()
+
+    def __init__(self, viewer: Any, add_text: str, rows: int = 1, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.rows: list[_PairRow] = []
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self.add_button = QPushButton(add_text)
+        self.add_button.clicked.connect(lambda: self.add_row())
+        self._layout.addWidget(self.add_button)
+        for _ in range(rows):
+            self.add_row()
+
+    def add_row(self, image: Layer | str | None = None, labels: Layer | str | None = None):
+        row = _PairRow(self.viewer, self)
+        if image is not None:
+            row.image.select(image)
+        if labels is not None:
+            row.labels.select(labels)
+        for combo in (row.image, row.labels):
+            combo.currentTextChanged.connect(self.changed)
+        row.remove.clicked.connect(lambda: self.remove_row(row))
+        self.rows.append(row)
+        self._layout.insertWidget(len(self.rows) - 1, row)
+        self.changed.emit()
+        return row
+
+    def remove_row(self, row: _PairRow) -> None:
+        self.rows.remove(row)
+        row.setParent(None)
+        row.deleteLater()
+        self.changed.emit()
+
+    def reset_choices(self, *_: Any) -> None:
+        for row in self.rows:
+            row.image.refresh()
+            row.labels.refresh()
+
+    def set_pairs(self, pairs: list[tuple[Layer | str, Layer | str]]) -> None:
+        for row in list(self.rows):
+            self.remove_row(row)
+        for image, labels in pairs:
+            self.add_row(image, labels)
+
+    def pairs(self) -> list[tuple[Layer | None, Layer | None]]:
+        return [(row.image.layer(), row.labels.layer()) for row in self.rows]

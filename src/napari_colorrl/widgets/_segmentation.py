@@ -1,0 +1,321 @@
+"""The "ColorRL Segmentation" dock: run a checkpoint on an image layer, step through the coloring.
+
+For an input layer ``X`` it writes the Labels layers ``X step 1`` .. ``X step T`` (binary
+actions), ``X colors`` and ``X instances``; a re-run replaces their data. The step slider shows
+the colors after the first k steps; a new minimum size re-runs only the post-processing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Image
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import Failure, trained_checkpoints
+from ._layers import (
+    RESULT_KEY,
+    LayerCombo,
+    frame_indices,
+    layer_array,
+    spatial_shape,
+    upsert_labels,
+)
+
+
+def _segmentation_run(model: str, device: str, data: Any, shape: tuple[int, ...],
+                      min_size: int | None):
+    """Worker body: load the model, segment each frame (yields (done, total)); returns
+    ``(segmenter, [Segmentation...], stacked)`` or a ``Failure``."""
+    try:
+        from ..core.inference import Segmenter
+
+        segmenter = Segmenter.load(model, device)
+        ndim = segmenter.config.ndim
+        if len(shape) not in (ndim, ndim + 1):
+            kind = "2D images or stacks of 2D frames" if ndim == 2 else "volumes or stacks of them"
+            raise ValueError(
+                f"This is a {ndim}D model (it segments {kind}) but the image has {len(shape)} "
+                f"axes {shape}; choose a {len(shape) if len(shape) < 4 else 3}D model or another "
+                f"layer.")
+        indices = frame_indices(shape, ndim)
+        results = []
+        for done, index in enumerate(indices, start=1):
+            results.append(segmenter.segment(np.asarray(data[index]), min_size=min_size))
+            yield done, len(indices)
+        return segmenter, results, len(shape) == ndim + 1
+    except Exception as err:  # noqa: BLE001 - every failure goes to the user
+        return Failure(err)
+
+
+class SegmentationWidget(QWidget):
+    """Segment an image layer with a trained ColorRL checkpoint."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        from ..core.device import available_devices
+
+        self.viewer = napari_viewer
+        self.setMinimumWidth(340)
+        self.worker = None
+        self.running = False
+        self.segmenter = None
+        self.results: list = []  # one core Segmentation per frame
+        self.stacked = False
+        self.input_layer: Image | None = None
+        self._browsed: list[str] = []
+
+        self.image = LayerCombo(napari_viewer, Image)
+        self.image.setToolTip("2D image, 3D volume, or a stack of 2D frames for a 2D model.")
+        self.model = QComboBox()
+        self.model.setToolTip("The checkpoint just trained comes first, then bundled models and "
+                              "files you chose.")
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose a checkpoint file.")
+        browse.clicked.connect(self._pick_model)
+        model_row = QWidget()
+        row = QHBoxLayout(model_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.model, 1)
+        row.addWidget(browse)
+        self.device = QComboBox()
+        self.device.addItems(available_devices())
+        self.min_size = QSpinBox()
+        self.min_size.setRange(-1, 10**8)
+        self.min_size.setValue(-1)
+        self.min_size.setSpecialValueText("model default")
+        self.min_size.setToolTip("Objects smaller than this (pixels/voxels) are removed. Changing "
+                                 "it re-runs only the post-processing.")
+        self.run_button = QPushButton("Segment")
+        self.run_button.clicked.connect(self.run)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setFormat("idle")
+        self.step_slider = QSlider(Qt.Orientation.Horizontal)
+        self.step_slider.setRange(1, 1)
+        self.step_slider.setEnabled(False)
+        self.step_slider.setToolTip("Show the colors after the first k steps in 'X colors'.")
+        self.step_label = QLabel("colors after step –")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image)
+        form.addRow("model", model_row)
+        form.addRow("device", self.device)
+        form.addRow("min. size", self.min_size)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.step_label)
+        layout.addWidget(self.step_slider)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self._postprocess_timer = QTimer(self, singleShot=True, interval=250)
+        self._postprocess_timer.timeout.connect(self.update_instances)
+        self.min_size.valueChanged.connect(lambda _: self._postprocess_timer.start())
+        self.step_slider.valueChanged.connect(self.show_step)
+        self.image.currentTextChanged.connect(self.refresh)
+        self.model.currentIndexChanged.connect(self.refresh)
+        trained_checkpoints.events.inserted.connect(self._on_trained)
+        self.refresh_models()
+
+    # --- inputs ---------------------------------------------------------------------------
+    def refresh_models(self, select: str | None = None) -> None:
+        """Trained checkpoints (newest first), bundled models, files chosen here."""
+        from ..core.models import available_models
+
+        current = select or self.model.currentData()
+        entries = [(f"trained: {Path(p).name}", p) for p in reversed(trained_checkpoints)]
+        entries += [(f"bundled: {name}", name) for name in available_models()]
+        entries += [(f"file: {Path(p).name}", p) for p in self._browsed
+                    if p not in trained_checkpoints]
+        self.model.blockSignals(True)
+        self.model.clear()
+        for text, data in entries:
+            self.model.addItem(text, data)
+            self.model.setItemData(self.model.count() - 1, data, Qt.ItemDataRole.ToolTipRole)
+        index = self.model.findData(current)
+        self.model.setCurrentIndex(index if index >= 0 else 0)
+        self.model.blockSignals(False)
+        self.refresh()
+
+    def reset_choices(self, *_: Any) -> None:
+        """napari calls this when the layer list changes."""
+        self.image.refresh()
+
+    def _on_trained(self, *_: Any) -> None:
+        try:
+            self.refresh_models(select=trained_checkpoints[-1])
+        except RuntimeError:  # this dock was closed and its Qt side deleted
+            trained_checkpoints.events.inserted.disconnect(self._on_trained)
+
+    def _pick_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "ColorRL checkpoint", "", "Checkpoints (*.pt)")
+        if path:
+            self.add_model_file(path)
+
+    def add_model_file(self, path: str | Path) -> None:
+        """Offer a checkpoint file and select it."""
+        path = str(path)
+        if path not in self._browsed:
+            self._browsed.append(path)
+        self.refresh_models(select=path)
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.image.layer() is None:
+            found.append("Choose an image layer.")
+        model = self.model.currentData()
+        if not model:
+            found.append("Choose a checkpoint: train one, or pick a file with '…'.")
+        elif self.model.currentText().startswith("bundled:"):
+            pass
+        elif not Path(model).is_file():
+            found.append(f"The checkpoint {model} does not exist (yet).")
+        return found
+
+    def refresh(self, *_: Any) -> None:
+        found = self.problems()
+        self.run_button.setEnabled(not found and not self.running)
+        if not self.running:
+            self.status.setText(found[0] if found else "")
+
+    # --- running --------------------------------------------------------------------------
+    def run(self) -> None:
+        """Segment the chosen layer in a thread worker (``self.worker``)."""
+        found = self.problems()
+        if found or self.running:
+            if found:
+                show_error(found[0])
+            return
+        layer = self.image.layer()
+        min_size = None if self.min_size.value() < 0 else self.min_size.value()
+        self.worker = thread_worker(_segmentation_run, start_thread=False)(
+            self.model.currentData(), self.device.currentText(), layer_array(layer),
+            spatial_shape(layer), min_size)
+        self.worker.yielded.connect(self._on_progress)
+        self.worker.returned.connect(lambda result: self._on_done(result, layer))
+        self.worker.finished.connect(self._on_finished)
+        self.running = True
+        self.run_button.setEnabled(False)
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("segmenting…")
+        self.status.setText(f"Segmenting {layer.name!r}…")
+        self.worker.start()
+
+    def _on_progress(self, done_total: tuple[int, int]) -> None:
+        done, total = done_total
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.progress.setFormat(f"frame {done} of {total}")
+
+    def _on_finished(self) -> None:
+        self.running = False
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if self.results else 0)
+        self.refresh()
+
+    def _on_done(self, result: Any, layer: Image) -> None:
+        if isinstance(result, Failure):
+            show_error(f"ColorRL segmentation failed: {result.message}")
+            self.progress.setFormat("failed")
+            self.status.setText(result.message)
+            return
+        self.segmenter, self.results, self.stacked = result
+        self.input_layer = layer
+        self.write_layers()
+        self.progress.setFormat("done")
+
+    # --- results --------------------------------------------------------------------------
+    def _stack(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return np.stack(arrays) if self.stacked else arrays[0]
+
+    def effective_min_size(self) -> int:
+        value = self.min_size.value()
+        return self.segmenter.config.min_size if value < 0 else value
+
+    def metadata(self, kind: str, **extra: Any) -> dict:
+        """What produced a result layer: model, parameters, input."""
+        config = self.segmenter.config
+        return {RESULT_KEY: {
+            "kind": kind, "model": self.segmenter.source, "steps": config.steps,
+            "ndim": config.ndim, "min_size": self.effective_min_size(),
+            "device": str(self.segmenter.device), "input": self.input_layer.name,
+            "stack_of_frames": self.stacked, "config": config.to_dict(), **extra}}
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the result layers for the current input, steps first."""
+        name, steps = self.input_layer.name, self.segmenter.steps
+        return [f"{name} step {k}" for k in range(1, steps + 1)] + [
+            f"{name} colors", f"{name} instances"]
+
+    def write_layers(self) -> None:
+        """Add (or replace the data of) the step, colors and instances layers."""
+        name, steps = self.input_layer.name, self.segmenter.steps
+        like = self.input_layer
+        for k in range(1, steps + 1):
+            upsert_labels(self.viewer, self._stack([r.steps[k - 1] for r in self.results]),
+                          f"{name} step {k}", like, metadata=self.metadata("step", step=k),
+                          visible=False, opacity=0.5)
+        stale = steps + 1
+        while f"{name} step {stale}" in self.viewer.layers:  # a re-run with a smaller T
+            self.viewer.layers.remove(f"{name} step {stale}")
+            stale += 1
+        upsert_labels(self.viewer, self._stack([r.colors for r in self.results]), f"{name} colors",
+                      like, metadata=self.metadata("colors", after_step=steps), opacity=0.6)
+        upsert_labels(self.viewer, self._stack([r.instances for r in self.results]),
+                      f"{name} instances", like, metadata=self.metadata("instances"), opacity=0.6)
+        self.step_slider.blockSignals(True)
+        self.step_slider.setRange(1, steps)
+        self.step_slider.setValue(steps)
+        self.step_slider.blockSignals(False)
+        self.step_slider.setEnabled(True)
+        self.step_label.setText(f"colors after step {steps} of {steps}")
+        count = sum(int(r.instances.max()) for r in self.results)
+        frames = f" in {len(self.results)} frames" if self.stacked else ""
+        self.status.setText(f"T = {steps} steps, {count} objects{frames}.")
+
+    def show_step(self, k: int) -> None:
+        """Show the color map after the first ``k`` steps in 'X colors'."""
+        if not self.results:
+            return
+        colors = self._stack([r.colors_after(k) for r in self.results])
+        layer = upsert_labels(self.viewer, colors, f"{self.input_layer.name} colors",
+                              self.input_layer, metadata=self.metadata("colors", after_step=k))
+        layer.visible = True
+        self.step_label.setText(f"colors after step {k} of {self.segmenter.steps}")
+
+    def update_instances(self) -> None:
+        """Re-run only the post-processing with the new minimum size."""
+        if not self.results:
+            return
+        min_size = self.effective_min_size()
+        instances = self._stack([
+            self.segmenter.postprocess(r.colors, min_size=min_size) for r in self.results])
+        upsert_labels(self.viewer, instances, f"{self.input_layer.name} instances",
+                      self.input_layer, metadata=self.metadata("instances"))
+        count = int(instances.max()) if not self.stacked else sum(int(f.max()) for f in instances)
+        self.status.setText(f"min. size {min_size}: {count} objects.")
