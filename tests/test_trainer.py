@@ -68,7 +68,9 @@ def test_one_update_changes_weights_and_reports(tmp_path, ndim):
     assert report.reward == pytest.approx(parts)
     assert 0 <= report.reward_share <= 1 and 0 <= report.network_share <= 1
     ckpt = load_checkpoint(out)
-    assert ckpt.step == 1 and ckpt.episodes == 2 and ckpt.config == config
+    assert ckpt.step == 1 and ckpt.episodes == 2
+    # The minimum object size chosen on the validation images travels with the model.
+    assert ckpt.config == config.replace(min_size=int(report.validation["min_size"]))
     changed = [k for k in initial if not torch.equal(initial[k], ckpt.model_state[k])]
     assert changed, "one update must change the weights"
 
@@ -132,3 +134,34 @@ def test_gae_lambda_one_is_sum_of_remaining_rewards():
     assert torch.allclose(adv[:, 0], torch.tensor([7 - 0.5, 6 - 1.0, 4 - 1.5]))
     adv0 = gae(rewards, values, 0.0)  # one-step TD errors
     assert torch.allclose(adv0[:, 0], torch.tensor([1 + 1.0 - 0.5, 2 + 1.5 - 1.0, 4 - 1.5]))
+
+
+def test_validation_chooses_min_size_on_the_same_color_maps():
+    """Fragments smaller than the objects are removed by the chosen size; scores improve."""
+    from napari_colorrl.core.validation import min_size_candidates, validate
+
+    assert min_size_candidates(20, 10_000) == [0, 4, 8, 16, 20, 32, 64]
+    config = ColorRLConfig.from_dict({"ndim": 2, "steps": 1, "input_size": [32, 32],
+                                      "min_size": 0, "network": {"features": [4, 8]}})
+    gt = np.zeros((32, 32), np.int32)
+    gt[4:20, 4:20] = 1
+
+    class Painter(torch.nn.Module):
+        """A 'policy' that colors the object plus a 2-pixel speck: a fragment to remove."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, image, steps, image_features=None):
+            fg = torch.zeros_like(image[:, :1])
+            fg[..., 4:20, 4:20] = 1
+            fg[..., 28, 28:30] = 1
+            return torch.cat([-10 * fg, 10 * fg], 1), torch.zeros_like(fg)
+
+    sample = type("S", (), {"image": np.random.default_rng(0).random((32, 32)), "labels": gt})
+    plain = validate(Painter(), config, [sample], torch.device("cpu"))
+    chosen = validate(Painter(), config, [sample], torch.device("cpu"), choose_min_size=True)
+    assert "min_size" not in plain and plain["abs_dic"] == 1
+    assert 2 < chosen["min_size"] <= 256
+    assert chosen["abs_dic"] == 0 and chosen["sbd"] == pytest.approx(1.0)

@@ -79,7 +79,12 @@ class RewardConfig:
 
 @dataclass
 class TrainConfig:
-    """Settings of the actor-critic trainer."""
+    """Settings of the actor-critic trainer.
+
+    batch_size: episodes (environments) run together per update on one device, per process.
+    tune_min_size: at each validation, choose the minimum object size on the validation images
+    (COLORRL.md: "a minimum size chosen on the validation set") and save it with the model.
+    """
 
     episodes: int = 2000
     minutes: float | None = None
@@ -103,6 +108,7 @@ class TrainConfig:
     val_every: int = 50
     checkpoint_every: int = 50
     val_max_images: int = 16
+    tune_min_size: bool = True
 
 
 @dataclass

@@ -80,6 +80,12 @@ class Segmenter:
         result = run_coloring(self.model, tensor, self.config.steps)
         return result.steps[0], shape
 
+    def color_maps(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Step maps (T, *S) uint8 and the color map (*S) at the image's own shape."""
+        steps, shape = self.color(image)
+        steps = resize_nearest(steps, (steps.shape[0], *shape))
+        return steps, colors_from_steps(steps)
+
     def segment(
         self,
         image: np.ndarray,
@@ -88,11 +94,9 @@ class Segmenter:
         progress: Callable[[int, int], None] | None = None,
     ) -> Segmentation:
         """Segment one 2D image or 3D volume (grayscale or RGB)."""
-        steps, shape = self.color(image)
+        steps, colors = self.color_maps(image)
         if progress is not None:
             progress(1, 2)
-        steps = resize_nearest(steps, (steps.shape[0], *shape))
-        colors = colors_from_steps(steps)
         instances = self.postprocess(colors, min_size=min_size)
         if progress is not None:
             progress(2, 2)

@@ -24,7 +24,7 @@ from .device import resolve_device
 from .environment import Environment
 from .networks import build_network
 from .rollout import RolloutStats, run_update
-from .validation import validate
+from .validation import selection_score, validate
 
 
 class TrainingError(RuntimeError):
@@ -99,8 +99,9 @@ def train(
         ``environment.auto_steps``). train_samples / val_samples: objects with ``name``,
         ``image`` and ``labels`` (``core.io.Sample``). out: checkpoint path, written every
         ``config.train.checkpoint_every`` updates, at the end and when the generator is closed.
-        When validation samples are given, the best validation SBD is also kept as
-        ``<out>.best.pt``. resume: continue from a checkpoint (weights, optimizer, counters,
+        When validation samples are given, the best model by validation SBD + AP50 is also kept
+        as ``<out>.best.pt``, and (``train.tune_min_size``) the minimum object size is chosen on
+        the validation images and saved in the checkpoints' config. resume: continue from a checkpoint (weights, optimizer, counters,
         random state).
     """
     tcfg = config.train
@@ -113,7 +114,7 @@ def train(
 
     model = build_network(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, amsgrad=tcfg.amsgrad)
-    update, episodes, elapsed_before, best_sbd = 0, 0, 0.0, -1.0
+    update, episodes, elapsed_before, best_score = 0, 0, 0.0, -1.0
     if resume is not None:
         ckpt = load_checkpoint(resume, map_location=device)
         if ckpt.config.steps != config.steps or ckpt.config.ndim != config.ndim:
@@ -128,7 +129,7 @@ def train(
         update, episodes = ckpt.step, ckpt.episodes
         extra = ckpt.extra or {}
         elapsed_before = float(extra.get("elapsed", 0.0))
-        best_sbd = float(extra.get("best_sbd", -1.0))
+        best_score = float(extra.get("best_score", extra.get("best_sbd", -1.0)))
         if "numpy_rng" in extra:
             _set_rng_state(rng, extra["numpy_rng"])
         if "torch_rng" in extra:
@@ -158,7 +159,7 @@ def train(
             episodes=episodes,
             extra={
                 "elapsed": elapsed(),
-                "best_sbd": best_sbd,
+                "best_score": best_score,
                 "numpy_rng": _rng_state(rng),
                 "torch_rng": torch.get_rng_state(),
             },
@@ -192,9 +193,13 @@ def train(
             episodes += tcfg.batch_size
             validation, checkpoint = None, None
             if val_samples and update % max(1, tcfg.val_every) == 0:
-                validation = validate(model, config, val_samples[: tcfg.val_max_images], device)
-                if validation["sbd"] > best_sbd:
-                    best_sbd = validation["sbd"]
+                validation = validate(model, config, val_samples[: tcfg.val_max_images], device,
+                                      choose_min_size=tcfg.tune_min_size)
+                if "min_size" in validation:
+                    # Post-processing only: the checkpoints written from now on carry it.
+                    config = config.replace(min_size=int(validation["min_size"]))
+                if selection_score(validation) > best_score:
+                    best_score = selection_score(validation)
                     save(out.with_suffix(".best.pt"))
             if update % max(1, tcfg.checkpoint_every) == 0:
                 checkpoint = last_checkpoint = save(out)
