@@ -34,3 +34,18 @@ def test_from_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         ColorRLConfig.from_file(path)
+
+
+def test_paper_recipe_is_the_default_and_fast_recipe_applies():
+    from napari_colorrl.core.config import TRAINING_RECIPES, TrainConfig
+    from napari_colorrl.core.training_setup import TrainingRequest, build_config
+
+    defaults = TrainConfig()
+    for key, value in TRAINING_RECIPES["paper"].items():
+        assert getattr(defaults, key) == value, key
+    assert set(TRAINING_RECIPES["fast"]) == set(TRAINING_RECIPES["paper"])
+    fast = build_config(TrainingRequest(recipe="fast", overrides={"train": {"lr": 2e-4}}), 2)
+    assert fast.train.advantage_norm and fast.train.grad_clip == 1.0
+    assert fast.train.lr == 2e-4  # explicit settings override the recipe
+    with pytest.raises(ValueError, match="Unknown training recipe 'slow'"):
+        build_config(TrainingRequest(recipe="slow"), 2)

@@ -146,6 +146,12 @@ def test_docks_open_and_validate(docks):
     assert training.start_button.isEnabled()
     assert "Found 1 training and 0 validation samples" in training.data_status.text()
     assert training.auto_steps.text().startswith("auto: T = ")
+    assert training.recipe.currentText() == "fast"
+    assert training.overrides()["train"]["advantage_norm"] is True
+    training.recipe.setCurrentText("paper")
+    assert training.lr.text() == "0.0001"
+    paper = training.overrides()["train"]
+    assert paper["lr_final"] == pytest.approx(1e-5) and paper["grad_clip"] is None
     training.lr.setText("fast")
     training.refresh()
     assert not training.start_button.isEnabled()

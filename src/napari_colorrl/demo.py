@@ -45,13 +45,13 @@ def demo_samples(n_train: int = 12, n_val: int = 3, seed: int = 0, size: int = 1
 
 
 def demo_config(minutes: float, device: str, seed: int, size: int = 128):
-    from .core.config import ColorRLConfig
+    from .core.config import TRAINING_RECIPES, ColorRLConfig
 
     return ColorRLConfig.from_dict({
         "ndim": 2, "steps": 4, "input_size": [size, size], "min_size": 10,
         "network": DEMO_NETWORK,
         "reward": {"radii": [6, 14], "interior_shrink": 0.8},
-        "train": {"minutes": minutes, "batch_size": 4, "lr": 3e-4, "lr_final": 1e-4,
+        "train": {**TRAINING_RECIPES["fast"], "minutes": minutes, "batch_size": 4,
                   "device": device, "seed": seed, "val_every": 25, "checkpoint_every": 25},
     })
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ColorRLConfig
+from .config import TRAINING_RECIPES, ColorRLConfig
 from .environment import auto_steps
 from .normalize import split_channels
 
@@ -32,6 +32,7 @@ class TrainingRequest:
     ndim: int | None = None
     config_file: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
     episodes: int | None = None
     minutes: float | None = None
     size: int | None = None
@@ -83,12 +84,18 @@ def _data_ndim(samples: list) -> int:
 
 
 def build_config(request: TrainingRequest, ndim: int) -> ColorRLConfig:
-    """Defaults for ndim, then the config file, then the overrides and flags."""
+    """Defaults for ndim (or the resumed checkpoint's config), then the recipe, then the config
+    file, then the overrides and flags."""
     data: dict[str, Any] = {"ndim": ndim}
     if request.resume is not None:
         from .checkpoint import load_checkpoint
 
         data = load_checkpoint(request.resume).config.to_dict()
+    if request.recipe is not None:
+        if request.recipe not in TRAINING_RECIPES:
+            raise ValueError(f"Unknown training recipe {request.recipe!r}; choose one of "
+                             f"{', '.join(TRAINING_RECIPES)}.")
+        data = _deep_update(data, {"train": TRAINING_RECIPES[request.recipe]})
     if request.config_file is not None:
         ColorRLConfig.from_file(request.config_file)  # clear errors for a bad file
         data = _deep_update(data, json.loads(Path(request.config_file).read_text()))

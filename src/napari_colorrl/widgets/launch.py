@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 #: Dock settings of the demo, as in ``napari_colorrl.demo.demo_config`` (a small, fast network).
-DEMO_SETTINGS = {"size": 128, "radii": "6, 14", "network": "small", "lr": "3e-4", "every": 25}
+DEMO_SETTINGS = {"size": 128, "radii": "6, 14", "network": "small", "recipe": "fast",
+                 "every": 25}
 
 
 def add_docks(viewer: Any) -> tuple[Any, Any]:
@@ -48,7 +49,7 @@ def setup_demo(viewer: Any, minutes: float, out: Path, start: bool = True) -> tu
     training.radii.setText(DEMO_SETTINGS["radii"])
     training.network.setCurrentIndex(training.network.findText(DEMO_SETTINGS["network"],
                                                                  _starts_with()))
-    training.lr.setText(DEMO_SETTINGS["lr"])
+    training.recipe.setCurrentText(DEMO_SETTINGS["recipe"])
     training.every.setValue(DEMO_SETTINGS["every"])
     training.budget_kind.setCurrentText("minutes")
     training.budget.setValue(minutes)
