@@ -1,10 +1,10 @@
 """Screenshots of the two docks in use, for the documentation.
 
-    xvfb-run -a -s "-screen 0 1280x1024x24" python docs/make_screenshots.py [--minutes 1]
+    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_screenshots.py [--minutes 4]
 
-Writes docs/images/training-2d.png, segmentation-2d.png and segmentation-3d.png: it trains on
-the bundled synthetic samples for ``--minutes`` each (2D, then 3D) with small networks, so the
-segmentations show the interface, not what a fully trained model does.
+Writes docs/images/training-2d.png, segmentation-2d.png, training-3d.png and segmentation-3d.png:
+it trains on the bundled synthetic samples for ``--minutes`` each (2D, then 3D) with small
+networks and the "fast" recipe, as a user of a laptop would.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def segment(app, segmentation, layer_name: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=1.0, help="training time per sample")
+    parser.add_argument("--minutes", type=float, default=4.0, help="training time per sample")
     args = parser.parse_args()
 
     import napari
@@ -48,7 +48,7 @@ def main() -> int:
     IMAGES.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="colorrl-screenshots-"))
     viewer = napari.Viewer(title="ColorRL")
-    viewer.window._qt_window.resize(1280, 960)
+    viewer.window._qt_window.resize(1600, 1000)
     app = QApplication.instance()
 
     # 2D: the demo (cells sample, small network) with a validation pair, trained for a while.
@@ -81,11 +81,15 @@ def main() -> int:
     training.input_size.setValue(32)
     training.network.setCurrentIndex(0)  # small
     training.batch_size.setValue(2)
-    training.lr.setText("3e-4")
+    training.recipe.setCurrentText("fast")
+    training.budget_kind.setCurrentText("minutes")
+    training.budget.setValue(args.minutes)
     training.output.setText(str(out / "nuclei-3d.pt"))
     training.refresh()
     viewer.reset_view()
     training.start()
+    wait(app, lambda: len(training.history) > 0 and training.history[-1].progress > 0.9)
+    viewer.screenshot(str(IMAGES / "training-3d.png"), canvas_only=False)
     wait(app, lambda: not training.running)
     segment(app, segmentation, "nuclei (synthetic)")
     viewer.layers["nuclei ground truth"].visible = False
