@@ -44,6 +44,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 minutes, 4 validation images")
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/")
     parser.add_argument("--resume", type=Path, default=None)
+    parser.add_argument("--note", default="", help="a line added to the docs section (e.g. "
+                        "the training command of a --score-only run)")
     parser.add_argument("--score-only", action="store_true",
                         help="no training: score runs/learn-NAME/model(.best).pt and plot its "
                         "log.jsonl (e.g. a run made with colorrl train --out/--log there)")
@@ -138,6 +140,7 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
         f"- machine: {machine()}",
         f"- command: `{command()}`",
         f"- date: {stamp()}",
+        *([f"- note: {args.note}"] if args.note else []),
         f"- data: `{args.data.name}`, {len(setup.train)} training and {len(setup.val)} "
         f"validation images; network input {'x'.join(map(str, config.input_size))} "
         f"({config.input_mode}), scored at full size; T = {config.steps}; network "
