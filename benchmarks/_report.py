@@ -41,8 +41,16 @@ def machine() -> str:
 
 
 def command() -> str:
-    args = [Path(sys.argv[0]).relative_to(ROOT).as_posix() if Path(sys.argv[0]).is_absolute()
-            and ROOT in Path(sys.argv[0]).parents else sys.argv[0], *sys.argv[1:]]
+    """The command line of this run (a --note and its text are left out: the section has it)."""
+    script = Path(sys.argv[0])
+    args = [script.relative_to(ROOT).as_posix() if script.is_absolute()
+            and ROOT in script.parents else sys.argv[0]]
+    rest = iter(sys.argv[1:])
+    for arg in rest:
+        if arg == "--note":
+            next(rest, None)
+        elif not arg.startswith("--note="):
+            args.append(arg)
     return "python " + " ".join(shlex.quote(a) for a in args)
 
 

@@ -82,6 +82,13 @@ def main() -> int:
     best = out.with_suffix(".best.pt")
     scored = best if best.is_file() else out
     segmenter = Segmenter.load(scored, device=config.train.device)
+    if args.score_only:
+        # As training does at each validation: the minimum object size chosen on validation.
+        from napari_colorrl.core.validation import validate
+
+        chosen = validate(segmenter.model, segmenter.config, setup.val, segmenter.device,
+                          choose_min_size=True)
+        segmenter.config = segmenter.config.replace(min_size=int(chosen["min_size"]))
     start = time.perf_counter()
     per_image = {}
     for sample in tqdm(setup.val, desc="scoring val/", unit="image"):

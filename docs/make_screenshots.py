@@ -24,6 +24,15 @@ def wait(app, done, timeout: float = 900.0) -> None:
         time.sleep(0.02)
 
 
+def scroll_to_plot(app, training) -> None:
+    """Scroll the training dock down so its live plot is in the picture."""
+    from qtpy.QtWidgets import QScrollArea
+
+    area = training.findChild(QScrollArea)
+    area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
+    app.processEvents()
+
+
 def segment(app, segmentation, layer_name: str) -> None:
     from napari_colorrl.widgets.launch import show_dock
 
@@ -48,7 +57,7 @@ def main() -> int:
     IMAGES.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="colorrl-screenshots-"))
     viewer = napari.Viewer(title="ColorRL")
-    viewer.window._qt_window.resize(1600, 1000)
+    viewer.window._qt_window.resize(1680, 1050)
     app = QApplication.instance()
 
     # 2D: the demo (cells sample, small network) with a validation pair, trained for a while.
@@ -62,6 +71,7 @@ def main() -> int:
     viewer.reset_view()
     training.start()
     wait(app, lambda: len(training.history) > 0 and training.history[-1].progress > 0.9)
+    scroll_to_plot(app, training)
     viewer.screenshot(str(IMAGES / "training-2d.png"), canvas_only=False)
     wait(app, lambda: not training.running)
 
@@ -89,12 +99,17 @@ def main() -> int:
     viewer.reset_view()
     training.start()
     wait(app, lambda: len(training.history) > 0 and training.history[-1].progress > 0.9)
+    scroll_to_plot(app, training)
     viewer.screenshot(str(IMAGES / "training-3d.png"), canvas_only=False)
     wait(app, lambda: not training.running)
     segment(app, segmentation, "nuclei (synthetic)")
     viewer.layers["nuclei ground truth"].visible = False
-    viewer.dims.ndisplay = 3
-    viewer.scene.camera.angles = (10, -30, 60)
+    viewer.layers["nuclei (synthetic) colors"].visible = False
+    # A slice through the middle of the volume shows the instances more clearly than a
+    # rendering of the whole volume; the dims slider below the canvas moves through z.
+    viewer.dims.ndisplay = 2
+    viewer.dims.set_point(0, viewer.layers["nuclei (synthetic)"].data.shape[0] // 2)
+    viewer.reset_view()
     app.processEvents()
     viewer.screenshot(str(IMAGES / "segmentation-3d.png"), canvas_only=False)
     viewer.close()
