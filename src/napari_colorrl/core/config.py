@@ -79,7 +79,12 @@ class RewardConfig:
 
 @dataclass
 class TrainConfig:
-    """Settings of the actor-critic trainer."""
+    """Settings of the actor-critic trainer.
+
+    batch_size: the number of environments (episodes) each process plays at once, batched on its
+    device, per update; under torchrun the effective batch is batch_size x the number of
+    processes. episodes: the budget, counted over all processes.
+    """
 
     episodes: int = 2000
     minutes: float | None = None
