@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -55,16 +58,19 @@ def train_command(processes: int, data: Path, config: Path, out: Path, log: Path
 
 
 def throughput(log: Path, warmup: int) -> tuple[float, float, int]:
-    """Episodes per second and seconds per update after ``warmup`` updates, updates timed."""
+    """Episodes per second and seconds per update after ``warmup`` updates, updates timed.
+
+    The median of the per-update times (rank 0's clock between two log lines), so a stall of a
+    shared CPU during one update does not decide the figure.
+    """
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    if len(rows) <= warmup:
-        raise RuntimeError(f"{log} has {len(rows)} updates; need more than {warmup}.")
-    first, last = rows[warmup - 1] if warmup else None, rows[-1]
-    start_episodes = first["episodes"] if first else 0
-    start_time = first["elapsed"] if first else 0.0
-    seconds = last["elapsed"] - start_time
-    timed = last["update"] - (first["update"] if first else 0)
-    return (last["episodes"] - start_episodes) / seconds, seconds / timed, timed
+    if len(rows) <= max(1, warmup):
+        raise RuntimeError(f"{log} has {len(rows)} updates; need more than {max(1, warmup)}.")
+    timed = rows[max(1, warmup) - 1:]
+    seconds = [b["elapsed"] - a["elapsed"] for a, b in itertools.pairwise(timed)]
+    episodes = (timed[-1]["episodes"] - timed[0]["episodes"]) / len(seconds)
+    median = statistics.median(seconds)
+    return episodes / median, median, len(seconds)
 
 
 def machine() -> str:
@@ -97,13 +103,13 @@ def summary(results: list[tuple]) -> str:
 
 def update_doc(path: Path, body: str) -> None:
     """Replace (or append) the section ``## Distributed scaling`` of ``path``."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    text = path.read_text() if path.exists() else ""
     section = f"## {SECTION}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
     else:
-        text = text.rstrip() + "\n\n" + section
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + section
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -116,7 +122,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                         help="environments per process (default 1 2 4, quick 1 2 4)")
     parser.add_argument("--updates", type=int, default=None,
-                        help="updates per run (default 20, quick 6)")
+                        help="updates per run (default 20, quick 8)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="updates not timed (default 3, quick 2)")
     parser.add_argument("--size", type=int, default=None, help="input size (default 96, quick 48)")
@@ -129,7 +135,7 @@ def main() -> int:
 
     quick = args.quick
     batch_sizes = args.batch_sizes or [1, 2, 4]
-    updates = args.updates or (6 if quick else 20)
+    updates = args.updates or (8 if quick else 20)
     warmup = args.warmup if args.warmup is not None else (2 if quick else 3)
     size = args.size or (48 if quick else 96)
     features = [8, 16, 32] if quick else [16, 32, 64, 128]
@@ -173,7 +179,7 @@ def main() -> int:
 
     base = results[0][4]
     header = ("| processes | threads each | environments each | effective batch | episodes/s "
-              "| s/update | vs. first row |")
+              "| median s/update | vs. first row |")
     lines = [header, "|---:|---:|---:|---:|---:|---:|---:|"]
     for processes, threads, batch, effective, rate, per_update in results:
         lines.append(f"| {processes} | {threads} | {batch} | {effective} | {rate:.2f} | "
@@ -185,15 +191,17 @@ def main() -> int:
     command = "python benchmarks/bench_distributed.py " + " ".join(sys.argv[1:])
     shared = ""
     if load_before is not None and load_before > 0.5:
-        shared = (f"The CPU was shared: the load average was {load_before:.1f} when the "
-                  f"benchmark started (another job ran beside it), so the figures are lower "
-                  f"and noisier than on an idle machine. ")
+        shared = textwrap.fill(
+            f"The CPU was shared: the load average was {load_before:.1f} when the benchmark "
+            f"started (another job ran beside it), so the figures are lower and noisier than on "
+            f"an idle machine.", width=100) + "\n"
     body = f"""
 Training throughput of `colorrl train` on a synthetic 2D set ({size}x{size} inputs, T = 3,
 network features {tuple(features)}), on the CPU: one plain process, or several started by
 `torchrun --standalone` (gloo, gradients averaged by DistributedDataParallel). Episodes per
-second count the episodes of all processes, timed after {warmup} warm-up updates from rank 0's
-log; the threads of the machine are split between the processes.
+second count the episodes of all processes per update over the median time of an update on
+rank 0's clock, after {warmup} warm-up updates; the machine's threads are split between the
+processes.
 
 - Machine: {machine()}
 - Command: `{command.strip()}`

@@ -124,7 +124,10 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
     _join(rank, ports[1])  # a distributed run resumed from the distributed checkpoint
     more = tiny_config(episodes=(UPDATES + 1) * BATCH * WORLD)
     result["resumed"] = _train_checked(more, folder / "dist_resumed.pt", out)
-    _join(rank, ports[2])
+    _join(rank, ports[2])  # a time budget: every rank stops after the same update
+    timed = tiny_config(minutes=0.005, val_every=1000, checkpoint_every=1000)
+    result["timed"] = _train_checked(timed, folder / "timed.pt", None)
+    _join(rank, ports[3])
     dist.init_process_group("gloo")
     try:
         result["gradient_diff"] = _gradient_check()
@@ -136,7 +139,7 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distributed")
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(4)]
     mp.spawn(_worker, args=(ports, str(folder)), nprocs=WORLD, join=True)
     results = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return folder, results
@@ -145,10 +148,12 @@ def two_workers(tmp_path_factory):
 def test_ranks_hold_identical_weights_after_every_update(two_workers):
     _, results = two_workers
     for result in results:
-        for run in ("first", "resumed"):
+        for run in ("first", "resumed", "timed"):
             assert all(result[run]["wrapped"])
             assert result[run]["max_diff"] == [0.0] * len(result[run]["max_diff"])
             assert result[run]["group_left"]
+    timed = [r["timed"] for r in results]
+    assert timed[0]["updates"] == timed[1]["updates"] and len(timed[0]["updates"]) >= 1
     first = [r["first"] for r in results]
     assert first[0]["updates"] == first[1]["updates"] == [1, 2, 3]
     assert first[0]["episodes"] == [4, 8, 12]  # totals over both workers
