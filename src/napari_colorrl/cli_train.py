@@ -13,7 +13,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a ColorRL agent. Data: --data DIR (DIR/train/{images,masks} and "
         "optional DIR/val/{images,masks}, the layout of ../shared/data) or --images/--labels "
         "folders with files of matching names. Settings come from the defaults, then --config, "
-        "then the flags given here.",
+        "then the flags given here. Under torchrun (--nproc-per-node N, --nnodes M) every "
+        "process is one worker with its own episodes and data shard; gradients are averaged "
+        "(DistributedDataParallel) and rank 0 alone writes the checkpoint, the log and the "
+        "progress bar (see docs/cluster.md).",
     )
     data = p.add_argument_group("data")
     data.add_argument("--data", type=Path, help="folder with train/ and optional val/")
@@ -32,6 +35,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--size", type=int, default=None,
                      help="network input size S: 2D images are resized to S x S (predictions "
                      "are resized back); for volumes, random crops of S^3")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help="environments (episodes) per process played batched on its device "
+                     "for each update (train.batch_size; effective batch = this x processes)")
     run.add_argument("--steps", default=None, help="number of coloring steps T, or 'auto'")
     run.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps")
     run.add_argument("--seed", type=int, default=None, help="random seed")
@@ -42,14 +48,16 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--config", type=Path, help="JSON file of trainer and network settings")
     run.add_argument("--resume", type=Path, help="continue from this checkpoint")
     run.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    run.add_argument("--log", type=Path, default=None,
-                     help="append one JSON line per update to this file")
+    run.add_argument("--log", "--log-file", dest="log", type=Path, default=None,
+                     help="append one JSON line per update to this file (under torchrun write "
+                     "--log-file: torchrun reads --log as an abbreviation of its own options)")
     p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .core.training_setup import TrainingRequest, prepare_training
+    from .core.distributed import is_main_process
     from .core.trainer import train
+    from .core.training_setup import TrainingRequest, prepare_training
 
     request = TrainingRequest(
         data=args.data, images=args.images, labels=args.labels,
@@ -57,12 +65,17 @@ def run_train(args: argparse.Namespace) -> int:
         config_file=args.config, episodes=args.episodes, minutes=args.minutes,
         size=args.size, steps=args.steps, device=args.device, seed=args.seed,
         threads=args.threads, resume=args.resume, recipe=args.recipe,
+        overrides={} if args.batch_size is None else {"train": {"batch_size": args.batch_size}},
     )
     setup = prepare_training(request)
+    generator = train(setup.config, setup.train, setup.val, out=args.out, resume=args.resume)
+    if not is_main_process():  # a torchrun worker other than rank 0: train, print nothing
+        for _ in generator:
+            pass
+        return 0
     for line in setup.messages:
         print(line)
-    return _drive(train(setup.config, setup.train, setup.val, out=args.out, resume=args.resume),
-                  args.out, args.log)
+    return _drive(generator, args.out, args.log)
 
 
 def _drive(generator, out: Path, log: Path | None) -> int:

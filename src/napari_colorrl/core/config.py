@@ -96,7 +96,9 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
 class TrainConfig:
     """Settings of the actor-critic trainer.
 
-    batch_size: episodes (environments) run together per update on one device, per process.
+    batch_size: the number of environments (episodes) each process plays at once, batched on its
+    device, per update; under torchrun the effective batch is batch_size x the number of
+    processes. episodes: the budget, counted over all processes.
     tune_min_size: at each validation, choose the minimum object size on the validation images
     (COLORRL.md: "a minimum size chosen on the validation set") and save it with the model.
     """

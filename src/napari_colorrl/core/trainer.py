@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ColorRLConfig
-from .device import resolve_device
 from .environment import Environment
 from .networks import build_network
 from .rollout import RolloutStats, run_update
@@ -103,10 +103,15 @@ def train(
         as ``<out>.best.pt``, and (``train.tune_min_size``) the minimum object size is chosen on
         the validation images and saved in the checkpoints' config. resume: continue from a checkpoint (weights, optimizer, counters,
         random state).
+
+    Under torchrun (see ``core.distributed``) every process runs this generator as one worker:
+    its own episodes from its own shard of ``train_samples``, gradients averaged by DDP, report
+    scalars averaged over the workers; only rank 0 validates and writes checkpoints. Episode
+    counts and the ``episodes`` budget are totals over all workers.
     """
     tcfg = config.train
     out = Path(out)
-    device = resolve_device(tcfg.device)
+    ctx, device = distributed.setup(tcfg.device)
     if tcfg.threads:
         torch.set_num_threads(int(tcfg.threads))
     torch.manual_seed(tcfg.seed)
@@ -134,9 +139,15 @@ def train(
             _set_rng_state(rng, extra["numpy_rng"])
         if "torch_rng" in extra:
             torch.set_rng_state(torch.as_tensor(extra["torch_rng"], dtype=torch.uint8))
+    if ctx.enabled:
+        # Saved random states are rank 0's: every worker draws fresh streams of its own instead.
+        rng = distributed.worker_rng(tcfg.seed, ctx, update)
+    worker = distributed.wrap(model, ctx, device)  # the model itself in a plain run
 
-    env = Environment(train_samples, config, device, rng)
-    total_updates = max(1, math.ceil(tcfg.episodes / tcfg.batch_size))
+    env = Environment(distributed.shard(train_samples, ctx), config, device, rng)
+    effective_batch = tcfg.batch_size * ctx.world_size
+    # Counted in episodes, so a run resumed with another number of processes ends on budget.
+    total_updates = max(1, update + math.ceil((tcfg.episodes - episodes) / effective_batch))
     budget = None if tcfg.minutes is None else float(tcfg.minutes) * 60.0
     start = time.perf_counter()
     last_checkpoint: str | None = None
@@ -144,12 +155,18 @@ def train(
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - start
 
+    def shared_elapsed() -> float:
+        # Workers take the lr phase and the stop from the same clock (rank 0's), or they part.
+        return distributed.broadcast_float(elapsed(), ctx) if budget else elapsed()
+
     def progress() -> float:
-        by_time = elapsed() / budget if budget else 0.0
+        by_time = shared_elapsed() / budget if budget else 0.0
         by_updates = update / total_updates if tcfg.minutes is None else 0.0
         return min(1.0, max(by_time, by_updates))
 
     def save(path: Path) -> str:
+        if not ctx.is_main:
+            return str(path)
         save_checkpoint(
             path,
             config=config,
@@ -168,7 +185,7 @@ def train(
 
     def finished() -> bool:
         if budget is not None:
-            return elapsed() >= budget
+            return shared_elapsed() >= budget
         return update >= total_updates
 
     try:
@@ -180,8 +197,9 @@ def train(
             warm = update < tcfg.warmup_updates
             episode = env.reset(tcfg.batch_size, indices=[0] * tcfg.batch_size if warm else None)
             stats: RolloutStats = run_update(
-                model, optimizer, episode, config, entropy_coef=_entropy_coef(config, frac)
+                worker, optimizer, episode, config, entropy_coef=_entropy_coef(config, frac)
             )
+            stats = distributed.mean_over_ranks(stats, ctx)
             if not math.isfinite(stats.loss):
                 where = last_checkpoint or "none was written yet"
                 raise TrainingError(
@@ -190,9 +208,9 @@ def train(
                     f"(now {lr:g}) or enable gradient clipping (grad_clip)."
                 )
             update += 1
-            episodes += tcfg.batch_size
+            episodes += effective_batch
             validation, checkpoint = None, None
-            if val_samples and update % max(1, tcfg.val_every) == 0:
+            if val_samples and update % max(1, tcfg.val_every) == 0 and ctx.is_main:
                 validation = validate(model, config, val_samples[: tcfg.val_max_images], device,
                                       choose_min_size=tcfg.tune_min_size)
                 if "min_size" in validation:
@@ -213,6 +231,8 @@ def train(
         # leaves the last periodic checkpoint untouched.)
         save(out)
         raise
+    finally:
+        distributed.teardown(ctx)
 
 
 def _report(

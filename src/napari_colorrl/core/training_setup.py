@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TRAINING_RECIPES, ColorRLConfig
+from .distributed import describe
 from .environment import auto_steps
 from .normalize import split_channels
 
@@ -171,6 +172,10 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     messages.append(
         f"{len(train)} training and {len(val)} validation samples, {ndim}D, input "
         f"{'x'.join(map(str, config.input_size))} ({config.input_mode}), T = {config.steps}, "
-        f"batch {config.train.batch_size}, lr {config.train.lr:g}, budget {budget}."
+        f"batch {config.train.batch_size} (environments per process), lr {config.train.lr:g}, "
+        f"budget {budget}."
     )
+    parallel = describe(config.train.batch_size, config.train.lr, config.train.device)
+    if parallel is not None:
+        messages.append(parallel)
     return TrainingSetup(config=config, train=train, val=val, messages=messages)
