@@ -342,3 +342,25 @@ def test_non_writable_output(tmp_path, capsys, model_file, monkeypatch, cells):
     monkeypatch.setattr(os, "open", refuse)  # root may write anywhere: simulate a read-only dir
     with pytest.raises(PermissionError, match="Permission denied. Choose an output location"):
         ensure_writable(tmp_path / "ro")
+
+
+def test_non_numeric_images_are_refused():
+    image = np.ones((16, 16), np.complex64)
+    with pytest.raises(ValueError, match="dtype complex64; give a grayscale or RGB image"):
+        segmenter().segment(image)
+
+
+def test_resume_elsewhere_uses_this_machines_device_and_dimensions(tmp_path, cells):
+    config = tiny_config(train={"device": "cuda:3"})
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "gpu.pt", config=config,
+                    model_state=build_network(config).state_dict())
+    setup = prepare_training(TrainingRequest(samples=[Sample("a", *cells)],
+                                             resume=tmp_path / "gpu.pt"))
+    assert setup.config.train.device == "auto" and setup.config.steps == 3
+    volume = np.zeros((6, 20, 20), np.uint8)
+    volume[2:4, 5:10, 5:10] = 1
+    with pytest.raises(ValueError, match="resume is a 2D model but the labels are 3D"):
+        prepare_training(TrainingRequest(samples=[Sample("v", volume.astype(np.float32),
+                                                         volume)],
+                                         resume=tmp_path / "gpu.pt"))
