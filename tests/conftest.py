@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# One thread: tests use tiny networks, and on a shared, loaded machine several OpenMP threads
+# spin against each other (an update of a tiny network took 5-12 s with 2 threads, 0.3 s with 1).
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

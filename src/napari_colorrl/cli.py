@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,12 +61,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .core.checks import ensure_writable
     from .core.inference import Segmenter
     from .core.io import list_images, read_image, write_labels, write_tiff
 
     images = list_images(args.input)
+    ensure_writable(args.output, what="label files")
     segmenter = Segmenter.load(args.model, device=args.device)
-    args.output.mkdir(parents=True, exist_ok=True)
     for path in tqdm(images, desc="segmenting", unit="image", disable=len(images) < 2):
         image = read_image(path)
         result = segmenter.segment(image, min_size=args.min_size)
@@ -78,10 +80,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .core.checks import ensure_writable
     from .core.io import list_pairs, read_labels
     from .core.metrics import METRIC_NAMES, evaluate, mean_metrics
 
     pairs = list_pairs(args.pred, args.gt)
+    if args.json is not None:
+        ensure_writable(args.json.parent, what="JSON results")
     per_image: dict[str, dict[str, float]] = {}
     for pred_path, gt_path in pairs:
         pred, gt = read_labels(pred_path), read_labels(gt_path)
@@ -94,7 +99,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     mean = mean_metrics(list(per_image.values()))
     print(format_table(per_image, mean, METRIC_NAMES))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"mean": mean, "images": per_image}, indent=2))
         print(f"wrote {args.json}")
     return 0
@@ -152,7 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            if not args.debug:
+                warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("colorrl: interrupted", file=sys.stderr)
         return 130
@@ -160,8 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if not isinstance(err, (UsageError, ValueError, OSError, RuntimeError, MemoryError)):
-            print(f"colorrl: unexpected error: {type(err).__name__}: {err} "
+            print(f"colorrl: unexpected error: {type(err).__name__}: {_one_line(err)} "
                   f"(run with --debug for details)", file=sys.stderr)
             return 1
-        print(f"colorrl: error: {err}", file=sys.stderr)
+        print(f"colorrl: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each on stderr, without the source line."""
+    print(f"colorrl: warning: {_one_line(message)}", file=sys.stderr)

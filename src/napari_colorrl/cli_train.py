@@ -55,10 +55,15 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from .core.checks import ensure_writable
     from .core.distributed import is_main_process
     from .core.trainer import train
     from .core.training_setup import TrainingRequest, prepare_training
 
+    # Before reading any data: an unwritable output would only fail at the first checkpoint.
+    ensure_writable(args.out.parent, what="checkpoint")
+    if args.log is not None:
+        ensure_writable(args.log.parent, what="log")
     request = TrainingRequest(
         data=args.data, images=args.images, labels=args.labels,
         val_images=args.val_images, val_labels=args.val_labels, ndim=args.ndim,

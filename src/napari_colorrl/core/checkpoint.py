@@ -121,6 +121,26 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     return _parse(path, data)
 
 
+def load_weights(
+    model: torch.nn.Module,
+    checkpoint: Checkpoint,
+    path: str | Path,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Load the checkpoint's weights (and optimizer state) into ``model``; CheckpointError when
+    they do not fit the network its configuration describes (a damaged or edited file)."""
+    try:
+        model.load_state_dict(checkpoint.model_state)
+        if optimizer is not None and checkpoint.optimizer_state is not None:
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"The weights in checkpoint {path} do not fit the network its configuration describes "
+            f"({first}); the file is damaged or was edited. Use another checkpoint."
+        ) from None
+
+
 def _parse(path: Path, data: Any) -> Checkpoint:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(_foreign(path, data))

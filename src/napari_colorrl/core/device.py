@@ -44,3 +44,14 @@ def resolve_device(name: str | None = "auto") -> torch.device:
                 f"{torch.cuda.device_count()} CUDA device(s)."
             )
     return device
+
+
+def release_memory(device: torch.device | str | None = None) -> None:
+    """Give memory back after training or inference: collect garbage and, on CUDA, return the
+    blocks torch's allocator keeps cached to the driver (so other programs can use them)."""
+    import gc
+
+    gc.collect()
+    kind = getattr(device, "type", str(device or "cuda").split(":")[0])
+    if kind == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()

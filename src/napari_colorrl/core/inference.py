@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import check_image
 from .coloring import colors_from_steps, run_coloring
 from .config import ColorRLConfig
 from .device import resolve_device
+from .memory import check_inference_memory
 from .normalize import normalize_image, resize_image, resize_nearest, split_channels
 from .postprocess import instances_from_colors
 
@@ -48,14 +50,14 @@ class Segmenter:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Segmenter:
         """Load a checkpoint file (or a bundled model name) for inference."""
-        from .checkpoint import load_checkpoint
+        from .checkpoint import load_checkpoint, load_weights
         from .models import resolve_model_path
         from .networks import build_network
 
         path = resolve_model_path(path)
         checkpoint = load_checkpoint(path, map_location="cpu")
         model = build_network(checkpoint.config)
-        model.load_state_dict(checkpoint.model_state)
+        load_weights(model, checkpoint, path)
         segmenter = cls(model, checkpoint.config, device=device)
         segmenter.source = str(path)
         return segmenter
@@ -65,9 +67,16 @@ class Segmenter:
         return self.config.steps
 
     def network_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-        """Normalised (C, *S_net) float32 array and the image's spatial shape."""
+        """Normalised (C, *S_net) float32 array and the image's spatial shape.
+
+        Checks first: a wrong number of axes or an empty image raises ValueError, an image too
+        large for the free memory ``MemoryCheckError`` (before anything big is allocated); NaN/inf
+        values or a constant image emit a ``ColorRLWarning``.
+        """
         channels, _ = split_channels(image, self.config.ndim)
         shape = tuple(channels.shape[1:])
+        check_inference_memory(self.config, shape, channels.shape[0], self.device)
+        check_image(image)
         data = normalize_image(image, self.config.normalization, self.config.ndim)
         if self.config.input_mode == "resize":
             data = resize_image(data, tuple(self.config.input_size))

@@ -207,7 +207,7 @@ def load_pairs(pairs: Iterable[tuple[Path, Path]], ndim: int | None = None) -> l
                 f"{label_path} has {labels.ndim} axes {labels.shape} but {ndim}D data was asked "
                 f"for; train 2D images and 3D volumes separately."
             )
-        if not _shapes_match(image.shape, labels.shape):
+        if not shapes_match(image.shape, labels.shape):
             raise ValueError(
                 f"The image {image_path} has shape {image.shape} but its labels {label_path} have "
                 f"shape {labels.shape}; an image and its labels must have the same size."
@@ -355,7 +355,7 @@ def _smallest_uint(top: int, dtypes: tuple[type, ...]) -> type:
     return next((dtype for dtype in dtypes if top <= np.iinfo(dtype).max), dtypes[-1])
 
 
-def _shapes_match(image_shape: tuple[int, ...], label_shape: tuple[int, ...]) -> bool:
+def shapes_match(image_shape: tuple[int, ...], label_shape: tuple[int, ...]) -> bool:
     """Equal shapes, or the image has one more axis of at most 4 channels (first or last)."""
     return (
         image_shape == label_shape

@@ -27,10 +27,11 @@ def split_channels(image: np.ndarray, ndim: int) -> tuple[np.ndarray, bool]:
         if image.shape[0] <= 4:
             return image, True
     kind = "2D image (Y, X)" if ndim == 2 else "3D volume (Z, Y, X)"
+    other = 3 if ndim == 2 else 2
+    fix = f"use a {other}D model for {other}D data, or " if image.ndim in (other, other + 1) else ""
     raise ValueError(
-        f"The image has shape {image.shape}, but this model expects a {kind}, optionally with up "
-        f"to 4 colour channels. Use a {ndim}D model for {image.ndim}D data, or pick one "
-        f"frame/channel of the image."
+        f"The image has shape {image.shape}, but this {ndim}D model expects a {kind}, optionally "
+        f"with up to 4 colour channels: {fix}pick one frame or channel of the image."
     )
 
 

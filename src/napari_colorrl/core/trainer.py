@@ -19,9 +19,12 @@ import numpy as np
 import torch
 
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint
+from .checks import check_training_samples, ensure_writable
 from .config import ColorRLConfig
+from .device import release_memory
 from .environment import Environment
+from .memory import check_training_memory
 from .networks import build_network
 from .rollout import RolloutStats, run_update
 from .validation import selection_score, validate
@@ -101,8 +104,8 @@ def train(
         ``config.train.checkpoint_every`` updates, at the end and when the generator is closed.
         When validation samples are given, the best model by validation SBD + AP50 is also kept
         as ``<out>.best.pt``, and (``train.tune_min_size``) the minimum object size is chosen on
-        the validation images and saved in the checkpoints' config. resume: continue from a checkpoint (weights, optimizer, counters,
-        random state).
+        the validation images and saved in the checkpoints' config. resume: continue from a
+        checkpoint (weights, optimizer, counters, random state).
 
     Under torchrun (see ``core.distributed``) every process runs this generator as one worker:
     its own episodes from its own shard of ``train_samples``, gradients averaged by DDP, report
@@ -112,6 +115,11 @@ def train(
     tcfg = config.train
     out = Path(out)
     ctx, device = distributed.setup(tcfg.device)
+    # Refuse what cannot work before any time is spent: bad labels, no room, no write access.
+    train_samples = check_training_samples(train_samples, config.ndim)
+    val_samples = check_training_samples(val_samples, config.ndim, what="validation")
+    check_training_memory(config, device)
+    ensure_writable(out.parent, what="checkpoint")
     if tcfg.threads:
         torch.set_num_threads(int(tcfg.threads))
     torch.manual_seed(tcfg.seed)
@@ -128,9 +136,7 @@ def train(
                 f"ndim = {ckpt.config.ndim}, but this run asks for T = {config.steps}, "
                 f"ndim = {config.ndim}. Use the same settings or start a new run."
             )
-        model.load_state_dict(ckpt.model_state)
-        if ckpt.optimizer_state is not None:
-            optimizer.load_state_dict(ckpt.optimizer_state)
+        load_weights(model, ckpt, resume, optimizer)
         update, episodes = ckpt.step, ckpt.episodes
         extra = ckpt.extra or {}
         elapsed_before = float(extra.get("elapsed", 0.0))
@@ -139,6 +145,8 @@ def train(
             _set_rng_state(rng, extra["numpy_rng"])
         if "torch_rng" in extra:
             torch.set_rng_state(torch.as_tensor(extra["torch_rng"], dtype=torch.uint8))
+        if "cuda_rng" in extra and device.type == "cuda":
+            torch.cuda.set_rng_state(torch.as_tensor(extra["cuda_rng"], dtype=torch.uint8), device)
     if ctx.enabled:
         # Saved random states are rank 0's: every worker draws fresh streams of its own instead.
         rng = distributed.worker_rng(tcfg.seed, ctx, update)
@@ -150,7 +158,7 @@ def train(
     total_updates = max(1, update + math.ceil((tcfg.episodes - episodes) / effective_batch))
     budget = None if tcfg.minutes is None else float(tcfg.minutes) * 60.0
     start = time.perf_counter()
-    last_checkpoint: str | None = None
+    last_checkpoint: str | None = None if resume is None else str(resume)
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - start
@@ -179,6 +187,8 @@ def train(
                 "best_score": best_score,
                 "numpy_rng": _rng_state(rng),
                 "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda"
+                   else {}),
             },
         )
         return str(path)
@@ -200,10 +210,12 @@ def train(
                 worker, optimizer, episode, config, entropy_coef=_entropy_coef(config, frac)
             )
             stats = distributed.mean_over_ranks(stats, ctx)
-            if not math.isfinite(stats.loss):
+            if not (math.isfinite(stats.loss) and _weights_finite(model)):
                 where = last_checkpoint or "none was written yet"
+                what = (f"The loss became {stats.loss}" if not math.isfinite(stats.loss)
+                        else "The weights became NaN or infinite")
                 raise TrainingError(
-                    f"The loss became {stats.loss} at update {update + 1}; training stopped and "
+                    f"{what} at update {update + 1}; training stopped and "
                     f"the last good checkpoint ({where}) is kept. Lower the learning rate "
                     f"(now {lr:g}) or enable gradient clipping (grad_clip)."
                 )
@@ -229,10 +241,18 @@ def train(
     except GeneratorExit:
         # The caller stopped training: keep what was learnt. (A crash raises past this and
         # leaves the last periodic checkpoint untouched.)
-        save(out)
+        if _weights_finite(model):
+            save(out)
         raise
     finally:
         distributed.teardown(ctx)
+        # Drop the network, its gradients and Adam's moments before giving the memory back.
+        model = worker = optimizer = env = None
+        release_memory(device)
+
+
+def _weights_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _report(

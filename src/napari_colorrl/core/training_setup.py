@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checks import check_steps, check_training_samples
 from .config import TRAINING_RECIPES, ColorRLConfig
 from .distributed import describe
 from .environment import auto_steps
@@ -102,10 +103,12 @@ def build_config(request: TrainingRequest, ndim: int) -> ColorRLConfig:
         data = _deep_update(data, json.loads(Path(request.config_file).read_text()))
     data = _deep_update(data, request.overrides)
     config = ColorRLConfig.from_dict(data)
+    # A resumed run may be on another machine: its device is this run's choice, not the file's.
+    device = request.device or ("auto" if request.resume is not None else None)
     train = dataclasses.replace(
         config.train,
         **{k: v for k, v in {
-            "episodes": request.episodes, "device": request.device,
+            "episodes": request.episodes, "device": device,
             "seed": request.seed, "threads": request.threads,
         }.items() if v is not None},
     )
@@ -138,6 +141,13 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     if ndim != _data_ndim(train):
         raise ValueError(f"--ndim {ndim} does not match the {_data_ndim(train)}D labels given.")
     config = build_config(request, ndim)
+    if config.ndim != ndim:
+        raise ValueError(
+            f"The checkpoint to resume is a {config.ndim}D model but the labels are {ndim}D; "
+            f"resume with {ndim}D data or start a new run."
+        )
+    train = check_training_samples(train, ndim)
+    val = check_training_samples(val, ndim, what="validation")
     messages = []
     channels = max(split_channels(s.image, ndim)[0].shape[0] for s in train)
     if channels >= 3 and config.normalization.channels != 3:
@@ -160,11 +170,15 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
             f"{max(config.reward.radii)} px is {n_b}, and 2^(T-1)+1 = {2 ** (t - 1) + 1} "
             f">= {n_b}."
         )
-    elif steps is not None:
-        try:
-            config = config.replace(steps=int(steps))
-        except ValueError:
-            raise ValueError(f"--steps must be a whole number or 'auto', got {steps!r}.") from None
+    else:
+        if steps is not None:
+            try:
+                config = config.replace(steps=int(steps))
+            except ValueError:
+                raise ValueError(
+                    f"--steps must be a whole number or 'auto', got {steps!r}.") from None
+        _, n_b = auto_steps([s.labels for s in train], config)
+        check_steps(config.steps, n_b, max(config.reward.radii))  # warns
     budget = (
         f"{config.train.minutes:g} minutes" if config.train.minutes is not None
         else f"{config.train.episodes} episodes"

@@ -46,8 +46,12 @@ class Failure:
 
 def describe_error(error: BaseException) -> str:
     """A message for the user: what went wrong and, where known, what to do."""
+    from ..core.memory import MemoryCheckError
+
     text = str(error) or type(error).__name__
     lowered = text.lower()
+    if isinstance(error, (MemoryCheckError, PermissionError)):
+        return text  # the core's own message already says what to do
     if isinstance(error, MemoryError) or "out of memory" in lowered:
         return (
             f"Out of memory ({text.splitlines()[0][:200]}). Lower the batch size or the input "
@@ -58,4 +62,18 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-__all__ = ["Failure", "describe_error", "register_checkpoint", "trained_checkpoints"]
+def relay_warnings(worker, prefix: str) -> None:
+    """Show the warnings a worker's thread raises (e.g. "the image holds NaN values") as napari
+    notifications. (napari means to relay them itself, but its mixin's ``__init__`` is not
+    reached through the Qt base classes, so they would be dropped.)"""
+
+    def show(args: tuple) -> None:
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"{prefix}: {args[0]}")
+
+    worker.warned.connect(show)
+
+
+__all__ = ["Failure", "describe_error", "register_checkpoint", "relay_warnings",
+           "trained_checkpoints"]

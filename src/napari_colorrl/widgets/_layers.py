@@ -42,7 +42,8 @@ def pair_problem(image: Layer | None, labels: Layer | None, ndim: int) -> str | 
         return "Choose an image layer."
     if labels is None:
         return f"Choose the Labels layer that goes with {image.name!r}."
-    if spatial_shape(image) != spatial_shape(labels):
+    channels = _channel_axis(image, labels) is not None  # e.g. (C, Y, X) next to (Y, X)
+    if not channels and spatial_shape(image) != spatial_shape(labels):
         return (
             f"{image.name!r} has shape {spatial_shape(image)} but {labels.name!r} has shape "
             f"{spatial_shape(labels)}: an image and its labels must have the same shape."
@@ -52,6 +53,19 @@ def pair_problem(image: Layer | None, labels: Layer | None, ndim: int) -> str | 
     if labels.ndim > ndim + 1:
         kind = "2D images or stacks of 2D frames" if ndim == 2 else "volumes or stacks of them"
         return f"{labels.name!r} is {labels.ndim}D; a {ndim}D model trains on {kind}."
+    return None
+
+
+def _channel_axis(image: Layer, labels: Layer) -> int | None:
+    """0 or -1 when a non-RGB image layer holds up to 4 channels first or last around the
+    labels' shape (e.g. (2, Y, X) with (Y, X) labels); None otherwise."""
+    shape, target = spatial_shape(image), spatial_shape(labels)
+    if getattr(image, "rgb", False) or len(shape) != len(target) + 1:
+        return None
+    if shape[1:] == target and shape[0] <= 4:
+        return 0
+    if shape[:-1] == target and shape[-1] <= 4:
+        return -1
     return None
 
 
@@ -70,12 +84,14 @@ class SampleScan:
 def samples_from_layers(image: Image, labels: Labels, ndim: int) -> SampleScan:
     """``core.io.Sample``\\ s from a pair of layers; a layer one axis deeper than ``ndim`` is a
     stack, split into frames (or volumes). Frames without any label are skipped and counted."""
-    from ..core.io import Sample
+    from ..core.io import Sample, as_label_array
 
     image_data, label_data = layer_array(image), layer_array(labels)
+    if _channel_axis(image, labels) == 0:  # channels first: move them last, like RGB
+        image_data = np.moveaxis(np.asarray(image_data), 0, -1)
     scan = SampleScan()
     for index in frame_indices(spatial_shape(labels), ndim):
-        frame_labels = np.asarray(label_data[index])
+        frame_labels = as_label_array(np.asarray(label_data[index]), source=repr(labels.name))
         if not frame_labels.any():
             scan.skipped += 1
             continue

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from . import Failure, trained_checkpoints
+from . import Failure, relay_warnings, trained_checkpoints
 from ._layers import (
     RESULT_KEY,
     LayerCombo,
@@ -216,6 +216,7 @@ class SegmentationWidget(QWidget):
             self.model.currentData(), self.device.currentText(), layer_array(layer),
             spatial_shape(layer), min_size)
         self.worker.yielded.connect(self._on_progress)
+        relay_warnings(self.worker, "ColorRL segmentation")
         self.worker.returned.connect(lambda result: self._on_done(result, layer))
         self.worker.finished.connect(self._on_finished)
         self.running = True

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
@@ -34,7 +34,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.config import TRAINING_RECIPES
-from . import Failure, register_checkpoint
+from . import Failure, register_checkpoint, relay_warnings
+from ._closing import stop_and_wait, watch_main_window
 from ._layers import LayerPairList, SampleScan, pair_problem, samples_from_layers
 from ._plot import TrainingPlot
 
@@ -120,6 +121,7 @@ class TrainingWidget(QWidget):
         self.history: list = []  # the reports of the current run
         self._stop = threading.Event()
         self._ndim_chosen = False
+        self._notified: str | None = None
         self.train_scan, self.val_scan = SampleScan(), SampleScan()
         self._scan_timer = QTimer(self, singleShot=True, interval=300)
         self._scan_timer.timeout.connect(self.refresh)
@@ -395,7 +397,10 @@ class TrainingWidget(QWidget):
                 problem = pair_problem(image, labels, self.ndim)
                 if problem:
                     return problem
-                scan.extend(samples_from_layers(image, labels, self.ndim))
+                try:
+                    scan.extend(samples_from_layers(image, labels, self.ndim))
+                except ValueError as err:  # e.g. negative label ids
+                    return str(err)
             scans.append(scan)
         self.train_scan, self.val_scan = scans
         if not self.train_scan.samples:
@@ -434,7 +439,9 @@ class TrainingWidget(QWidget):
         if found:
             self.data_status.setText(f"<span style='color:#e8743b'>{found[0]}</span>")
             self.auto_steps.setText("")
+            self._notify_problem(found[0])
             return
+        self._notified = None
         if not use_layers:
             self.data_status.setText("Samples are read from the folders when training starts.")
             self.auto_steps.setText("(from the labels at start)")
@@ -444,7 +451,11 @@ class TrainingWidget(QWidget):
         text = f"Found {len(train.samples)} training and {len(val.samples)} validation samples"
         self.data_status.setText(
             text + (f" ({skipped} without labels skipped)." if skipped else "."))
-        self.auto_steps.setText(self._auto_steps_text())
+        try:
+            self.auto_steps.setText(self._auto_steps_text())
+        except ValueError as err:  # labels the neighbour count cannot read: say why
+            self.auto_steps.setText("")
+            self.data_status.setText(f"<span style='color:#e8743b'>{err}</span>")
 
     def _auto_steps_text(self) -> str:
         from ..core.config import ColorRLConfig
@@ -496,17 +507,25 @@ class TrainingWidget(QWidget):
         except ValueError as err:
             show_error(str(err))
             return
+        from ..core.checks import ensure_writable
+
         out = Path(self.output.text()).expanduser()
-        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            ensure_writable(out.parent, what="checkpoint")
+        except PermissionError as err:
+            show_error(str(err))
+            return
         self._stop = threading.Event()
         self.history = []
         self.plot.clear()
         self.plot.show_validation(bool(request.val_samples) or request.val_images is not None)
         self.worker = thread_worker(_training_run, start_thread=False)(request, out, self._stop)
         self.worker.yielded.connect(self._on_yield)
+        relay_warnings(self.worker, "ColorRL training")
         self.worker.returned.connect(lambda result: self._on_returned(result, out))
         self.worker.finished.connect(lambda: self._on_finished(out))
         self.running = True
+        watch_main_window(self)  # closing napari now asks first
         for box in self.inputs:
             box.setEnabled(False)
         self.start_button.setText("Stop (saves a checkpoint)")
@@ -551,6 +570,7 @@ class TrainingWidget(QWidget):
 
     def _on_finished(self, out: Path) -> None:
         self.running = False
+        self.worker = None  # the thread is done; drop the generator and what it holds
         if out.exists():
             self.last_checkpoint = out
             register_checkpoint(out)
@@ -564,6 +584,18 @@ class TrainingWidget(QWidget):
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         self.stop()
         super().closeEvent(event)
+
+    def stop_and_wait(self, timeout_s: float = 600.0) -> bool:
+        """Stop training and wait until the worker has saved and ended (see ``_closing``)."""
+        return stop_and_wait(self, timeout_s)
+
+    def _notify_problem(self, problem: str) -> None:
+        """A napari notification for a problem in the chosen data, once per distinct problem
+        (the status line keeps showing it while it lasts)."""
+        routine = ("Add a training pair", "Choose ")
+        if problem != self._notified and not problem.startswith(routine):
+            self._notified = problem
+            show_warning(f"ColorRL training: {problem}")
 
 
 def _clock(seconds: float) -> str:
