@@ -54,7 +54,8 @@ def test_predict_single_3d_volume(tmp_path):
     volume = np.random.default_rng(1).random((10, 20, 24)).astype(np.float32)
     tifffile.imwrite(tmp_path / "vol.tif", volume)
     assert main(["predict", "--model", str(tmp_path / "m3.pt"), "--input",
-                 str(tmp_path / "vol.tif"), "--output", str(tmp_path / "o"), "--min-size", "3"]) == 0
+                 str(tmp_path / "vol.tif"), "--output", str(tmp_path / "o"),
+                 "--min-size", "3"]) == 0
     assert tifffile.imread(tmp_path / "o" / "vol.tif").shape == (10, 20, 24)
 
 

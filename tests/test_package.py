@@ -8,7 +8,8 @@ def test_import_is_light():
     code = (
         "import sys, napari_colorrl, napari_colorrl.core, napari_colorrl.core.config, "
         "napari_colorrl.cli\n"
-        "heavy = [m for m in ('torch', 'qtpy', 'PyQt6', 'napari', 'magicgui') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'qtpy', 'PyQt6', 'napari', 'magicgui')\n"
+        "         if m in sys.modules]\n"
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

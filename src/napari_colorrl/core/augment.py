@@ -28,7 +28,8 @@ class Permutation:
         if self.flip_axes:
             out = np.flip(out, axis=tuple(offset + a for a in self.flip_axes))
         if self.k % 4:
-            out = np.rot90(out, k=self.k, axes=tuple(offset + (a % spatial_ndim) for a in self.axes))
+            axes = tuple(offset + (a % spatial_ndim) for a in self.axes)
+            out = np.rot90(out, k=self.k, axes=axes)
         return np.ascontiguousarray(out)
 
 

@@ -186,7 +186,8 @@ class ColorRLConfig:
             )
         if self.reward.split_form not in ("instance", "proximity"):
             raise ValueError(
-                f"reward.split_form must be 'instance' or 'proximity', got {self.reward.split_form!r}."
+                f"reward.split_form must be 'instance' or 'proximity', "
+                f"got {self.reward.split_form!r}."
             )
         if len(self.network.features) < 2:
             raise ValueError("network.features needs at least two levels.")

@@ -62,7 +62,8 @@ def auto_steps(
     """``T = auto``: (T, N_b) with N_b the most neighbours of any instance in the training
     labels at the network's resolution, neighbours being closer than the largest radius."""
     radius = max(config.reward.radii)
-    n_b = max((max_neighbours(network_labels(lab, config), radius) for lab in label_maps), default=0)
+    n_b = max((max_neighbours(network_labels(lab, config), radius) for lab in label_maps),
+              default=0)
     # The paper's rule gives T = 1 for one or two neighbours, but with a single step every object
     # gets the same foreground color; two steps are the fewest that can tell neighbours apart.
     return max(steps_for_neighbours(n_b), 2 if n_b >= 1 else 1), n_b
