@@ -227,6 +227,7 @@ def train(
         save(out)
         raise
     finally:
+        worker = None  # DDP holds the process group: let go of it before leaving the group
         distributed.teardown(ctx)
 
 
