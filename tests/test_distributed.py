@@ -132,7 +132,7 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
     try:
         result["gradient_diff"] = _gradient_check()
     finally:
-        dist.destroy_process_group()
+        distributed.teardown(distributed.DistributedContext(world_size=WORLD, owns_group=True))
     (folder / f"rank{rank}.json").write_text(json.dumps(result))
 
 

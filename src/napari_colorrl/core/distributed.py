@@ -12,7 +12,9 @@ torchrun's variables (or with WORLD_SIZE = 1) nothing here does anything.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,8 +109,17 @@ def setup(device_name: str | None = "auto") -> tuple[DistributedContext, torch.d
 
 
 def teardown(context: DistributedContext) -> None:
-    """Leave the process group if ``setup`` made it."""
+    """Leave the process group if ``setup`` made it. Drop the DDP wrapper before calling this.
+
+    A gloo worker thread takes the GIL to release the tensors of its last collective. If the
+    group is destroyed while it has not yet done so, from code that holds the GIL (a garbage
+    collection of the DDP wrapper, which holds the group), joining that thread deadlocks (seen
+    with torch 2.13 on a busy CPU). So: let the threads finish (sleep releases the GIL), collect
+    the wrapper now rather than at some later moment, then leave the group.
+    """
     if context.owns_group and dist.is_initialized():
+        time.sleep(0.2)
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -245,6 +245,7 @@ def train(
             save(out)
         raise
     finally:
+        worker = None  # DDP holds the process group: let go of it before leaving the group
         distributed.teardown(ctx)
         # Drop the network, its gradients and Adam's moments before giving the memory back.
         model = worker = optimizer = env = None
@@ -252,7 +253,10 @@ def train(
 
 
 def _weights_finite(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    """True when no weight is NaN or infinite (one max per tensor, one device sync)."""
+    with torch.no_grad():
+        peaks = [p.detach().abs().amax().float() for p in model.parameters() if p.numel()]
+        return not peaks or bool(torch.isfinite(torch.stack(peaks)).all())
 
 
 def _report(
