@@ -24,13 +24,19 @@ def wait(app, done, timeout: float = 900.0) -> None:
         time.sleep(0.02)
 
 
-def scroll_to_plot(app, training) -> None:
-    """Scroll the training dock down so its live plot is in the picture."""
+def train_and_shoot(app, viewer, training, name: str) -> None:
+    """Start training, take the screenshot near the end (plot in view), wait for the end."""
     from qtpy.QtWidgets import QScrollArea
 
-    area = training.findChild(QScrollArea)
+    training.refresh()
+    viewer.reset_view()
+    training.start()
+    wait(app, lambda: len(training.history) > 0 and training.history[-1].progress > 0.9)
+    area = training.findChild(QScrollArea)  # scroll down so the live plot is in the picture
     area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
     app.processEvents()
+    viewer.screenshot(str(IMAGES / name), canvas_only=False)
+    wait(app, lambda: not training.running)
 
 
 def segment(app, segmentation, layer_name: str) -> None:
@@ -67,13 +73,7 @@ def main() -> int:
     viewer.add_labels(val_labels, name="validation ground truth", visible=False)
     training.val_pairs.add_row("validation cells", "validation ground truth")
     training.every.setValue(10)
-    training.refresh()
-    viewer.reset_view()
-    training.start()
-    wait(app, lambda: len(training.history) > 0 and training.history[-1].progress > 0.9)
-    scroll_to_plot(app, training)
-    viewer.screenshot(str(IMAGES / "training-2d.png"), canvas_only=False)
-    wait(app, lambda: not training.running)
+    train_and_shoot(app, viewer, training, "training-2d.png")
 
     segment(app, segmentation, "cells (synthetic)")
     viewer.layers["cells ground truth"].visible = False
@@ -95,13 +95,7 @@ def main() -> int:
     training.budget_kind.setCurrentText("minutes")
     training.budget.setValue(args.minutes)
     training.output.setText(str(out / "nuclei-3d.pt"))
-    training.refresh()
-    viewer.reset_view()
-    training.start()
-    wait(app, lambda: len(training.history) > 0 and training.history[-1].progress > 0.9)
-    scroll_to_plot(app, training)
-    viewer.screenshot(str(IMAGES / "training-3d.png"), canvas_only=False)
-    wait(app, lambda: not training.running)
+    train_and_shoot(app, viewer, training, "training-3d.png")
     segment(app, segmentation, "nuclei (synthetic)")
     viewer.layers["nuclei ground truth"].visible = False
     viewer.layers["nuclei (synthetic) colors"].visible = False

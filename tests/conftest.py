@@ -28,3 +28,13 @@ def rng():
 @pytest.fixture(autouse=True)
 def _headless_matplotlib():
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def docks(make_napari_viewer):
+    """A viewer with both docks, opened through the npe2 manifest (GUI tests)."""
+    viewer = make_napari_viewer()
+    _, training = viewer.window.add_plugin_dock_widget("napari-colorrl", "ColorRL Training")
+    _, segmentation = viewer.window.add_plugin_dock_widget(
+        "napari-colorrl", "ColorRL Segmentation")
+    return viewer, training, segmentation

@@ -20,16 +20,6 @@ pytestmark = pytest.mark.gui
 WAIT_MS = 90_000
 
 
-@pytest.fixture
-def docks(make_napari_viewer):
-    """A viewer with both docks, opened through the npe2 manifest."""
-    viewer = make_napari_viewer()
-    _, training = viewer.window.add_plugin_dock_widget("napari-colorrl", "ColorRL Training")
-    _, segmentation = viewer.window.add_plugin_dock_widget(
-        "napari-colorrl", "ColorRL Segmentation")
-    return viewer, training, segmentation
-
-
 def configure_tiny(training, image, labels, ndim: int, size: int, out) -> None:
     """Settings for a run of a few seconds: features 4-8-16, crops of ``size``, batch 1."""
     training.train_pairs.set_pairs([(image, labels)])

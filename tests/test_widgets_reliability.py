@@ -26,16 +26,6 @@ from test_widgets import WAIT_MS, configure_tiny  # noqa: E402
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def docks(make_napari_viewer):
-    """A viewer with both docks, opened through the npe2 manifest."""
-    viewer = make_napari_viewer()
-    _, training = viewer.window.add_plugin_dock_widget("napari-colorrl", "ColorRL Training")
-    _, segmentation = viewer.window.add_plugin_dock_widget(
-        "napari-colorrl", "ColorRL Segmentation")
-    return viewer, training, segmentation
-
-
 def write_model(path, ndim: int = 2):
     data = {"ndim": ndim, "steps": 2, "min_size": 0,
             "network": {"features": [4, 8], "attention": False, "input_features": 4}}
