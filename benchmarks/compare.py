@@ -1,0 +1,275 @@
+"""ColorRL against the paper's baselines and Cellpose 3, same training budget, same metrics.
+
+Each method trains on ``DATA/train`` for the same number of minutes on this machine and is scored
+on every image of ``DATA/val`` at full size with the project's metrics (SBD, |DiC|, AP50, mAP):
+
+* ColorRL (this project), trained with ``colorrl train``'s own code path and the given config;
+  minimum object size chosen on validation, as training does.
+* U-Net + CC and U-Net + watershed (the paper's baselines) on the project's own U-Net
+  (``benchmarks/baselines.py``): threshold and minimum peak distance chosen on validation.
+* Cellpose 3 (``cellpose<4``) trained from scratch in its own venv
+  (``benchmarks/peer_cellpose.py``).
+* Perfect foreground + CC: what is lost without splitting touching objects.
+
+Methods run one after the other (never two at once: the timings would mean nothing on 2 cores).
+Results go to ``runs/compare-NAME/results.json`` and are merged there, so methods can be run in
+separate calls (``--methods``); the docs section always shows every stored row.
+
+    python benchmarks/compare.py --data ../shared/data/dsb2018_fluo \\
+        --config benchmarks/configs/dsb_fast.json --minutes 30 --name dsb
+    python benchmarks/compare.py --data ../shared/data/cvppp_a1 \\
+        --config benchmarks/configs/cvppp_fast.json --steps 6 --quick --no-doc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import ROOT, command, machine, stamp, write_section  # noqa: E402
+
+METHODS = ("colorrl", "unet", "cellpose", "perfect")
+COLUMNS = ("sbd", "abs_dic", "ap50", "map")
+ROW_NAMES = {
+    "colorrl": "ColorRL (this project)",
+    "unet_cc": "U-Net + CC",
+    "unet_watershed": "U-Net + watershed",
+    "cellpose": "Cellpose 3 (from scratch)",
+    "perfect": "perfect foreground + CC",
+}
+
+
+def score(preds: dict[str, np.ndarray], val) -> dict[str, float]:
+    """Mean of the project's metrics over the validation images."""
+    from napari_colorrl.core.metrics import evaluate, mean_metrics
+
+    return mean_metrics([evaluate(preds[s.name], s.labels) for s in val])
+
+
+def run_colorrl(args, setup, work: Path) -> dict:
+    from learn import _train
+
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.trainer import train
+
+    out, log = work / "colorrl.pt", work / "colorrl.jsonl"
+    log.write_text("")
+    _train(train(setup.config, setup.train, setup.val, out=out), log, "ColorRL")
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    best = out.with_suffix(".best.pt")
+    segmenter = Segmenter.load(best if best.is_file() else out, device="cpu")
+    preds, seconds = {}, []
+    for sample in setup.val:
+        start = time.perf_counter()
+        preds[sample.name] = segmenter.segment(sample.image).instances
+        seconds.append(time.perf_counter() - start)
+    return {"colorrl": {
+        **score(preds, setup.val), "train_minutes": rows[-1]["elapsed"] / 60,
+        "updates": rows[-1]["update"], "infer_ms": 1000 * float(np.median(seconds)),
+        "choice": f"min size {segmenter.config.min_size} px"}}
+
+
+def run_unet(args, setup, minutes: float, work: Path) -> dict:
+    from baselines import (
+        MIN_DISTANCES,
+        THRESHOLDS,
+        ForegroundUNet,
+        cc_instances,
+        choose,
+        watershed_instances,
+    )
+    from tqdm import tqdm
+
+    from napari_colorrl.core.validation import min_size_candidates
+
+    unet = ForegroundUNet(setup.config, device="cpu", seed=args.seed)
+    bar = tqdm(total=1000, desc="training U-Net", unit="‰")
+    last = None
+    for last in unet.train(setup.train, minutes):
+        bar.n = int(last.progress * 1000)
+        bar.set_postfix_str(f"update {last.update} loss {last.loss:.3f}")
+        bar.refresh()
+    bar.close()
+    probs, prob_seconds = {}, []
+    for sample in setup.val:
+        start = time.perf_counter()
+        probs[sample.name] = unet.probability(sample.image)
+        prob_seconds.append(time.perf_counter() - start)
+    names = [s.name for s in setup.val]
+    gts = [s.labels for s in setup.val]
+    default_size = setup.config.min_size
+    sizes = min_size_candidates(default_size, int(min(p.size for p in probs.values())))
+    threshold, _ = choose(THRESHOLDS, lambda t: [cc_instances(probs[n], t, default_size)
+                                                 for n in names], gts)
+    cc_size, _ = choose(sizes, lambda m: [cc_instances(probs[n], threshold, m) for n in names],
+                        gts)
+    distance, _ = choose(MIN_DISTANCES, lambda d: [
+        watershed_instances(probs[n], threshold, d, default_size) for n in names], gts)
+    ws_size, _ = choose(sizes, lambda m: [watershed_instances(probs[n], threshold, distance, m)
+                                          for n in names], gts)
+    results = {}
+    for key, make, choice in (
+        ("unet_cc", lambda p: cc_instances(p, threshold, cc_size),
+         f"threshold {threshold}, min size {cc_size} px"),
+        ("unet_watershed", lambda p: watershed_instances(p, threshold, distance, ws_size),
+         f"threshold {threshold}, min distance {distance} px, min size {ws_size} px"),
+    ):
+        preds, seconds = {}, []
+        for name, base in zip(names, prob_seconds):
+            start = time.perf_counter()
+            preds[name] = make(probs[name])
+            seconds.append(base + time.perf_counter() - start)
+        results[key] = {**score(preds, setup.val), "train_minutes": last.elapsed / 60,
+                        "updates": last.update, "infer_ms": 1000 * float(np.median(seconds)),
+                        "choice": choice}
+    return results
+
+
+def run_cellpose(args, setup, minutes: float, work: Path) -> dict:
+    from peer_cellpose import run_cellpose as train_cellpose
+
+    from napari_colorrl.core.io import read_labels
+
+    result = train_cellpose(args.data, minutes, work / "cellpose", quick=args.quick)
+    masks = Path(result["masks_dir"])
+    preds = {}
+    for sample in setup.val:
+        found = sorted(masks.glob(f"{Path(sample.name).stem}.*"))
+        if not found:
+            raise FileNotFoundError(f"Cellpose wrote no mask for {sample.name} in {masks}")
+        preds[sample.name] = read_labels(found[0])
+    return {"cellpose": {
+        **score(preds, setup.val), "train_minutes": result["train_seconds"] / 60,
+        "updates": f"{result['epochs']} epochs",
+        "infer_ms": 1000 * float(result["infer_seconds_per_image"]),
+        "choice": f"cellpose {result.get('version', '?')}"}}
+
+
+def run_perfect(setup) -> dict:
+    from baselines import perfect_foreground_cc
+
+    preds = {s.name: perfect_foreground_cc(s.labels) for s in setup.val}
+    return {"perfect": {**score(preds, setup.val), "train_minutes": None, "updates": None,
+                        "infer_ms": None, "choice": "true foreground"}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder with train/ and val/")
+    parser.add_argument("--config", type=Path, required=True,
+                        help="ColorRL JSON config (the U-Net baselines use its network, input "
+                        "size and normalisation)")
+    parser.add_argument("--minutes", type=float, default=30.0,
+                        help="training budget of each method (default 30)")
+    parser.add_argument("--steps", default="auto", help="ColorRL's T, or auto")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated subset of {','.join(METHODS)}")
+    parser.add_argument("--name", default=None, help="name of the comparison (default: data)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="2 minutes per method, 4 validation images")
+    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/")
+    args = parser.parse_args()
+
+    from napari_colorrl.core.training_setup import TrainingRequest, prepare_training
+
+    if not args.data.is_dir():
+        print(f"data set {args.data} not found: nothing to compare")
+        return 1
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose among {', '.join(METHODS)}")
+    minutes = 2.0 if args.quick else args.minutes
+    name = args.name or args.data.name
+    work = ROOT / "runs" / f"compare-{name}{'-quick' if args.quick else ''}"
+    work.mkdir(parents=True, exist_ok=True)
+    overrides = {"train": {"val_max_images": 4}} if args.quick else {}
+    setup = prepare_training(TrainingRequest(data=args.data, config_file=args.config,
+                                             minutes=minutes, steps=args.steps, seed=args.seed,
+                                             overrides=overrides))
+    for line in setup.messages:
+        print(line)
+    if args.quick:
+        setup.val = setup.val[:4]
+
+    store = work / "results.json"
+    results = json.loads(store.read_text()) if store.is_file() else {}
+    for method in methods:
+        print(f"\n== {method} ({minutes:g} min budget) ==")
+        if method == "colorrl":
+            new = run_colorrl(args, setup, work)
+        elif method == "unet":
+            new = run_unet(args, setup, minutes, work)
+        elif method == "cellpose":
+            new = run_cellpose(args, setup, minutes, work)
+        else:
+            new = run_perfect(setup)
+        for row in new.values():
+            row.update(budget_minutes=minutes, date=stamp(), command=command())
+        results.update(new)
+        store.write_text(json.dumps(results, indent=2))
+        print(table(results))
+    if not args.no_doc and not args.quick:
+        write_section(f"compare-{name}", section(name, args, setup, results))
+    return 0
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(results: dict) -> str:
+    head = "| method | " + " | ".join(COLUMNS) + " | trained (min) | updates | inference " \
+           "ms/image | chosen on validation |"
+    lines = [head, "|---|" + "---|" * (len(COLUMNS) + 4)]
+    for key in ROW_NAMES:
+        if key not in results:
+            continue
+        row = results[key]
+        lines.append(f"| {ROW_NAMES[key]} | " + " | ".join(_fmt(row[c]) for c in COLUMNS)
+                     + f" | {_fmt(row['train_minutes'], 1)} | {_fmt(row['updates'], 0)} | "
+                     f"{_fmt(row['infer_ms'], 0)} | {row['choice']} |")
+    return "\n".join(lines)
+
+
+def section(name: str, args, setup, results: dict) -> str:
+    config = setup.config
+    commands = sorted({row["command"] for row in results.values()})
+    dates = sorted({row["date"] for row in results.values()})
+    budgets = sorted({row["budget_minutes"] for row in results.values()})
+    lines = [
+        f"## Comparison: {name}",
+        "",
+        f"- machine: {machine()}",
+        *[f"- command: `{c}`" for c in commands],
+        f"- date: {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else ""),
+        f"- data: `{args.data.name}`, {len(setup.train)} training and {len(setup.val)} "
+        f"validation images, all scored at full size; training budget "
+        f"{' / '.join(f'{b:g}' for b in budgets)} min per method, one method at a time",
+        f"- ColorRL: T = {config.steps}, network {list(config.network.features)} at "
+        f"{'x'.join(map(str, config.input_size))} ({config.input_mode}), batch "
+        f"{config.train.batch_size}; the U-Net baselines use the same network (one step channel, "
+        f"held at zero), input size, normalisation, augmentation and batch",
+        "",
+        table(results),
+        "",
+        "Inference is the median per validation image on the CPU, post-processing included. "
+        "Thresholds, distances and minimum sizes are chosen on the validation images (by SBD + "
+        "AP50), as ColorRL's minimum size is.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

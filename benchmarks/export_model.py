@@ -1,0 +1,114 @@
+"""Make the bundled pretrained model from a training checkpoint, and score it.
+
+The shipped ``nuclei-2d`` model is trained on the CC0 ``dsb2018_fluo`` set (the only shared set
+the package may redistribute a model of):
+
+    python benchmarks/learn.py --data ../shared/data/dsb2018_fluo \\
+        --config benchmarks/configs/dsb_fast.json --minutes 60 --name dsb
+    python benchmarks/export_model.py runs/learn-dsb/model.best.pt \\
+        --data ../shared/data/dsb2018_fluo
+
+Export keeps the configuration (T, input size, network, the minimum size chosen on validation)
+and the network weights in float16 (half the size; they are cast back to float32 on loading),
+drops the optimizer state, and records where the weights came from. Then both the source
+checkpoint and the exported file are scored on every validation image, so the doc shows that the
+cast changed nothing that matters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import ROOT, command, machine, stamp, write_section  # noqa: E402
+
+DEFAULT_OUT = ROOT / "src" / "napari_colorrl" / "models" / "nuclei-2d.pt"
+COLUMNS = ("sbd", "abs_dic", "ap50", "map", "aji")
+
+
+def export(source: Path, out: Path, note: str) -> Path:
+    """Write a weights-only float16 copy of ``source`` to ``out`` (atomically)."""
+    from napari_colorrl.core.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = load_checkpoint(source)
+    state = {k: v.half() if v.is_floating_point() else v
+             for k, v in checkpoint.model_state.items()}
+    extra = {"source": note, "trained_updates": checkpoint.step,
+             "trained_episodes": checkpoint.episodes}
+    for key in ("best_score", "best_sbd", "validation"):
+        if key in checkpoint.extra:
+            extra[key] = checkpoint.extra[key]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out, config=checkpoint.config, model_state=state,
+                           step=checkpoint.step, episodes=checkpoint.episodes, extra=extra)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by training")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="score both files on DATA/val (and write the docs section)")
+    parser.add_argument("--name", default="nuclei-2d")
+    parser.add_argument("--no-doc", action="store_true")
+    args = parser.parse_args()
+
+    from tqdm import tqdm
+
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.io import load_dataset_dir
+    from napari_colorrl.core.metrics import evaluate, mean_metrics
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    note = (f"trained by benchmarks/learn.py on dsb2018_fluo (CC0); exported from "
+            f"{args.checkpoint.name} by benchmarks/export_model.py")
+    out = export(args.checkpoint, args.out, note)
+    size_mb = out.stat().st_size / 1e6
+    print(f"wrote {out} ({size_mb:.2f} MB)")
+    if args.data is None:
+        return 0
+    _, val = load_dataset_dir(args.data)
+    scores, timing = {}, {}
+    for label, path in (("training checkpoint (float32)", args.checkpoint),
+                        ("bundled model (float16 weights)", out)):
+        segmenter = Segmenter.load(path, device="cpu")
+        results, start = [], time.perf_counter()
+        for sample in tqdm(val, desc=label, unit="image"):
+            results.append(evaluate(segmenter.segment(sample.image).instances, sample.labels))
+        timing[label] = 1000 * (time.perf_counter() - start) / max(1, len(val))
+        scores[label] = mean_metrics(results)
+        print(f"{label}: " + ", ".join(f"{k} {scores[label][k]:.3f}" for k in COLUMNS))
+    if args.no_doc:
+        return 0
+    config = Segmenter.load(out, device="cpu").config
+    lines = [
+        f"## Pretrained model: {args.name}",
+        "",
+        f"- machine: {machine()}",
+        f"- command: `{command()}` (after the `learn.py` run named in its docstring; see "
+        f"Learning: dsb)",
+        f"- date: {stamp()}",
+        f"- file: `src/napari_colorrl/models/{out.name}`, {size_mb:.2f} MB; weights float16; "
+        f"T = {config.steps}; network {list(config.network.features)} at "
+        f"{'x'.join(map(str, config.input_size))} ({config.input_mode}); minimum object size "
+        f"{config.min_size} px",
+        "- use: `colorrl predict --model nuclei-2d IMAGE`, or \"bundled: nuclei-2d\" in the "
+        "segmentation dock",
+        f"- scored on all {len(val)} validation images of `{args.data.name}` at full size:",
+        "",
+        "| model | " + " | ".join(COLUMNS) + " | ms per image |",
+        "|---|" + "---|" * (len(COLUMNS) + 1),
+        *[f"| {label} | " + " | ".join(f"{s[k]:.3f}" for k in COLUMNS)
+          + f" | {timing[label]:.0f} |" for label, s in scores.items()],
+    ]
+    write_section(f"pretrained-{args.name}", "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
