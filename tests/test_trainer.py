@@ -75,6 +75,15 @@ def test_one_update_changes_weights_and_reports(tmp_path, ndim):
     assert changed, "one update must change the weights"
 
 
+def test_last_update_is_validated_and_can_become_best(tmp_path):
+    # 3 updates, validation every 2: update 2 by the schedule, update 3 because it is the last.
+    config = tiny_config(2, episodes=6, val_every=2, checkpoint_every=100)
+    reports = list(train(config, samples(2), samples(2, 1), out=tmp_path / "m.pt"))
+    assert [r.update for r in reports if r.validation is not None] == [2, 3]
+    assert reports[-1].final and reports[-1].checkpoint == str(tmp_path / "m.pt")
+    assert (tmp_path / "m.best.pt").is_file()
+
+
 def test_stop_writes_checkpoint_and_resume_continues(tmp_path):
     config = tiny_config(2, episodes=100, checkpoint_every=1000, val_every=1000)
     out = tmp_path / "run.pt"

@@ -222,7 +222,10 @@ def train(
             update += 1
             episodes += effective_batch
             validation, checkpoint = None, None
-            if val_samples and update % max(1, tcfg.val_every) == 0 and ctx.is_main:
+            done = finished()
+            # The last update is always validated: with a time budget the final weights (after
+            # the low-learning-rate phase) would otherwise never compete for the best model.
+            if val_samples and ctx.is_main and (update % max(1, tcfg.val_every) == 0 or done):
                 validation = validate(model, config, val_samples[: tcfg.val_max_images], device,
                                       choose_min_size=tcfg.tune_min_size)
                 if "min_size" in validation:
@@ -233,7 +236,6 @@ def train(
                     save(out.with_suffix(".best.pt"))
             if update % max(1, tcfg.checkpoint_every) == 0:
                 checkpoint = last_checkpoint = save(out)
-            done = finished()
             if done:
                 checkpoint = last_checkpoint = save(out)
             yield _report(stats, update, episodes, elapsed(), progress(), lr, validation,
