@@ -23,6 +23,12 @@ Caching the image branch: during the T coloring steps only the step channels cha
 ``net(image, steps, image_features=feats)`` at every step; the result equals ``net(image, steps)``.
 With autograd enabled the cached features are shared by the graphs of all steps: sum the losses of
 the steps and call ``backward`` once (or use ``retain_graph=True``).
+
+Speed (docs/benchmarks.md, "Speed"): the instance norms are computed by ``group_norm`` with one
+group per channel (the same normalisation, the same parameters and state-dict keys; PyTorch's CPU
+``instance_norm`` is several times slower), and 3D inference on the CPU without autograd runs in
+the ``channels_last_3d`` layout with oneDNN convolutions (``ColorRLNet.fast_layout``): for batch 1
+PyTorch would pick its slow reference 3D convolution for the small layers.
 """
 
 from __future__ import annotations
@@ -36,9 +42,63 @@ from torch import Tensor, nn
 
 from .config import ColorRLConfig
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d(affine=True)`` computed as ``group_norm`` with one group per channel.
+
+    Mean and (biased) variance per sample and channel over the spatial axes, then the per-channel
+    affine transform: the same function and parameters, several times faster on the CPU, where
+    ``instance_norm`` runs ``batch_norm`` on a (1, B*C, *S) view.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
+class InstanceNorm3d(nn.InstanceNorm3d):
+    """3D counterpart of :class:`InstanceNorm2d`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
+def _onednn_ready(x: Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.ndim == 5
+        and x.is_contiguous(memory_format=torch.channels_last_3d)
+        and not torch.is_grad_enabled()
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that sends ``channels_last_3d`` CPU float32 input to oneDNN at inference.
+
+    PyTorch chooses its reference convolution (im2col + GEMM, about 10x slower here) for batch-1
+    volumes whose first axes are small (N*C*D*H <= 20480), which are most layers of a 3D U-Net at
+    inference. With autograd on, for contiguous (NCDHW) input, on any other device or dtype, or
+    with ``onednn`` False (``ColorRLNet.fast_layout``), the usual path runs.
+    """
+
+    onednn = True
+
+    def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if (self.onednn and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
+                and _onednn_ready(x)):
+            out = torch.mkldnn_convolution(
+                x, weight, bias, self.padding, self.stride, self.dilation, self.groups
+            )
+            # A 1-channel input is contiguous in both layouts and oneDNN then answers NCDHW.
+            return out.contiguous(memory_format=torch.channels_last_3d)
+        return super()._conv_forward(x, weight, bias)
+
+
+_CONV = {2: nn.Conv2d, 3: Conv3d}
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+_NORM = {2: InstanceNorm2d, 3: InstanceNorm3d}
 _POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 
 
@@ -116,6 +176,10 @@ class ColorRLNet(nn.Module):
     ndim: 2 or 3 spatial axes. image_channels: C. steps: T. features: widths of the U-Net levels
     from top to bottom (depth = len(features) >= 2). attention: gates on the skip connections.
     input_features: width of each input module.
+
+    ``fast_layout`` (not saved; default True): run 3D inference on the CPU (autograd off) in the
+    ``channels_last_3d`` layout with oneDNN convolutions. Training (autograd on) and 2D always
+    use the plain layout; set False for the plain path everywhere.
     """
 
     def __init__(
@@ -159,6 +223,18 @@ class ColorRLNet(nn.Module):
             nn.init.normal_(head.weight, std=1e-3)
             nn.init.zeros_(head.bias)
 
+    @property
+    def fast_layout(self) -> bool:
+        """channels_last_3d + oneDNN for 3D CPU inference (see the class docstring)."""
+        return self.__dict__.get("_fast_layout", True)
+
+    @fast_layout.setter
+    def fast_layout(self, value: bool) -> None:
+        self.__dict__["_fast_layout"] = bool(value)
+        for module in self.modules():
+            if isinstance(module, Conv3d):
+                module.onednn = bool(value)
+
     # --- shapes ----------------------------------------------------------------------------
     @property
     def depth(self) -> int:
@@ -175,16 +251,23 @@ class ColorRLNet(nn.Module):
         m = self.multiple
         return tuple(max(math.ceil(int(s) / m) * m, 2 * m) for s in spatial)
 
+    def _layout(self, x: Tensor) -> Tensor:
+        """``x`` in the layout this pass runs in (see ``fast_layout``)."""
+        if (self.fast_layout and self.ndim == 3 and x.device.type == "cpu"
+                and not torch.is_grad_enabled()):
+            return x.contiguous(memory_format=torch.channels_last_3d)
+        return x
+
     def _pad(self, x: Tensor) -> Tensor:
         spatial = x.shape[2:]
         target = self.padded_size(spatial)
         if tuple(spatial) == target:
-            return x
+            return self._layout(x)
         pad: list[int] = []
         for size, want in zip(reversed(spatial), reversed(target), strict=True):
             extra = want - size
             pad += [extra // 2, extra - extra // 2]
-        return F.pad(x, pad, mode="replicate")
+        return self._layout(F.pad(x, pad, mode="replicate"))
 
     def _crop(self, x: Tensor, spatial: Sequence[int]) -> Tensor:
         padded = x.shape[2:]

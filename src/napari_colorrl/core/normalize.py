@@ -93,11 +93,18 @@ def resize_image(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def resize_nearest(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Nearest-neighbour resize of an n-D array (labels, color maps) by index lookup."""
+    """Nearest-neighbour resize of an n-D array (labels, color maps) by index lookup.
+
+    One ``take`` per resized axis (pixel centres mapped back): the same result as one open-mesh
+    fancy index over all axes, tens of times faster on full-size images.
+    """
     if tuple(array.shape) == tuple(shape):
         return array
-    index = tuple(
-        np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.intp), m - 1)
-        for n, m in zip(shape, array.shape)
-    )
-    return array[np.ix_(*index)]
+    if len(shape) != array.ndim:
+        raise ValueError(f"shape {tuple(shape)} needs {array.ndim} axes like the array.")
+    out = array
+    for axis, (n, m) in enumerate(zip(shape, array.shape)):
+        if n != m:
+            index = np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.intp), m - 1)
+            out = out.take(index, axis=axis)
+    return out

@@ -25,7 +25,7 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     new_ids = np.zeros(sizes.shape[0], dtype=np.int64)
     new_ids[keep] = np.arange(1, int(keep.sum()) + 1)
     n = int(keep.sum())
-    return new_ids[labels].astype(label_dtype(n))
+    return new_ids.astype(label_dtype(n))[labels]
 
 
 def instances_from_colors(

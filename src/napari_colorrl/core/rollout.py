@@ -42,6 +42,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class _SectionTimer:
+    """Seconds spent in the marked sections of an update, without a sync inside the step loop.
+
+    On a CUDA device each section is a pair of timing events read once at the end (after the
+    update's final sync); elsewhere ``time.perf_counter`` around the (synchronous) work.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.marks: list[tuple[object, object]] = []
+        self._start: object = None
+
+    def _now(self) -> object:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record(torch.cuda.current_stream(self.device))
+            return event
+        return time.perf_counter()
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> None:
+        self.marks.append((self._start, self._now()))
+
+    def seconds(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            return sum(a.elapsed_time(b) for a, b in self.marks) / 1000.0  # type: ignore[attr-defined]
+        return float(sum(b - a for a, b in self.marks))  # type: ignore[operator]
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` (..., B, *S) over the pixels where ``mask`` (B, *S) is set."""
     weight = mask.expand_as(values)
@@ -108,7 +141,7 @@ def run_update(
     tcfg = config.train
     model.train()
     start = time.perf_counter()
-    reward_seconds = 0.0
+    reward_timer = _SectionTimer(device)
     image = episode.image
     batch, spatial = image.shape[0], image.shape[2:]
     channels = torch.zeros((batch, steps, *spatial), dtype=image.dtype, device=device)
@@ -116,8 +149,11 @@ def run_update(
     cache = model.encode_image(image) if hasattr(model, "encode_image") else None
     log_probs, entropies, values, rewards = [], [], [], []
     states, actions = [], []
-    part_sums = dict.fromkeys(PARTS, 0.0)
+    # The mean of each reward part per step stays on the device and is read back once per
+    # update (one sync instead of 4 T inside the loop).
+    part_means: list[torch.Tensor] = []
     mask = episode.targets.mask.to(image.dtype)
+    mask_count = mask.sum().clamp_min(1.0)
     for t in range(steps):
         logits, value = model(image, channels, image_features=cache)
         log_p = F.log_softmax(logits.float(), dim=1)
@@ -130,14 +166,12 @@ def run_update(
         states.append(channels)
         actions.append(action)
         colors = prev_colors + action.to(torch.int64) * (1 << t)
-        _sync(device)
-        r_start = time.perf_counter()
+        reward_timer.start()
         parts = step_rewards(episode.targets, prev_colors, colors, action, t, steps)
-        _sync(device)
-        reward_seconds += time.perf_counter() - r_start
+        reward_timer.stop()
         rewards.append(parts.total.float())
-        for name in PARTS:
-            part_sums[name] += float(masked_mean(getattr(parts, name).float(), mask))
+        part_means.append(torch.stack([(getattr(parts, name).float() * mask).sum()
+                                       for name in PARTS]) / mask_count)
         channels = channels.clone()  # the old tensor is saved for backward
         channels[:, t] = step_value(action)
         prev_colors = colors
@@ -171,9 +205,14 @@ def run_update(
         _step(model, optimizer, loss, tcfg.grad_clip)
     _sync(device)
     seconds = time.perf_counter() - start
+    reward_seconds = min(reward_timer.seconds(), seconds)
+    reward_parts = dict.fromkeys(PARTS, 0.0)
+    for row in torch.stack(part_means).tolist():
+        for name, value in zip(PARTS, row, strict=True):
+            reward_parts[name] += value
     return RolloutStats(
-        reward=float(sum(part_sums.values())),
-        reward_parts=part_sums,
+        reward=float(sum(reward_parts.values())),
+        reward_parts=reward_parts,
         loss=float(loss.detach()),
         policy_loss=float(policy_loss.detach()),
         value_loss=float(value_loss.detach()),
