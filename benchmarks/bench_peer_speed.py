@@ -1,0 +1,106 @@
+"""Inference speed of ColorRL against Cellpose 3 on the same images, in one run.
+
+Both models are the ones ``benchmarks/compare.py`` trained (``runs/compare-NAME/``), so they
+have seen the same data for the same minutes. Each image of ``DATA/val`` is resized to the
+network size of the ColorRL config (CVPPP 176 x 176, DSB 256 x 256), then segmented by ColorRL
+(``Segmenter.segment``: normalisation, T steps, post-processing) and by Cellpose
+(``model.eval``: network, flows, mask reconstruction; in its own venv, after one warm-up call,
+with the object diameter it was trained at scaled to the resized images). Medians per image.
+
+    python benchmarks/bench_peer_speed.py --data ../shared/data/dsb2018_fluo --name dsb
+    python benchmarks/bench_peer_speed.py --data ../shared/data/cvppp_a1 --name cvppp --images 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import ROOT, command, machine, stamp, write_section  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--name", required=True, help="the compare.py run (runs/compare-NAME)")
+    parser.add_argument("--images", type=int, default=12, help="validation images timed")
+    parser.add_argument("--quick", action="store_true", help="3 images")
+    parser.add_argument("--no-doc", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+    from peer_cellpose import time_cellpose
+    from tqdm import tqdm
+
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.io import load_dataset_dir
+    from napari_colorrl.core.normalize import resize_image
+
+    work = ROOT / "runs" / f"compare-{args.name}"
+    colorrl_model = work / "colorrl.best.pt"
+    cellpose_model = work / "cellpose" / "cellpose_model.pt"
+    for path in (colorrl_model, cellpose_model):
+        if not path.is_file():
+            print(f"{path} not found: run benchmarks/compare.py --name {args.name} first")
+            return 1
+    torch.set_num_threads(2)
+    segmenter = Segmenter.load(colorrl_model, device="cpu")
+    size = tuple(segmenter.config.input_size)
+    _, val = load_dataset_dir(args.data)
+    val = val[: 3 if args.quick else args.images]
+    images = []
+    for sample in val:
+        image = np.asarray(sample.image, dtype=np.float32)
+        rgb = image.ndim == 3
+        data = np.moveaxis(image, -1, 0) if rgb else image[None]
+        resized = resize_image(data, size)
+        images.append(np.moveaxis(resized, 0, -1) if rgb else resized[0])
+    scale = size[0] / np.asarray(val[0].image).shape[0]
+
+    segmenter.segment(images[0])  # warm-up, as Cellpose gets one
+    colorrl_s = []
+    for image in tqdm(images, desc="ColorRL", unit="image"):
+        start = time.perf_counter()
+        segmenter.segment(image)
+        colorrl_s.append(time.perf_counter() - start)
+    result = json.loads((work / "cellpose" / "result.json").read_text())
+    diameter = float(result["mean_diameter"]) * scale
+    print("Cellpose (its own venv, one warm-up call first) ...")
+    peer = time_cellpose(cellpose_model, images, diameter=diameter, threads=2)
+    cellpose_s = [float(s) for s in peer["seconds"]]
+    ours, theirs = statistics.median(colorrl_s), statistics.median(cellpose_s)
+    lines = [
+        f"## Speed against Cellpose 3: {args.name}",
+        "",
+        f"- machine: {machine()}",
+        f"- command: `{command()}`",
+        f"- date: {stamp()}",
+        f"- {len(images)} validation images of `{args.data.name}` resized to "
+        f"{'x'.join(map(str, size))}; models trained by `compare.py` (10 minutes each); "
+        f"ColorRL T = {segmenter.config.steps}; Cellpose {peer['version']} with diameter "
+        f"{diameter:.1f} px; 2 threads each, one after the other",
+        "",
+        "| method | median ms/image | images/s | vs ColorRL |",
+        "|---|---|---|---|",
+        f"| ColorRL (this project) | {1000 * ours:.0f} | {1 / ours:.2f} | 1.00x |",
+        f"| Cellpose 3 | {1000 * theirs:.0f} | {1 / theirs:.2f} | {theirs / ours:.2f}x the "
+        f"time |",
+        "",
+        f"Peak memory of the Cellpose process: {peer['peak_rss_mb']:.0f} MB (ColorRL's peak "
+        f"memory at these sizes is in the Speed section).",
+    ]
+    print("\n".join(lines[8:]))
+    if not args.no_doc and not args.quick:
+        write_section(f"speed-vs-cellpose-{args.name}", "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
