@@ -199,7 +199,9 @@ def train(
         return update >= total_updates
 
     try:
-        while not finished():
+        # One decision per update: the loop ends exactly after the report marked final.
+        done = finished()
+        while not done:
             frac = progress()
             lr = _learning_rate(config, frac)
             for group in optimizer.param_groups:
