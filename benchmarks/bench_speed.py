@@ -176,19 +176,9 @@ def case_image(config, dataset: str | None, size: int | None = None) -> tuple[np
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` with PyTorch's ``InstanceNorm`` (instead of group_norm) and plain
     NCDHW 3D convolutions (no channels_last_3d / oneDNN inference path): the network as it was."""
-    from torch import nn
+    from napari_colorrl.core.networks import stock_copy
 
-    from napari_colorrl.core import networks
-
-    plain = copy.deepcopy(model)
-    swap = {networks.InstanceNorm2d: nn.InstanceNorm2d, networks.InstanceNorm3d: nn.InstanceNorm3d,
-            networks.Conv3d: nn.Conv3d}
-    for module in plain.modules():
-        if type(module) in swap:
-            module.__class__ = swap[type(module)]
-    if hasattr(plain, "fast_layout"):
-        plain.fast_layout = False
-    return plain
+    return stock_copy(model)
 
 
 def _colors_before(steps: np.ndarray) -> np.ndarray:

@@ -97,8 +97,8 @@ def main() -> int:
         f"T = {config.steps}; network {list(config.network.features)} at "
         f"{'x'.join(map(str, config.input_size))} ({config.input_mode}); minimum object size "
         f"{config.min_size} px",
-        "- use: `colorrl predict --model nuclei-2d --input IMAGES --output LABELS`, or \"bundled: nuclei-2d\" in the "
-        "segmentation dock",
+        "- use: `colorrl predict --model nuclei-2d --input IMAGES --output LABELS`, or "
+        "\"bundled: nuclei-2d\" in the segmentation dock",
         f"- scored on all {len(val)} validation images of `{args.data.name}` at full size:",
         "",
         "| model | " + " | ".join(COLUMNS) + " | ms per image |",

@@ -29,14 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def plain(model: nn.Module) -> nn.Module:
     """The network as it was: stock InstanceNorm and Conv3d, no fast 3D layout."""
-    out = copy.deepcopy(model)
-    swap = {networks.InstanceNorm2d: nn.InstanceNorm2d, networks.InstanceNorm3d: nn.InstanceNorm3d,
-            networks.Conv3d: nn.Conv3d}
-    for m in out.modules():
-        if type(m) in swap:
-            m.__class__ = swap[type(m)]
-    out.fast_layout = False
-    return out
+    return networks.stock_copy(model)
 
 
 def config_for(ndim: int, steps: int = 3) -> ColorRLConfig:

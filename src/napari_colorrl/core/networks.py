@@ -334,6 +334,24 @@ class ColorRLNet(nn.Module):
         return logits, value
 
 
+def stock_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with PyTorch's stock ``InstanceNorm`` and ``Conv3d`` layers and no fast
+    3D layout: the network as it computed before the speed work (same weights). Tests and
+    ``benchmarks/bench_speed.py`` compare the fast layers against it."""
+    import copy
+
+    stock = copy.deepcopy(model)
+    swap = {InstanceNorm2d: nn.InstanceNorm2d, InstanceNorm3d: nn.InstanceNorm3d,
+            Conv3d: nn.Conv3d}
+    for module in stock.modules():
+        if type(module) in swap:
+            module.__class__ = swap[type(module)]
+    for module in stock.modules():
+        if isinstance(module, ColorRLNet):
+            module.fast_layout = False
+    return stock
+
+
 def build_network(config: ColorRLConfig) -> ColorRLNet:
     """The network described by ``config`` (ndim, channels, steps T, ``config.network``)."""
     net = config.network
