@@ -1,6 +1,7 @@
 """The pretrained nuclei model shipped in the package: present, small, loadable by name, useful."""
 
 import numpy as np
+import pytest
 import tifffile
 import torch
 from scipy import ndimage as ndi
@@ -66,3 +67,23 @@ def test_predict_cli_uses_bundled_model_by_name(tmp_path):
                  "--output", str(tmp_path / "out"), "--device", "cpu"]) == 0
     out = tifffile.imread(tmp_path / "out" / "nuclei.tif")
     assert out.shape == image.shape and out.max() > 5
+
+
+@pytest.mark.gui
+def test_segmentation_dock_uses_bundled_model(docks, qtbot):
+    pytest.importorskip("pytestqt")
+    from qtpy.QtCore import Qt
+
+    viewer, _, segmentation = docks
+    image, labels = _nuclei_image(seed=5)
+    viewer.add_image(image, name="nuclei")
+    index = segmentation.model.findText("bundled: nuclei-2d")
+    assert index >= 0, [segmentation.model.itemText(i) for i in range(segmentation.model.count())]
+    segmentation.model.setCurrentIndex(index)
+    segmentation.image.select("nuclei")
+    assert segmentation.run_button.isEnabled(), segmentation.status.text()
+    qtbot.mouseClick(segmentation.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not segmentation.running, timeout=90_000)
+    instances = viewer.layers["nuclei instances"].data
+    assert instances.shape == image.shape
+    assert sbd(instances, labels) > 0.5
