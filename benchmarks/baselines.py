@@ -165,11 +165,10 @@ def watershed_instances(prob: np.ndarray, threshold: float, min_distance: int,
                            exclude_border=False)
     markers = np.zeros(mask.shape, dtype=np.int64)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    # Components without a peak (tiny or flat) keep their own marker.
-    missing = np.setdiff1d(np.unique(components[mask]), np.unique(components[tuple(peaks.T)]))
-    for offset, comp in enumerate(missing, start=len(peaks) + 1):
-        first = np.argwhere(components == comp)[0]
-        markers[tuple(first)] = offset
+    # Components without a peak (tiny or flat) keep their own marker, at their first pixel.
+    ids, first = np.unique(components.ravel(), return_index=True)
+    missing = (ids > 0) & ~np.isin(ids, components[tuple(peaks.T)])
+    markers.flat[first[missing]] = np.arange(len(peaks) + 1, len(peaks) + 1 + missing.sum())
     labels = watershed(-distance, markers, mask=mask)
     return remove_small(labels, min_size)
 
