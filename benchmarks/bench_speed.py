@@ -18,11 +18,11 @@ and summarised by medians, so the before/after ratios hold on a busy machine too
 4. torch.profiler top operators of one inference and one training update.
 
 "Before" is the code as it was before the speed work, rebuilt here: the network with PyTorch's
-``InstanceNorm`` and plain NCDHW 3D convolutions (``plain_model``), the coloring loop under
-``no_grad`` with int64 colors, the open-mesh nearest resize and the int64 color sum
+``InstanceNorm`` and plain NC(D)HW layout and convolutions (``plain_model``), the coloring loop
+under ``no_grad`` with int64 colors, the open-mesh nearest resize and the int64 color sum
 (``segment_before``). Random-init weights (seed 0): the work done does not depend on them.
 
-    python benchmarks/bench_speed.py                  # full run: about 10 minutes on 2 idle cores
+    python benchmarks/bench_speed.py                  # full run: about 5-6 minutes on 2 idle cores
     python benchmarks/bench_speed.py --quick --no-doc # about 2-3 minutes, prints only
 
 ``time_inference(config, size, steps, repeats)`` is importable for comparison scripts.
@@ -174,8 +174,9 @@ def case_image(config, dataset: str | None, size: int | None = None) -> tuple[np
 # "before": the code as it was before the speed work
 # ------------------------------------------------------------------------------------------------
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` with PyTorch's ``InstanceNorm`` (instead of group_norm) and plain
-    NCDHW 3D convolutions (no channels_last_3d / oneDNN inference path): the network as it was."""
+    """A copy of ``model`` with PyTorch's ``InstanceNorm`` (instead of group_norm), plain
+    NC(D)HW weights and activations and PyTorch's choice of 3D convolution (no channels_last /
+    oneDNN path): the network as it was."""
     from torch import nn
 
     from napari_colorrl.core import networks
@@ -188,7 +189,7 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
             module.__class__ = swap[type(module)]
     if hasattr(plain, "fast_layout"):
         plain.fast_layout = False
-    return plain
+    return plain.to(memory_format=torch.contiguous_format)
 
 
 def _colors_before(steps: np.ndarray) -> np.ndarray:
@@ -593,7 +594,7 @@ def compare_training(config, samples: Sequence, updates: int, warmup: int = 1, *
     interleaved (each with its own copy of the same initial weights, optimizer and environment).
     Per variant: median seconds per update (environment reset included), updates/s, episodes/s
     and the shares of rewards, environment and network over the timed updates."""
-    from napari_colorrl.core.networks import build_network
+    from napari_colorrl.core.networks import build_network, use_fast_layout
     from napari_colorrl.core.rollout import run_update
 
     device = torch.device(device)
@@ -601,7 +602,10 @@ def compare_training(config, samples: Sequence, updates: int, warmup: int = 1, *
     base = build_network(config).to(device)
     runs = {}
     for v in variants:
-        model = copy.deepcopy(base) if v == "after" else plain_model(base)
+        # As the trainer does: the current code converts a 3D network's weights to
+        # channels_last_3d on the CPU.
+        model = (use_fast_layout(copy.deepcopy(base), device) if v == "after"
+                 else plain_model(base))
         optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr,
                                      amsgrad=config.train.amsgrad)
         runs[v] = (model, optimizer, _training_env(config, samples, device))
@@ -794,8 +798,11 @@ What the speed work changed (results unchanged; tests/test_speed_equivalence.py)
 - Instance norms computed by `group_norm` with one group per channel (the same function and
   parameters): PyTorch's CPU `instance_norm` runs `batch_norm` over a (1, B*C, *S) view and was
   the second largest cost of both inference and training.
-- 3D inference on the CPU in the `channels_last_3d` layout with oneDNN convolutions: for batch-1
-  volumes PyTorch picked its reference 3D convolution (im2col + GEMM) for most layers.
+- On the CPU the 3D network (training and inference) runs in the `channels_last_3d` layout,
+  activations and weights, with oneDNN convolutions, and 2D inference in `channels_last`: in
+  NC(D)HW oneDNN reorders every tensor at every convolution, and for batch-1 volumes PyTorch
+  picked its reference 3D convolution (im2col + GEMM) for most layers. 2D training stays NCHW
+  (no gain measured there).
 - Post-processing: nearest resize of the step maps by one `take` per axis instead of an
   open-mesh fancy index (tens of times faster at full size); colors summed in uint8 instead of an
   int64 copy of all T maps; relabelling straight into the output dtype.
@@ -803,10 +810,10 @@ What the speed work changed (results unchanged; tests/test_speed_equivalence.py)
 - Training: the reward parts' means stay on the device and are read once per update (one sync
   instead of 4 T), rewards are timed with CUDA events on a GPU instead of two syncs per step.
 
-Tried and not used (measured once during development, on a CPU shared with a training run, one
-thread): `channels_last` for the 2D network (no clear gain at inference, training updates
-slower); `torch.compile` (inductor) of the 2D CVPPP network, about 1.3x faster per forward pass
-but 700 s to compile there, and again for every new image shape.
+Tried and not used: `channels_last` for 2D training (the same time per update as NCHW on 2
+idle cores); `torch.compile` (inductor) of the 2D CVPPP network, about 1.3x faster per forward
+pass (measured once during development, one thread, on a CPU shared with a training run) but
+700 s to compile there, and again for every new image shape.
 """
 
 
