@@ -163,7 +163,8 @@ def case_image(config, dataset: str | None, size: int | None = None) -> tuple[np
         make_shape = target if config.input_mode == "crop" else tuple(config.input_size)
         n = max(4, int(20 * math.prod(make_shape) / 176**ndim)) if ndim == 2 else 16
         image = synthetic_samples(ndim, make_shape, 1, n)[0].image
-        source = f"synthetic {'x'.join(map(str, make_shape))} (no {dataset} data found)"
+        why = f"no {dataset} data found" if dataset else "no data set given"
+        source = f"synthetic {'x'.join(map(str, make_shape))} ({why})"
     if config.input_mode == "crop" and tuple(image.shape[:ndim]) != target:
         image = fit_shape(image, target)
         source += f", fitted to {'x'.join(map(str, target))}"
@@ -646,8 +647,9 @@ def training_samples(config, dataset: str | None, count: int) -> tuple[list, str
         return samples, f"{dataset} val/, first {len(samples)} images"
     shape = tuple((3 * s) // 2 if config.input_mode == "crop" else s for s in config.input_size)
     n = 20 if config.ndim == 2 else 16
+    why = f"no {dataset} data found" if dataset else "no data set given"
     return (synthetic_samples(config.ndim, shape, count, n),
-            f"synthetic {'x'.join(map(str, shape))} (no {dataset} data found)")
+            f"synthetic {'x'.join(map(str, shape))} ({why})")
 
 
 def reward_share_check(updates: int, warmup: int = 1, *, device: str = "cpu",
@@ -1015,9 +1017,10 @@ def report(args, out, inference, training, rewards, size_results, step_results, 
               f"- fp32 matmul peak measured in the run (2048x2048 `torch.mm`, median of 7, at "
               f"the start and at the end, the higher): {out['peak_gflops']:.1f} GFLOP/s with "
               f"{torch.get_num_threads()} threads"]
-    if out["load_average"] is not None and out["load_average"] > 0.5:
-        lines.append(f"- The CPU was shared: load average {out['load_average']:.1f} at the start, "
-                     f"so absolute figures are low; the ratios were measured interleaved.")
+    if out["load_average"] is not None and out["load_average"] > 0.5 * (os.cpu_count() or 1):
+        lines.append(f"- The CPU may have been shared: 1-minute load average "
+                     f"{out['load_average']:.1f} at the start, so absolute figures may be low; "
+                     f"the ratios were measured interleaved.")
     if args.note:
         lines.append(f"- Note: {args.note}")
     lines += ["", "Ratios (current code vs before, same run):", ""]
@@ -1047,8 +1050,11 @@ def report(args, out, inference, training, rewards, size_results, step_results, 
             "and heads); GFLOP/s divides it by the whole time, % of peak by the fp32 matmul rate "
             "above; network % of peak uses the network ms alone. Same instances: before and "
             "after give identical instance maps (random weights with a policy head of std 1, so "
-            "decisions are not near-ties; otherwise the number of step-map pixels that differ "
-            "by float rounding).", width=100)]
+            "few decisions are near-ties); otherwise the step-map pixels that differ: float "
+            "rounding (another summation order in the convolutions and norms) flips a few "
+            "near-tie decisions, and with random weights later steps inherit and spread them "
+            "(in development, 3D: 16 voxels at step 0, all with logit margins below 5e-4).",
+            width=100)]
     if training:
         lines += ["", "### Training (`core.rollout.run_update`, environment reset included)", ""]
         lines.append(training_table(training))
