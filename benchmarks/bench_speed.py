@@ -18,11 +18,11 @@ and summarised by medians, so the before/after ratios hold on a busy machine too
 4. torch.profiler top operators of one inference and one training update.
 
 "Before" is the code as it was before the speed work, rebuilt here: the network with PyTorch's
-``InstanceNorm`` and plain NCDHW 3D convolutions (``plain_model``), the coloring loop under
-``no_grad`` with int64 colors, the open-mesh nearest resize and the int64 color sum
+``InstanceNorm`` and plain NC(D)HW layout and convolutions (``plain_model``), the coloring loop
+under ``no_grad`` with int64 colors, the open-mesh nearest resize and the int64 color sum
 (``segment_before``). Random-init weights (seed 0): the work done does not depend on them.
 
-    python benchmarks/bench_speed.py                  # full run: about 10 minutes on 2 idle cores
+    python benchmarks/bench_speed.py                  # full run: about 5-6 minutes on 2 idle cores
     python benchmarks/bench_speed.py --quick --no-doc # about 2-3 minutes, prints only
 
 ``time_inference(config, size, steps, repeats)`` is importable for comparison scripts.
@@ -163,7 +163,8 @@ def case_image(config, dataset: str | None, size: int | None = None) -> tuple[np
         make_shape = target if config.input_mode == "crop" else tuple(config.input_size)
         n = max(4, int(20 * math.prod(make_shape) / 176**ndim)) if ndim == 2 else 16
         image = synthetic_samples(ndim, make_shape, 1, n)[0].image
-        source = f"synthetic {'x'.join(map(str, make_shape))} (no {dataset} data found)"
+        why = f"no {dataset} data found" if dataset else "no data set given"
+        source = f"synthetic {'x'.join(map(str, make_shape))} ({why})"
     if config.input_mode == "crop" and tuple(image.shape[:ndim]) != target:
         image = fit_shape(image, target)
         source += f", fitted to {'x'.join(map(str, target))}"
@@ -583,7 +584,7 @@ def compare_training(config, samples: Sequence, updates: int, warmup: int = 1, *
     interleaved (each with its own copy of the same initial weights, optimizer and environment).
     Per variant: median seconds per update (environment reset included), updates/s, episodes/s
     and the shares of rewards, environment and network over the timed updates."""
-    from napari_colorrl.core.networks import build_network
+    from napari_colorrl.core.networks import build_network, use_fast_layout
     from napari_colorrl.core.rollout import run_update
 
     device = torch.device(device)
@@ -591,7 +592,10 @@ def compare_training(config, samples: Sequence, updates: int, warmup: int = 1, *
     base = build_network(config).to(device)
     runs = {}
     for v in variants:
-        model = copy.deepcopy(base) if v == "after" else plain_model(base)
+        # As the trainer does: the current code converts a 3D network's weights to
+        # channels_last_3d on the CPU.
+        model = (use_fast_layout(copy.deepcopy(base), device) if v == "after"
+                 else plain_model(base))
         optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr,
                                      amsgrad=config.train.amsgrad)
         runs[v] = (model, optimizer, _training_env(config, samples, device))
@@ -632,8 +636,9 @@ def training_samples(config, dataset: str | None, count: int) -> tuple[list, str
         return samples, f"{dataset} val/, first {len(samples)} images"
     shape = tuple((3 * s) // 2 if config.input_mode == "crop" else s for s in config.input_size)
     n = 20 if config.ndim == 2 else 16
+    why = f"no {dataset} data found" if dataset else "no data set given"
     return (synthetic_samples(config.ndim, shape, count, n),
-            f"synthetic {'x'.join(map(str, shape))} (no {dataset} data found)")
+            f"synthetic {'x'.join(map(str, shape))} ({why})")
 
 
 def reward_share_check(updates: int, warmup: int = 1, *, device: str = "cpu",
@@ -784,8 +789,11 @@ What the speed work changed (results unchanged; tests/test_speed_equivalence.py)
 - Instance norms computed by `group_norm` with one group per channel (the same function and
   parameters): PyTorch's CPU `instance_norm` runs `batch_norm` over a (1, B*C, *S) view and was
   the second largest cost of both inference and training.
-- 3D inference on the CPU in the `channels_last_3d` layout with oneDNN convolutions: for batch-1
-  volumes PyTorch picked its reference 3D convolution (im2col + GEMM) for most layers.
+- On the CPU the 3D network (training and inference) runs in the `channels_last_3d` layout,
+  activations and weights, with oneDNN convolutions, and 2D inference in `channels_last`: in
+  NC(D)HW oneDNN reorders every tensor at every convolution, and for batch-1 volumes PyTorch
+  picked its reference 3D convolution (im2col + GEMM) for most layers. 2D training stays NCHW
+  (no gain measured there).
 - Post-processing: nearest resize of the step maps by one `take` per axis instead of an
   open-mesh fancy index (tens of times faster at full size); colors summed in uint8 instead of an
   int64 copy of all T maps; relabelling straight into the output dtype.
@@ -793,10 +801,10 @@ What the speed work changed (results unchanged; tests/test_speed_equivalence.py)
 - Training: the reward parts' means stay on the device and are read once per update (one sync
   instead of 4 T), rewards are timed with CUDA events on a GPU instead of two syncs per step.
 
-Tried and not used (measured once during development, on a CPU shared with a training run, one
-thread): `channels_last` for the 2D network (no clear gain at inference, training updates
-slower); `torch.compile` (inductor) of the 2D CVPPP network, about 1.3x faster per forward pass
-but 700 s to compile there, and again for every new image shape.
+Tried and not used: `channels_last` for 2D training (the same time per update as NCHW on 2
+idle cores); `torch.compile` (inductor) of the 2D CVPPP network, about 1.3x faster per forward
+pass (measured once during development, one thread, on a CPU shared with a training run) but
+700 s to compile there, and again for every new image shape.
 """
 
 
@@ -998,9 +1006,10 @@ def report(args, out, inference, training, rewards, size_results, step_results, 
               f"- fp32 matmul peak measured in the run (2048x2048 `torch.mm`, median of 7, at "
               f"the start and at the end, the higher): {out['peak_gflops']:.1f} GFLOP/s with "
               f"{torch.get_num_threads()} threads"]
-    if out["load_average"] is not None and out["load_average"] > 0.5:
-        lines.append(f"- The CPU was shared: load average {out['load_average']:.1f} at the start, "
-                     f"so absolute figures are low; the ratios were measured interleaved.")
+    if out["load_average"] is not None and out["load_average"] > 0.5 * (os.cpu_count() or 1):
+        lines.append(f"- The CPU may have been shared: 1-minute load average "
+                     f"{out['load_average']:.1f} at the start, so absolute figures may be low; "
+                     f"the ratios were measured interleaved.")
     if args.note:
         lines.append(f"- Note: {args.note}")
     lines += ["", "Ratios (current code vs before, same run):", ""]
@@ -1030,8 +1039,11 @@ def report(args, out, inference, training, rewards, size_results, step_results, 
             "and heads); GFLOP/s divides it by the whole time, % of peak by the fp32 matmul rate "
             "above; network % of peak uses the network ms alone. Same instances: before and "
             "after give identical instance maps (random weights with a policy head of std 1, so "
-            "decisions are not near-ties; otherwise the number of step-map pixels that differ "
-            "by float rounding).", width=100)]
+            "few decisions are near-ties); otherwise the step-map pixels that differ: float "
+            "rounding (another summation order in the convolutions and norms) flips a few "
+            "near-tie decisions, and with random weights later steps inherit and spread them "
+            "(in development, 3D: 16 voxels at step 0, all with logit margins below 5e-4).",
+            width=100)]
     if training:
         lines += ["", "### Training (`core.rollout.run_update`, environment reset included)", ""]
         lines.append(training_table(training))

@@ -73,16 +73,39 @@ def test_group_norm_is_instance_norm_forward_and_backward(ndim):
     assert set(fast.state_dict()) == set(stock.state_dict()) == {"weight", "bias"}
 
 
-def test_fast_3d_layout_is_used_only_for_cpu_inference():
+def test_fast_3d_layout_on_the_cpu_and_its_switch():
     torch.manual_seed(0)
-    net = build_network(config_for(3)).eval()
+    net = networks.use_fast_layout(build_network(config_for(3)))
+    assert net.step_input[0].conv1.weight.is_contiguous(memory_format=torch.channels_last_3d)
     image, steps = torch.rand(1, 1, 16, 16, 16), torch.zeros(1, 3, 16, 16, 16)
     with torch.no_grad():
-        assert net.encode_image(image).is_contiguous(memory_format=torch.channels_last_3d)
         fast = net(image, steps)[0]
         reference = plain(net)(image, steps)[0]
-    assert net.encode_image(image).is_contiguous()  # autograd on: the training layout
+    assert net.encode_image(image).is_contiguous(memory_format=torch.channels_last_3d)
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-4)
+    net.fast_layout = False
+    assert net.encode_image(image).is_contiguous()
+    # 2D: weights in channels_last for inference only; training keeps plain NCHW.
+    flat = networks.use_fast_layout(build_network(config_for(2)))
+    assert flat.encoders[0].conv1.weight.is_contiguous()
+    networks.use_fast_layout(flat, inference=True)
+    assert flat.encoders[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    image, steps = torch.rand(1, 1, 32, 32), torch.zeros(1, 3, 32, 32)
+    with torch.no_grad():
+        assert flat.encode_image(image).is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(flat(image, steps)[0], plain(flat)(image, steps)[0],
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_validation_leaves_the_training_layout_alone():
+    from napari_colorrl.core.validation import validate
+
+    config = config_for(2)
+    torch.manual_seed(0)
+    model = build_network(config)
+    validate(model, config, _samples(2)[:1], torch.device("cpu"))
+    assert model.encoders[0].conv1.weight.is_contiguous()
+    assert model.training
 
 
 @pytest.mark.parametrize("shape,target", [((6, 22, 22), (6, 53, 50)), ((6, 40, 33), (6, 7, 9)),
@@ -210,7 +233,7 @@ def test_training_update_changes_weights_as_the_plain_network(ndim, monkeypatch)
     config = config_for(ndim)
     torch.manual_seed(0)
     start = build_network(config)
-    fast, reference = copy.deepcopy(start), plain(start)
+    fast, reference = networks.use_fast_layout(copy.deepcopy(start)), plain(start)
     recorded = []
     real = rollout.step_rewards
 

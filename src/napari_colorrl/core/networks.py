@@ -26,9 +26,11 @@ the steps and call ``backward`` once (or use ``retain_graph=True``).
 
 Speed (docs/benchmarks.md, "Speed"): the instance norms are computed by ``group_norm`` with one
 group per channel (the same normalisation, the same parameters and state-dict keys; PyTorch's CPU
-``instance_norm`` is several times slower), and 3D inference on the CPU without autograd runs in
-the ``channels_last_3d`` layout with oneDNN convolutions (``ColorRLNet.fast_layout``): for batch 1
-PyTorch would pick its slow reference 3D convolution for the small layers.
+``instance_norm`` is several times slower). On the CPU the 3D network runs in the
+``channels_last_3d`` layout with oneDNN convolutions, and 2D inference in ``channels_last``
+(``ColorRLNet.fast_layout``; weights converted by ``use_fast_layout``): in NC(D)HW oneDNN
+reorders every activation and weight at every convolution, and for batch-1 volumes PyTorch would
+pick its slow reference 3D convolution for most layers.
 """
 
 from __future__ import annotations
@@ -68,19 +70,19 @@ def _onednn_ready(x: Tensor) -> bool:
         and x.dtype == torch.float32
         and x.ndim == 5
         and x.is_contiguous(memory_format=torch.channels_last_3d)
-        and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
     )
 
 
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` that sends ``channels_last_3d`` CPU float32 input to oneDNN at inference.
+    """``nn.Conv3d`` that sends ``channels_last_3d`` CPU float32 input to oneDNN.
 
     PyTorch chooses its reference convolution (im2col + GEMM, about 10x slower here) for batch-1
     volumes whose first axes are small (N*C*D*H <= 20480), which are most layers of a 3D U-Net at
-    inference. With autograd on, for contiguous (NCDHW) input, on any other device or dtype, or
-    with ``onednn`` False (``ColorRLNet.fast_layout``), the usual path runs.
+    inference; for larger batches it picks oneDNN itself (the same kernel as here, backward
+    included). For contiguous (NCDHW) input, on any other device or dtype, or with ``onednn``
+    False (``ColorRLNet.fast_layout``), the usual path runs.
     """
 
     onednn = True
@@ -177,9 +179,11 @@ class ColorRLNet(nn.Module):
     from top to bottom (depth = len(features) >= 2). attention: gates on the skip connections.
     input_features: width of each input module.
 
-    ``fast_layout`` (not saved; default True): run 3D inference on the CPU (autograd off) in the
-    ``channels_last_3d`` layout with oneDNN convolutions. Training (autograd on) and 2D always
-    use the plain layout; set False for the plain path everywhere.
+    ``fast_layout`` (not saved; default True): on the CPU a 3D network runs in the
+    ``channels_last_3d`` layout with oneDNN convolutions (inputs converted in ``forward``), a 2D
+    network in ``channels_last`` when its weights are (``use_fast_layout(..., inference=True)``,
+    as ``Segmenter`` does). Other devices, and ``fast_layout = False``, use the plain NC(D)HW
+    path.
     """
 
     def __init__(
@@ -253,9 +257,14 @@ class ColorRLNet(nn.Module):
 
     def _layout(self, x: Tensor) -> Tensor:
         """``x`` in the layout this pass runs in (see ``fast_layout``)."""
-        if (self.fast_layout and self.ndim == 3 and x.device.type == "cpu"
-                and not torch.is_grad_enabled()):
+        if not self.fast_layout or x.device.type != "cpu":
+            return x
+        if self.ndim == 3:
             return x.contiguous(memory_format=torch.channels_last_3d)
+        # 2D: channels_last only pays with channels_last weights (``use_fast_layout``).
+        weight = self.encoders[0].conv1.weight
+        if not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+            return x.contiguous(memory_format=torch.channels_last)
         return x
 
     def _pad(self, x: Tensor) -> Tensor:
@@ -336,7 +345,7 @@ class ColorRLNet(nn.Module):
 
 def stock_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with PyTorch's stock ``InstanceNorm`` and ``Conv3d`` layers and no fast
-    3D layout: the network as it computed before the speed work (same weights). Tests and
+    layout: the network as it computed before the speed work (same weights). Tests and
     ``benchmarks/bench_speed.py`` compare the fast layers against it."""
     import copy
 
@@ -349,7 +358,37 @@ def stock_copy(model: nn.Module) -> nn.Module:
     for module in stock.modules():
         if isinstance(module, ColorRLNet):
             module.fast_layout = False
-    return stock
+    return stock.to(memory_format=torch.contiguous_format)
+
+
+def use_fast_layout(
+    model: nn.Module, device: torch.device | str | None = None, *, inference: bool = False
+) -> nn.Module:
+    """Put the weights of a ``ColorRLNet`` on the CPU in the fast layout (in place; returned).
+
+    3D: ``channels_last_3d``, for training and inference (with NCDHW weights oneDNN reorders
+    them at every convolution and its backward: a 3D update takes about 1.5x as long).
+    2D: ``channels_last`` with ``inference=True`` only (about 1.4x faster inference; training
+    gains nothing from it, so 2D training keeps its plain NCHW path). The values do not change,
+    only their memory order, so checkpoints, optimizers and DDP are unaffected. Anything else
+    (other modules, devices, ``fast_layout = False``) is returned untouched.
+    """
+    if not isinstance(model, ColorRLNet) or not model.fast_layout:
+        return model
+    if model.ndim == 2 and not inference:
+        return model
+    param = next(model.parameters(), None)
+    where = torch.device(device) if device is not None else (
+        param.device if param is not None else torch.device("cpu"))
+    if where.type == "cpu":
+        fmt = torch.channels_last_3d if model.ndim == 3 else torch.channels_last
+        for param in model.parameters():
+            # 1-channel and 1x1 kernels have the same memory order in both layouts: left as
+            # they are, their gradients keep matching them (DDP checks the strides).
+            if (param.dim() == model.ndim + 2 and param.shape[1] > 1
+                    and math.prod(param.shape[2:]) > 1):
+                param.data = param.data.contiguous(memory_format=fmt)
+    return model
 
 
 def build_network(config: ColorRLConfig) -> ColorRLNet:

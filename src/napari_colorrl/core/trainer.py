@@ -25,7 +25,7 @@ from .config import ColorRLConfig
 from .device import release_memory
 from .environment import Environment
 from .memory import check_training_memory
-from .networks import build_network
+from .networks import build_network, use_fast_layout
 from .rollout import RolloutStats, run_update
 from .validation import selection_score, validate
 
@@ -125,7 +125,7 @@ def train(
     torch.manual_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
 
-    model = build_network(config).to(device)
+    model = use_fast_layout(build_network(config).to(device), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, amsgrad=tcfg.amsgrad)
     update, episodes, elapsed_before, best_score = 0, 0, 0.0, -1.0
     if resume is not None:

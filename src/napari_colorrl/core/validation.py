@@ -62,7 +62,7 @@ def validate(
     :func:`min_size_candidates` to maximise :func:`selection_score`; the result then also holds
     ``"min_size"``, the size chosen (the scores are those at that size).
     """
-    segmenter = Segmenter(model, config, device=str(device))
+    segmenter = Segmenter(model, config, device=str(device), fast_layout=False)
     colors, gts = [], []
     try:
         for sample in samples:
