@@ -51,10 +51,6 @@ def main() -> int:
                         "log.jsonl (e.g. a run made with colorrl train --out/--log there)")
     args = parser.parse_args()
 
-    from tqdm import tqdm
-
-    from napari_colorrl.core.inference import Segmenter
-    from napari_colorrl.core.metrics import evaluate, mean_metrics
     from napari_colorrl.core.trainer import train
     from napari_colorrl.core.training_setup import TrainingRequest, prepare_training
 
@@ -79,23 +75,8 @@ def main() -> int:
         _train(train(config, setup.train, setup.val, out=out, resume=args.resume), log_path,
                name)
 
-    best = out.with_suffix(".best.pt")
-    scored = best if best.is_file() else out
-    segmenter = Segmenter.load(scored, device=config.train.device)
-    if args.score_only:
-        # As training does at each validation: the minimum object size chosen on validation.
-        from napari_colorrl.core.validation import validate
-
-        chosen = validate(segmenter.model, segmenter.config, setup.val, segmenter.device,
-                          choose_min_size=True)
-        segmenter.config = segmenter.config.replace(min_size=int(chosen["min_size"]))
-    start = time.perf_counter()
-    per_image = {}
-    for sample in tqdm(setup.val, desc="scoring val/", unit="image"):
-        per_image[sample.name] = evaluate(segmenter.segment(sample.image).instances,
-                                          sample.labels)
-    seconds = (time.perf_counter() - start) / max(1, len(setup.val))
-    mean = mean_metrics(list(per_image.values()))
+    scored, segmenter, mean, per_image, seconds = score_run(out, setup,
+                                                             choose_size=args.score_only)
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     print(f"\n{name}: {len(setup.val)} validation images, model {scored.name} "
           f"(min_size {segmenter.config.min_size}), {rows[-1]['update']} updates, "
@@ -112,6 +93,35 @@ def main() -> int:
     write_section(f"learning-{name}", _section(name, args, setup, rows, mean, scored,
                                                segmenter.config, seconds, curve))
     return 0
+
+
+def score_run(out: Path, setup, *, choose_size: bool = False):
+    """Score a run's best checkpoint (else its last) on every validation image at full size.
+
+    choose_size: choose the minimum object size on validation first, as training does at each
+    validation (for checkpoints whose stored size was fixed). Returns (scored checkpoint path,
+    segmenter, mean metrics, per-image metrics, seconds per image)."""
+    from tqdm import tqdm
+
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.metrics import evaluate, mean_metrics
+
+    best = out.with_suffix(".best.pt")
+    scored = best if best.is_file() else out
+    segmenter = Segmenter.load(scored, device=setup.config.train.device)
+    if choose_size:
+        from napari_colorrl.core.validation import validate
+
+        chosen = validate(segmenter.model, segmenter.config, setup.val, segmenter.device,
+                          choose_min_size=True)
+        segmenter.config = segmenter.config.replace(min_size=int(chosen["min_size"]))
+    start = time.perf_counter()
+    per_image = {}
+    for sample in tqdm(setup.val, desc="scoring val/", unit="image"):
+        per_image[sample.name] = evaluate(segmenter.segment(sample.image).instances,
+                                          sample.labels)
+    seconds = (time.perf_counter() - start) / max(1, len(setup.val))
+    return scored, segmenter, mean_metrics(list(per_image.values())), per_image, seconds
 
 
 def _train(reports, log_path: Path, name: str) -> None:
