@@ -71,3 +71,26 @@ def write_section(key: str, body: str, doc: Path = DOC) -> None:
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
     print(f"updated section {key!r} of {doc}")
+
+
+def add_run_arguments(parser, *, minutes: float, config_help: str, quick_help: str) -> None:
+    """The options every training benchmark shares: data, config, budget, T, seed, name,
+    --quick and --no-doc."""
+    parser.add_argument("--data", type=Path, required=True, help="folder with train/ and val/")
+    parser.add_argument("--config", type=Path, required=True, help=config_help)
+    parser.add_argument("--minutes", type=float, default=minutes,
+                        help=f"training budget (default {minutes:g})")
+    parser.add_argument("--steps", default="auto", help="T, or auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default=None, help="name of the run (default: data folder)")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/")
+
+
+def pick(parser, text: str, known, what: str) -> list[str]:
+    """The comma-separated names in ``text``; a parser error names the unknown ones."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in known]
+    if unknown:
+        parser.error(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return names

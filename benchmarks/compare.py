@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, command, machine, stamp, write_section  # noqa: E402
+from _report import ROOT, add_run_arguments, command, machine, pick, stamp, write_section  # noqa: E402
 
 METHODS = ("colorrl", "unet", "cellpose", "perfect")
 COLUMNS = ("sbd", "abs_dic", "ap50", "map")
@@ -53,14 +53,14 @@ def score(preds: dict[str, np.ndarray], val) -> dict[str, float]:
 
 
 def run_colorrl(args, setup, work: Path) -> dict:
-    from learn import _train
+    from learn import train_logged
 
     from napari_colorrl.core.inference import Segmenter
     from napari_colorrl.core.trainer import train
 
     out, log = work / "colorrl.pt", work / "colorrl.jsonl"
     log.write_text("")
-    _train(train(setup.config, setup.train, setup.val, out=out), log, "ColorRL")
+    train_logged(train(setup.config, setup.train, setup.val, out=out), log, "ColorRL")
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     best = out.with_suffix(".best.pt")
     segmenter = Segmenter.load(best if best.is_file() else out, device="cpu")
@@ -161,20 +161,12 @@ def run_perfect(setup) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with train/ and val/")
-    parser.add_argument("--config", type=Path, required=True,
-                        help="ColorRL JSON config (the U-Net baselines use its network, input "
-                        "size and normalisation)")
-    parser.add_argument("--minutes", type=float, default=30.0,
-                        help="training budget of each method (default 30)")
-    parser.add_argument("--steps", default="auto", help="ColorRL's T, or auto")
+    add_run_arguments(parser, minutes=30.0,
+                      config_help="ColorRL JSON config (the U-Net baselines use its network, "
+                      "input size and normalisation)",
+                      quick_help="2 minutes per method, 4 validation images")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {','.join(METHODS)}")
-    parser.add_argument("--name", default=None, help="name of the comparison (default: data)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="2 minutes per method, 4 validation images")
-    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
 
     from napari_colorrl.core.training_setup import TrainingRequest, prepare_training
@@ -182,10 +174,7 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to compare")
         return 1
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; choose among {', '.join(METHODS)}")
+    methods = pick(parser, args.methods, METHODS, "method")
     minutes = 2.0 if args.quick else args.minutes
     name = args.name or args.data.name
     work = ROOT / "runs" / f"compare-{name}{'-quick' if args.quick else ''}"

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, command, machine, stamp, write_section  # noqa: E402
+from _report import ROOT, add_run_arguments, command, machine, stamp, write_section  # noqa: E402
 
 SUMMARY_2D = ("sbd", "abs_dic", "ap50", "map", "aji")
 SUMMARY_3D = ("sbd", "abs_dic", "ap50", "voi_split", "voi_merge", "arand")
@@ -35,14 +35,8 @@ def summary(config) -> tuple[str, ...]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with train/ and val/")
-    parser.add_argument("--config", type=Path, required=True, help="JSON config of the run")
-    parser.add_argument("--minutes", type=float, default=60.0, help="training budget")
-    parser.add_argument("--steps", default="auto", help="T, or auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default=None, help="name of the run (default: data folder)")
-    parser.add_argument("--quick", action="store_true", help="3 minutes, 4 validation images")
-    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/")
+    add_run_arguments(parser, minutes=60.0, config_help="JSON config of the run",
+                      quick_help="3 minutes, 4 validation images")
     parser.add_argument("--resume", type=Path, default=None)
     parser.add_argument("--note", default="", help="a line added to the docs section (e.g. "
                         "the training command of a --score-only run)")
@@ -72,7 +66,7 @@ def main() -> int:
         print(line)
     config = setup.config
     if not args.score_only:
-        _train(train(config, setup.train, setup.val, out=out, resume=args.resume), log_path,
+        train_logged(train(config, setup.train, setup.val, out=out, resume=args.resume), log_path,
                name)
 
     scored, segmenter, mean, per_image, seconds = score_run(out, setup,
@@ -124,7 +118,7 @@ def score_run(out: Path, setup, *, choose_size: bool = False):
     return scored, segmenter, mean_metrics(list(per_image.values())), per_image, seconds
 
 
-def _train(reports, log_path: Path, name: str) -> None:
+def train_logged(reports, log_path: Path, name: str) -> None:
     """Drive the training generator with a progress bar, one JSON line per update."""
     from dataclasses import asdict
 

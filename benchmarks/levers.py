@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, command, machine, stamp, write_section  # noqa: E402
-from learn import _train, score_run, summary  # noqa: E402
+from _report import ROOT, add_run_arguments, command, machine, pick, stamp, write_section  # noqa: E402
+from learn import score_run, summary, train_logged  # noqa: E402
 
 # name -> (what it changes, overrides of the base config). "base" is the recipe as it is.
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -53,18 +53,11 @@ def _deep(base: dict, extra: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with train/ and val/")
-    parser.add_argument("--config", type=Path, required=True, help="base JSON config")
-    parser.add_argument("--minutes", type=float, default=8.0, help="training budget per variant")
+    add_run_arguments(parser, minutes=8.0, config_help="base JSON config",
+                      quick_help="1 minute per variant, 4 validation images during training")
     parser.add_argument("--variants", default="base,small-net,epochs-2,entropy-low",
                         help="comma-separated, the first is the reference; known: "
                         + ", ".join(VARIANTS))
-    parser.add_argument("--steps", default="auto", help="T, or auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default=None, help="name of the run (default: data folder)")
-    parser.add_argument("--quick", action="store_true",
-                        help="1 minute per variant, 4 validation images during training")
-    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
 
     from napari_colorrl.core.trainer import train
@@ -73,10 +66,7 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to measure")
         return 1
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    names = pick(parser, args.variants, VARIANTS, "variant")
     name = args.name or args.data.name
     minutes = 1.0 if args.quick else args.minutes
     common = {"train": {"val_max_images": 4}} if args.quick else {}
@@ -95,7 +85,7 @@ def main() -> int:
             data=args.data, config_file=args.config, minutes=minutes, steps=args.steps,
             seed=args.seed, overrides=_deep(common, extra)))
         metrics = summary(setup.config)
-        _train(train(setup.config, setup.train, setup.val, out=out), log_path, variant)
+        train_logged(train(setup.config, setup.train, setup.val, out=out), log_path, variant)
         _, segmenter, mean, _, seconds = score_run(out, setup)
         rows = [json.loads(line) for line in log_path.read_text().splitlines() if line]
         last = rows[-1]
