@@ -114,6 +114,38 @@ def _gradient_check() -> float:
     return worst
 
 
+def _train_nan_on_rank1(config: ColorRLConfig, out: Path) -> str | None:
+    """Train with the loss of update 2 NaN on rank 1 only; the error every rank ends with.
+
+    Rank 1 used to skip its backward pass, so rank 0 waited forever in DDP's gradient
+    all-reduce. SIGALRM ends a hung worker, so a regression fails instead of hanging."""
+    import signal
+
+    from napari_colorrl.core import rollout, trainer
+
+    run_update, masked_mean, updates = trainer.run_update, rollout.masked_mean, []
+
+    def counting(*args, **kwargs):
+        updates.append(1)
+        return run_update(*args, **kwargs)
+
+    def poisoned(values, mask):
+        mean = masked_mean(values, mask)
+        return mean * float("nan") if dist.get_rank() == 1 and len(updates) == 2 else mean
+
+    trainer.run_update, rollout.masked_mean = counting, poisoned
+    signal.alarm(120)
+    try:
+        for _ in trainer.train(config, samples(), out=out):
+            pass
+    except trainer.TrainingError as error:
+        return str(error)
+    finally:
+        signal.alarm(0)
+        trainer.run_update, rollout.masked_mean = run_update, masked_mean
+    return None
+
+
 def _worker(rank: int, ports: list[int], folder: str) -> None:
     torch.set_num_threads(1)
     folder = Path(folder)
@@ -128,6 +160,9 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
     timed = tiny_config(minutes=0.005, val_every=1000, checkpoint_every=1000)
     result["timed"] = _train_checked(timed, folder / "timed.pt", None)
     _join(rank, ports[3])
+    nan = tiny_config(update_epochs=2, checkpoint_every=1, val_every=1000)
+    result["nan_error"] = _train_nan_on_rank1(nan, folder / "nan.pt")
+    _join(rank, ports[4])
     dist.init_process_group("gloo")
     try:
         result["gradient_diff"] = _gradient_check()
@@ -139,7 +174,7 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distributed")
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(5)]
     mp.spawn(_worker, args=(ports, str(folder)), nprocs=WORLD, join=True)
     results = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return folder, results
@@ -169,6 +204,16 @@ def test_ranks_hold_identical_weights_after_every_update(two_workers):
 def test_ddp_gradients_are_the_mean_over_ranks(two_workers):
     _, results = two_workers
     assert all(r["gradient_diff"] < 1e-6 for r in results)
+
+
+def test_nan_on_one_rank_stops_every_rank(two_workers):
+    folder, results = two_workers
+    for result in results:
+        assert result["nan_error"] and "loss became nan at update 2" in result["nan_error"]
+    good = load_checkpoint(folder / "nan.pt")  # written by rank 0 after update 1
+    assert good.step == 1
+    assert all(torch.isfinite(v).all() for v in good.model_state.values()
+               if v.is_floating_point())
 
 
 def test_rank0_checkpoint_loads_and_resumes(two_workers, tmp_path):

@@ -113,13 +113,28 @@ def _evaluate(
 
 
 def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-          grad_clip: float | None) -> None:
+          grad_clip: float | None) -> bool:
+    """One optimizer step on ``loss``; False (and no step) when the loss or gradients are not
+    finite.
+
+    Under DistributedDataParallel every rank runs the backward pass even when its own loss is
+    NaN: the gradient all-reduce inside it is collective, and a rank that skipped it would leave
+    the others waiting forever. The NaN then reaches every rank's averaged gradients, so every
+    rank makes the same decision (no step), and the trainer stops them all together.
+    """
     optimizer.zero_grad(set_to_none=True)
-    if torch.isfinite(loss):
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+    finite = bool(torch.isfinite(loss))
+    if not finite and not any(isinstance(m, torch.nn.parallel.DistributedDataParallel)
+                              for m in model.modules()):
+        return False
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                          grad_clip if grad_clip else float("inf"))
+    if not (finite and bool(torch.isfinite(norm))):
+        optimizer.zero_grad(set_to_none=True)
+        return False
+    optimizer.step()
+    return True
 
 
 def run_update(
@@ -190,10 +205,10 @@ def run_update(
     value_loss = masked_mean((returns - value) ** 2, mask)
     entropy_mean = masked_mean(entropy, mask)
     loss = policy_loss + tcfg.value_coef * value_loss - entropy_coef * entropy_mean
-    _step(model, optimizer, loss, tcfg.grad_clip)
+    stepped = _step(model, optimizer, loss, tcfg.grad_clip)
     old_log_prob = log_prob.detach()
     for _ in range(1, max(1, tcfg.update_epochs)):
-        if not torch.isfinite(loss):
+        if not stepped:  # the same decision on every rank (see _step)
             break
         new_log_prob, new_value, new_entropy = _evaluate(model, image, states, actions)
         ratio = torch.exp(new_log_prob - old_log_prob)
@@ -202,7 +217,7 @@ def run_update(
         loss = (-masked_mean(surrogate, mask)
                 + tcfg.value_coef * masked_mean((returns - new_value) ** 2, mask)
                 - entropy_coef * masked_mean(new_entropy, mask))
-        _step(model, optimizer, loss, tcfg.grad_clip)
+        stepped = _step(model, optimizer, loss, tcfg.grad_clip)
     _sync(device)
     seconds = time.perf_counter() - start
     reward_seconds = min(reward_timer.seconds(), seconds)
