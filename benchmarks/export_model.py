@@ -4,8 +4,8 @@ The shipped ``nuclei-2d`` model is trained on the CC0 ``dsb2018_fluo`` set (the 
 the package may redistribute a model of):
 
     python benchmarks/learn.py --data ../shared/data/dsb2018_fluo \\
-        --config benchmarks/configs/dsb_fast.json --minutes 60 --name dsb
-    python benchmarks/export_model.py runs/learn-dsb/model.best.pt \\
+        --config benchmarks/configs/dsb_small.json --minutes 60 --name dsb-small
+    python benchmarks/export_model.py runs/learn-dsb-small/model.best.pt \\
         --data ../shared/data/dsb2018_fluo
 
 Export keeps the configuration (T, input size, network, the minimum size chosen on validation)
@@ -91,7 +91,7 @@ def main() -> int:
         "",
         f"- machine: {machine()}",
         f"- command: `{command()}` (after the `learn.py` run named in its docstring; see "
-        f"Learning: dsb)",
+        f"Learning: dsb-small)",
         f"- date: {stamp()}",
         f"- file: `src/napari_colorrl/models/{out.name}`, {size_mb:.2f} MB; weights float16; "
         f"T = {config.steps}; network {list(config.network.features)} at "
