@@ -177,7 +177,7 @@ def case_image(config, dataset: str | None, size: int | None = None) -> tuple[np
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` with PyTorch's ``InstanceNorm`` (instead of group_norm) and plain
     NCDHW 3D convolutions (no channels_last_3d / oneDNN inference path): the network as it was."""
-    from napari_colorrl.core.networks import stock_copy
+    from napari_colorrl.core.fast_layers import stock_copy
 
     return stock_copy(model)
 
@@ -584,7 +584,8 @@ def compare_training(config, samples: Sequence, updates: int, warmup: int = 1, *
     interleaved (each with its own copy of the same initial weights, optimizer and environment).
     Per variant: median seconds per update (environment reset included), updates/s, episodes/s
     and the shares of rewards, environment and network over the timed updates."""
-    from napari_colorrl.core.networks import build_network, use_fast_layout
+    from napari_colorrl.core.fast_layers import use_fast_layout
+    from napari_colorrl.core.networks import build_network
     from napari_colorrl.core.rollout import run_update
 
     device = torch.device(device)

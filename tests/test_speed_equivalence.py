@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_colorrl.core import networks, rollout
+from napari_colorrl.core import fast_layers, rollout
 from napari_colorrl.core.coloring import colors_from_steps, run_coloring, step_value
 from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.environment import Environment
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def plain(model: nn.Module) -> nn.Module:
     """The network as it was: stock InstanceNorm and Conv3d, no fast 3D layout."""
-    return networks.stock_copy(model)
+    return fast_layers.stock_copy(model)
 
 
 def config_for(ndim: int, steps: int = 3) -> ColorRLConfig:
@@ -56,7 +56,7 @@ def decisive(model: nn.Module) -> nn.Module:
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_group_norm_is_instance_norm_forward_and_backward(ndim):
     torch.manual_seed(0)
-    fast = (networks.InstanceNorm2d if ndim == 2 else networks.InstanceNorm3d)(6, affine=True)
+    fast = (fast_layers.InstanceNorm2d if ndim == 2 else fast_layers.InstanceNorm3d)(6, affine=True)
     with torch.no_grad():
         fast.weight.uniform_(0.5, 1.5)
         fast.bias.uniform_(-0.5, 0.5)
@@ -75,7 +75,7 @@ def test_group_norm_is_instance_norm_forward_and_backward(ndim):
 
 def test_fast_3d_layout_on_the_cpu_and_its_switch():
     torch.manual_seed(0)
-    net = networks.use_fast_layout(build_network(config_for(3)))
+    net = fast_layers.use_fast_layout(build_network(config_for(3)))
     assert net.step_input[0].conv1.weight.is_contiguous(memory_format=torch.channels_last_3d)
     image, steps = torch.rand(1, 1, 16, 16, 16), torch.zeros(1, 3, 16, 16, 16)
     with torch.no_grad():
@@ -86,9 +86,9 @@ def test_fast_3d_layout_on_the_cpu_and_its_switch():
     net.fast_layout = False
     assert net.encode_image(image).is_contiguous()
     # 2D: weights in channels_last for inference only; training keeps plain NCHW.
-    flat = networks.use_fast_layout(build_network(config_for(2)))
+    flat = fast_layers.use_fast_layout(build_network(config_for(2)))
     assert flat.encoders[0].conv1.weight.is_contiguous()
-    networks.use_fast_layout(flat, inference=True)
+    fast_layers.use_fast_layout(flat, inference=True)
     assert flat.encoders[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
     image, steps = torch.rand(1, 1, 32, 32), torch.zeros(1, 3, 32, 32)
     with torch.no_grad():
@@ -233,7 +233,7 @@ def test_training_update_changes_weights_as_the_plain_network(ndim, monkeypatch)
     config = config_for(ndim)
     torch.manual_seed(0)
     start = build_network(config)
-    fast, reference = networks.use_fast_layout(copy.deepcopy(start)), plain(start)
+    fast, reference = fast_layers.use_fast_layout(copy.deepcopy(start)), plain(start)
     recorded = []
     real = rollout.step_rewards
 

@@ -16,8 +16,8 @@ from .checks import check_image
 from .coloring import colors_from_steps, run_coloring
 from .config import ColorRLConfig
 from .device import resolve_device
+from .fast_layers import use_fast_layout
 from .memory import check_inference_memory
-from .networks import use_fast_layout
 from .normalize import normalize_image, resize_image, resize_nearest, split_channels
 from .postprocess import instances_from_colors
 
@@ -45,7 +45,7 @@ class Segmenter:
     def __init__(self, model: torch.nn.Module, config: ColorRLConfig, device: str = "auto",
                  *, fast_layout: bool = True):
         """fast_layout: put the model's weights in the CPU's fast memory layout for inference
-        (``networks.use_fast_layout``, in place); validation during training passes False so
+        (``fast_layers.use_fast_layout``, in place); validation during training passes False so
         the training model keeps the trainer's layout."""
         self.config = config
         self.device = resolve_device(device)

@@ -24,13 +24,8 @@ Caching the image branch: during the T coloring steps only the step channels cha
 With autograd enabled the cached features are shared by the graphs of all steps: sum the losses of
 the steps and call ``backward`` once (or use ``retain_graph=True``).
 
-Speed (docs/benchmarks.md, "Speed"): the instance norms are computed by ``group_norm`` with one
-group per channel (the same normalisation, the same parameters and state-dict keys; PyTorch's CPU
-``instance_norm`` is several times slower). On the CPU the 3D network runs in the
-``channels_last_3d`` layout with oneDNN convolutions, and 2D inference in ``channels_last``
-(``ColorRLNet.fast_layout``; weights converted by ``use_fast_layout``): in NC(D)HW oneDNN
-reorders every activation and weight at every convolution, and for batch-1 volumes PyTorch would
-pick its slow reference 3D convolution for most layers.
+Speed: the instance norms and 3D convolutions come from ``fast_layers`` (the same functions and
+parameters, faster on the CPU); ``fast_layers.use_fast_layout`` puts the weights in the fast layout.
 """
 
 from __future__ import annotations
@@ -43,60 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ColorRLConfig
-
-
-class InstanceNorm2d(nn.InstanceNorm2d):
-    """``nn.InstanceNorm2d(affine=True)`` computed as ``group_norm`` with one group per channel.
-
-    Mean and (biased) variance per sample and channel over the spatial axes, then the per-channel
-    affine transform: the same function and parameters, several times faster on the CPU, where
-    ``instance_norm`` runs ``batch_norm`` on a (1, B*C, *S) view.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
-
-
-class InstanceNorm3d(nn.InstanceNorm3d):
-    """3D counterpart of :class:`InstanceNorm2d`."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
-
-
-def _onednn_ready(x: Tensor) -> bool:
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.ndim == 5
-        and x.is_contiguous(memory_format=torch.channels_last_3d)
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-    )
-
-
-class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` that sends ``channels_last_3d`` CPU float32 input to oneDNN.
-
-    PyTorch chooses its reference convolution (im2col + GEMM, about 10x slower here) for batch-1
-    volumes whose first axes are small (N*C*D*H <= 20480), which are most layers of a 3D U-Net at
-    inference; for larger batches it picks oneDNN itself (the same kernel as here, backward
-    included). For contiguous (NCDHW) input, on any other device or dtype, or with ``onednn``
-    False (``ColorRLNet.fast_layout``), the usual path runs.
-    """
-
-    onednn = True
-
-    def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if (self.onednn and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
-                and _onednn_ready(x)):
-            out = torch.mkldnn_convolution(
-                x, weight, bias, self.padding, self.stride, self.dilation, self.groups
-            )
-            # A 1-channel input is contiguous in both layouts and oneDNN then answers NCDHW.
-            return out.contiguous(memory_format=torch.channels_last_3d)
-        return super()._conv_forward(x, weight, bias)
-
+from .fast_layers import Conv3d, InstanceNorm2d, InstanceNorm3d
 
 _CONV = {2: nn.Conv2d, 3: Conv3d}
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -341,54 +283,6 @@ class ColorRLNet(nn.Module):
         logits = self._crop(self.policy_head(x), spatial)
         value = self._crop(self.value_head(x), spatial)
         return logits, value
-
-
-def stock_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with PyTorch's stock ``InstanceNorm`` and ``Conv3d`` layers and no fast
-    layout: the network as it computed before the speed work (same weights). Tests and
-    ``benchmarks/bench_speed.py`` compare the fast layers against it."""
-    import copy
-
-    stock = copy.deepcopy(model)
-    swap = {InstanceNorm2d: nn.InstanceNorm2d, InstanceNorm3d: nn.InstanceNorm3d,
-            Conv3d: nn.Conv3d}
-    for module in stock.modules():
-        if type(module) in swap:
-            module.__class__ = swap[type(module)]
-    for module in stock.modules():
-        if isinstance(module, ColorRLNet):
-            module.fast_layout = False
-    return stock.to(memory_format=torch.contiguous_format)
-
-
-def use_fast_layout(
-    model: nn.Module, device: torch.device | str | None = None, *, inference: bool = False
-) -> nn.Module:
-    """Put the weights of a ``ColorRLNet`` on the CPU in the fast layout (in place; returned).
-
-    3D: ``channels_last_3d``, for training and inference (with NCDHW weights oneDNN reorders
-    them at every convolution and its backward: a 3D update takes about 1.5x as long).
-    2D: ``channels_last`` with ``inference=True`` only (about 1.4x faster inference; training
-    gains nothing from it, so 2D training keeps its plain NCHW path). The values do not change,
-    only their memory order, so checkpoints, optimizers and DDP are unaffected. Anything else
-    (other modules, devices, ``fast_layout = False``) is returned untouched.
-    """
-    if not isinstance(model, ColorRLNet) or not model.fast_layout:
-        return model
-    if model.ndim == 2 and not inference:
-        return model
-    param = next(model.parameters(), None)
-    where = torch.device(device) if device is not None else (
-        param.device if param is not None else torch.device("cpu"))
-    if where.type == "cpu":
-        fmt = torch.channels_last_3d if model.ndim == 3 else torch.channels_last
-        for param in model.parameters():
-            # 1-channel and 1x1 kernels have the same memory order in both layouts: left as
-            # they are, their gradients keep matching them (DDP checks the strides).
-            if (param.dim() == model.ndim + 2 and param.shape[1] > 1
-                    and math.prod(param.shape[2:]) > 1):
-                param.data = param.data.contiguous(memory_format=fmt)
-    return model
 
 
 def build_network(config: ColorRLConfig) -> ColorRLNet:

@@ -24,8 +24,9 @@ from .checks import check_training_samples, ensure_writable
 from .config import ColorRLConfig
 from .device import release_memory
 from .environment import Environment
+from .fast_layers import use_fast_layout
 from .memory import check_training_memory
-from .networks import build_network, use_fast_layout
+from .networks import build_network
 from .rollout import RolloutStats, run_update
 from .validation import selection_score, validate
 
