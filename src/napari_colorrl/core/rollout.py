@@ -168,7 +168,6 @@ def run_update(
     # update (one sync instead of 4 T inside the loop).
     part_means: list[torch.Tensor] = []
     mask = episode.targets.mask.to(image.dtype)
-    mask_count = mask.sum().clamp_min(1.0)
     for t in range(steps):
         logits, value = model(image, channels, image_features=cache)
         log_p = F.log_softmax(logits.float(), dim=1)
@@ -185,8 +184,8 @@ def run_update(
         parts = step_rewards(episode.targets, prev_colors, colors, action, t, steps)
         reward_timer.stop()
         rewards.append(parts.total.float())
-        part_means.append(torch.stack([(getattr(parts, name).float() * mask).sum()
-                                       for name in PARTS]) / mask_count)
+        part_means.append(torch.stack([masked_mean(getattr(parts, name).float(), mask)
+                                       for name in PARTS]))
         channels = channels.clone()  # the old tensor is saved for backward
         channels[:, t] = step_value(action)
         prev_colors = colors
