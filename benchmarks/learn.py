@@ -7,7 +7,7 @@ metrics. Prints the figures, plots the learning curve (reward parts and validati
 time) to docs/images/learning-NAME.png and writes a section of docs/benchmarks.md.
 
     python benchmarks/learn.py --data ../shared/data/cvppp_a1 \\
-        --config benchmarks/configs/cvppp_fast.json --minutes 60 --name cvppp
+        --config benchmarks/configs/cvppp_small.json --steps 6 --minutes 60 --name cvppp-small
     python benchmarks/learn.py --data ../shared/data/cvppp_a1 \\
         --config benchmarks/configs/cvppp_fast.json --quick --name cvppp-quick --no-doc
 """
