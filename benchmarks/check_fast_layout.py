@@ -30,39 +30,27 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    from napari_colorrl.core.checkpoint import load_checkpoint, load_weights
     from napari_colorrl.core.inference import Segmenter
     from napari_colorrl.core.io import load_dataset_dir
     from napari_colorrl.core.metrics import ap, sbd
-    from napari_colorrl.core.models import resolve_model_path
-    from napari_colorrl.core.networks import build_network
 
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to measure")
         return 1
     torch.set_num_threads(args.threads)
-    path = resolve_model_path(args.model)
     _, val = load_dataset_dir(args.data)
     val = val[: args.images] if args.images else val
-
-    def segmenter(fast: bool) -> Segmenter:
-        checkpoint = load_checkpoint(path)
-        model = build_network(checkpoint.config)
-        load_weights(model, checkpoint, path)
-        return Segmenter(model, checkpoint.config, device="cpu", fast_layout=fast)
-
-    stock, fast = segmenter(False), segmenter(True)
+    layouts = {"stock": Segmenter.load(args.model, device="cpu", fast_layout=False),
+               "fast": Segmenter.load(args.model, device="cpu")}
     differing = total = 0
-    scores: dict[str, list[tuple[float, float]]] = {"stock": [], "fast": []}
+    scores: dict[str, list[tuple[float, float]]] = {name: [] for name in layouts}
     for sample in val:
-        for name, seg in (("stock", stock), ("fast", fast)):
-            result = seg.segment(sample.image)
+        results = {name: seg.segment(sample.image) for name, seg in layouts.items()}
+        for name, result in results.items():
             scores[name].append((sbd(result.instances, sample.labels),
                                  ap(result.instances, sample.labels, 0.5)))
-            if name == "stock":
-                steps = result.steps
-        differing += int((steps != result.steps).sum())
-        total += steps.size
+        differing += int((results["stock"].steps != results["fast"].steps).sum())
+        total += results["stock"].steps.size
     print(f"{args.model}: {len(val)} images of {args.data.name}/val, {args.threads} thread(s)")
     print(f"  step-map pixels that differ: {differing} of {total} ({100 * differing / total:.3f}%)")
     for name, rows in scores.items():

@@ -55,8 +55,10 @@ class Segmenter:
         self.source = "in-memory model"
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> Segmenter:
-        """Load a checkpoint file (or a bundled model name) for inference."""
+    def load(cls, path: str | Path, device: str = "auto", *, fast_layout: bool = True
+             ) -> Segmenter:
+        """Load a checkpoint file (or a bundled model name) for inference (``fast_layout``: as
+        in ``__init__``)."""
         from .checkpoint import load_checkpoint, load_weights
         from .models import resolve_model_path
         from .networks import build_network
@@ -65,7 +67,7 @@ class Segmenter:
         checkpoint = load_checkpoint(path, map_location="cpu")
         model = build_network(checkpoint.config)
         load_weights(model, checkpoint, path)
-        segmenter = cls(model, checkpoint.config, device=device)
+        segmenter = cls(model, checkpoint.config, device=device, fast_layout=fast_layout)
         segmenter.source = str(path)
         return segmenter
 
