@@ -72,7 +72,6 @@ class Conv3d(nn.Conv3d):
         return super()._conv_forward(x, weight, bias)
 
 
-
 def stock_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with PyTorch's stock ``InstanceNorm`` and ``Conv3d`` layers and no fast
     layout: the network as it computed before the speed work (same weights). Tests and
