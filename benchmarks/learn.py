@@ -171,13 +171,38 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
         "",
         "Validation during training (first images of val/, size chosen at each point):",
         "",
-        "| minutes | update | SBD | abs DiC | AP50 |",
-        "|---|---|---|---|---|",
     ]
-    lines += [f"| {m:.1f} | {u} | {v['sbd']:.3f} | {v['abs_dic']:.2f} | {v['ap50']:.3f} |"
-              for m, u, v in vals]
+    if vals and "average_sbd" in vals[0][2]:
+        # Weight averaging (train.weight_average): both sets of weights on the same images.
+        lines += [
+            "| minutes | update | SBD training / average | abs DiC training / average "
+            "| AP50 training / average |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [f"| {m:.1f} | {u} | {v['training_sbd']:.3f} / {v['average_sbd']:.3f} "
+                  f"| {v['training_abs_dic']:.2f} / {v['average_abs_dic']:.2f} "
+                  f"| {v['training_ap50']:.3f} / {v['average_ap50']:.3f} |"
+                  for m, u, v in vals]
+        lines += ["", _average_gain(vals)]
+    else:
+        lines += ["| minutes | update | SBD | abs DiC | AP50 |", "|---|---|---|---|---|"]
+        lines += [f"| {m:.1f} | {u} | {v['sbd']:.3f} | {v['abs_dic']:.2f} | {v['ap50']:.3f} |"
+                  for m, u, v in vals]
     lines += ["", f"![learning curve on {name}](images/{curve.name})", ""]
     return "\n".join(lines)
+
+
+def _average_gain(vals) -> str:
+    """One line: the averaged weights against the training weights, same run, same images."""
+    later = vals[len(vals) // 2:]
+    ratio = (sum(v["average_sbd"] for _, _, v in later)
+             / max(1e-9, sum(v["training_sbd"] for _, _, v in later)))
+    wins = sum(v["average_sbd"] > v["training_sbd"] for _, _, v in vals)
+    best_t = max(v["training_sbd"] for _, _, v in vals)
+    best_a = max(v["average_sbd"] for _, _, v in vals)
+    return (f"Averaged weights against training weights: higher SBD at {wins} of {len(vals)} "
+            f"validations; mean SBD over the second half of the run {ratio:.3f}x; best SBD "
+            f"{best_a:.3f} against {best_t:.3f}.")
 
 
 def _mean(rows: list[dict], key: str) -> float:

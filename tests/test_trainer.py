@@ -174,3 +174,78 @@ def test_validation_chooses_min_size_on_the_same_color_maps():
     assert "min_size" not in plain and plain["abs_dic"] == 1
     assert 2 < chosen["min_size"] <= 256
     assert chosen["abs_dic"] == 0 and chosen["sbd"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_bfloat16_precision_trains_and_keeps_float32_weights(tmp_path, ndim):
+    config = tiny_config(ndim, episodes=4, precision="bfloat16")
+    out = tmp_path / "model.pt"
+    from napari_colorrl.core.networks import build_network
+
+    torch.manual_seed(config.train.seed)
+    initial = build_network(config).state_dict()
+    reports = list(train(config, samples(ndim), samples(ndim, 1), out=out))
+    assert len(reports) == 2 and all(np.isfinite(r.loss) for r in reports)
+    ckpt = load_checkpoint(out)
+    assert all(v.dtype == torch.float32 for v in ckpt.model_state.values())
+    assert any(not torch.equal(initial[k], ckpt.model_state[k]) for k in initial)
+
+
+def test_bfloat16_rollout_heads_are_float32():
+    # Under autocast the policy and value heads still answer in float32 (values enter GAE).
+    from napari_colorrl.core.networks import build_network
+    from napari_colorrl.core.rollout import autocast
+
+    config = tiny_config(2)
+    model = build_network(config)
+    image, steps = torch.rand(1, 1, 32, 32), torch.zeros(1, 3, 32, 32)
+    with autocast(torch.device("cpu"), "bfloat16"):
+        features = model.encode_image(image)
+        logits, value = model(image, steps, image_features=features)
+    assert features.dtype == torch.bfloat16
+    assert logits.dtype == torch.float32 and value.dtype == torch.float32
+
+
+def test_bad_precision_and_weight_average_are_refused():
+    with pytest.raises(ValueError, match="train.precision"):
+        tiny_config(2, precision="float16x")
+    with pytest.raises(ValueError, match="train.weight_average"):
+        tiny_config(2, weight_average=1.0)
+
+
+def test_weight_average_is_validated_saved_and_resumed(tmp_path, monkeypatch):
+    config = tiny_config(2, episodes=6, weight_average=0.5, checkpoint_every=100)
+    out = tmp_path / "model.pt"
+    reports = list(train(config, samples(2), samples(2, 1), out=out))
+    assert len(reports) == 3
+    for report in reports:
+        # Both sets of weights are scored on the same images; the reported one is the better.
+        val = report.validation
+        assert {"training_sbd", "average_sbd", "training_ap50", "average_ap50"} <= set(val)
+        best = max(val["training_sbd"] + val["training_ap50"],
+                   val["average_sbd"] + val["average_ap50"])
+        assert val["sbd"] + val["ap50"] == pytest.approx(best)
+    ckpt = load_checkpoint(out)
+    raw = ckpt.extra["training_weights"]
+    assert ckpt.extra["weights"] == "average"
+    assert set(raw) == set(ckpt.model_state)
+    # An average of three updates differs from the last training weights.
+    assert any(not torch.equal(raw[k], ckpt.model_state[k]) for k in raw)
+    best = load_checkpoint(out.with_suffix(".best.pt"))
+    assert best.extra["weights"] in ("average", "training")
+
+    # Resuming continues from the training weights, not from the average.
+    captured = {}
+    import napari_colorrl.core.trainer as trainer_module
+
+    real = trainer_module.run_update
+
+    def spy(model, *args, **kwargs):
+        captured.setdefault("state", {k: v.clone() for k, v in model.state_dict().items()})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "run_update", spy)
+    more = dataclasses.replace(config.train, episodes=8)
+    list(train(config.replace(train=more), samples(2), samples(2, 1), out=out, resume=out))
+    assert all(torch.equal(captured["state"][k], raw[k]) for k in raw)
+    assert load_checkpoint(out).step == 4

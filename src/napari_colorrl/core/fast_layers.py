@@ -41,7 +41,7 @@ class InstanceNorm3d(nn.InstanceNorm3d):
 def _onednn_ready(x: Tensor) -> bool:
     return (
         x.device.type == "cpu"
-        and x.dtype == torch.float32
+        and x.dtype in (torch.float32, torch.bfloat16)
         and x.ndim == 5
         and x.is_contiguous(memory_format=torch.channels_last_3d)
         and torch.backends.mkldnn.is_available()
@@ -50,7 +50,7 @@ def _onednn_ready(x: Tensor) -> bool:
 
 
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` that sends ``channels_last_3d`` CPU float32 input to oneDNN.
+    """``nn.Conv3d`` that sends ``channels_last_3d`` CPU float32 (or bfloat16) input to oneDNN.
 
     PyTorch chooses its reference convolution (im2col + GEMM, about 10x slower here) for batch-1
     volumes whose first axes are small (N*C*D*H <= 20480), which are most layers of a 3D U-Net at
@@ -64,6 +64,14 @@ class Conv3d(nn.Conv3d):
     def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         if (self.onednn and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
                 and _onednn_ready(x)):
+            # Under bfloat16 autocast (train.precision) the convolution runs in bfloat16, as
+            # ``F.conv3d`` would: ``mkldnn_convolution`` itself is not an autocast op.
+            if torch.is_autocast_enabled("cpu") and \
+                    torch.get_autocast_dtype("cpu") == torch.bfloat16:
+                x, weight = x.to(torch.bfloat16), weight.to(torch.bfloat16)
+                bias = None if bias is None else bias.to(torch.bfloat16)
+            elif x.dtype != weight.dtype:
+                x = x.to(weight.dtype)
             out = torch.mkldnn_convolution(
                 x, weight, bias, self.padding, self.stride, self.dilation, self.groups
             )

@@ -280,8 +280,12 @@ class ColorRLNet(nn.Module):
             skips.append(x)
         for decoder, skip in zip(self.decoders, reversed(skips[:-1]), strict=True):
             x = decoder(x, skip)
-        logits = self._crop(self.policy_head(x), spatial)
-        value = self._crop(self.value_head(x), spatial)
+        # The 1x1 heads run in float32 even under bfloat16 autocast (train.precision): the
+        # values enter the advantages, and their cost is negligible.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            logits = self._crop(self.policy_head(x), spatial)
+            value = self._crop(self.value_head(x), spatial)
         return logits, value
 
 

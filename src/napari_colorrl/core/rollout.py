@@ -96,15 +96,35 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, lam: float) -> torch.Tensor
     return advantages
 
 
+def autocast(device: torch.device, precision: str):
+    """The context the training rollout's network passes run in: ``torch.autocast`` in bfloat16
+    for ``precision == "bfloat16"`` (convolutions and matrix products in bfloat16, norms and
+    everything after the heads in float32), else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+def _encode(model: torch.nn.Module, image: torch.Tensor, precision: str) -> torch.Tensor | None:
+    if not hasattr(model, "encode_image"):
+        return None
+    with autocast(image.device, precision):
+        return model.encode_image(image)
+
+
+def _forward(model: torch.nn.Module, image: torch.Tensor, channels: torch.Tensor,
+             cache: torch.Tensor | None, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    with autocast(image.device, precision):
+        return model(image, channels, image_features=cache)
+
+
 def _evaluate(
     model: torch.nn.Module, image: torch.Tensor, states: list[torch.Tensor],
-    actions: list[torch.Tensor],
+    actions: list[torch.Tensor], precision: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probabilities of the taken actions, values and entropies, (T, B, *S), recomputed."""
-    cache = model.encode_image(image) if hasattr(model, "encode_image") else None
+    cache = _encode(model, image, precision)
     log_probs, values, entropies = [], [], []
     for channels, action in zip(states, actions):
-        logits, value = model(image, channels, image_features=cache)
+        logits, value = _forward(model, image, channels, cache, precision)
         log_p = F.log_softmax(logits.float(), dim=1)
         log_probs.append(torch.where(action, log_p[:, 1], log_p[:, 0]))
         entropies.append(-(log_p.exp() * log_p).sum(1))
@@ -161,7 +181,7 @@ def run_update(
     batch, spatial = image.shape[0], image.shape[2:]
     channels = torch.zeros((batch, steps, *spatial), dtype=image.dtype, device=device)
     prev_colors = torch.zeros((batch, *spatial), dtype=torch.int64, device=device)
-    cache = model.encode_image(image) if hasattr(model, "encode_image") else None
+    cache = _encode(model, image, tcfg.precision)
     log_probs, entropies, values, rewards = [], [], [], []
     states, actions = [], []
     # The mean of each reward part per step stays on the device and is read back once per
@@ -169,7 +189,7 @@ def run_update(
     part_means: list[torch.Tensor] = []
     mask = episode.targets.mask.to(image.dtype)
     for t in range(steps):
-        logits, value = model(image, channels, image_features=cache)
+        logits, value = _forward(model, image, channels, cache, tcfg.precision)
         log_p = F.log_softmax(logits.float(), dim=1)
         prob_one = log_p[:, 1].exp()
         with torch.no_grad():
@@ -209,7 +229,8 @@ def run_update(
     for _ in range(1, max(1, tcfg.update_epochs)):
         if not stepped:  # the same decision on every rank (see _step)
             break
-        new_log_prob, new_value, new_entropy = _evaluate(model, image, states, actions)
+        new_log_prob, new_value, new_entropy = _evaluate(model, image, states, actions,
+                                                         tcfg.precision)
         ratio = torch.exp(new_log_prob - old_log_prob)
         surrogate = torch.minimum(ratio * advantages,
                                   torch.clamp(ratio, 1 - PPO_CLIP, 1 + PPO_CLIP) * advantages)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
@@ -128,6 +129,9 @@ def train(
 
     model = use_fast_layout(build_network(config).to(device), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, amsgrad=tcfg.amsgrad)
+    # The moving average of the weights (train.weight_average), torch's own EMA helper.
+    average = None if not tcfg.weight_average else AveragedModel(
+        model, multi_avg_fn=get_ema_multi_avg_fn(float(tcfg.weight_average)))
     update, episodes, elapsed_before, best_score = 0, 0, 0.0, -1.0
     if resume is not None:
         ckpt = load_checkpoint(resume, map_location=device)
@@ -137,9 +141,23 @@ def train(
                 f"ndim = {ckpt.config.ndim}, but this run asks for T = {config.steps}, "
                 f"ndim = {config.ndim}. Use the same settings or start a new run."
             )
-        load_weights(model, ckpt, resume, optimizer)
-        update, episodes = ckpt.step, ckpt.episodes
         extra = ckpt.extra or {}
+        training_weights = extra.get("training_weights")
+        if training_weights is not None:
+            # The file's model is the weights' average; the trainer continues from the raw ones.
+            from .checkpoint import Checkpoint
+
+            load_weights(model, Checkpoint(config=ckpt.config, model_state=training_weights,
+                                           optimizer_state=ckpt.optimizer_state), resume,
+                         optimizer)
+        else:
+            load_weights(model, ckpt, resume, optimizer)
+        if average is not None:
+            if training_weights is not None:
+                load_weights(average.module, ckpt, resume)
+                average.n_averaged.fill_(max(1, ckpt.step))
+            # else: a checkpoint without an average starts one from its weights.
+        update, episodes = ckpt.step, ckpt.episodes
         elapsed_before = float(extra.get("elapsed", 0.0))
         best_score = float(extra.get("best_score", extra.get("best_sbd", -1.0)))
         if "numpy_rng" in extra:
@@ -173,17 +191,26 @@ def train(
         by_updates = update / total_updates if tcfg.minutes is None else 0.0
         return min(1.0, max(by_time, by_updates))
 
-    def save(path: Path) -> str:
+    def save(path: Path, weights: str = "average") -> str:
+        """Write a checkpoint. With weight averaging on, its model is the average (or the
+        training weights, ``weights="training"``, when those scored best) and the training
+        weights ride along in extra for resuming."""
         if not ctx.is_main:
             return str(path)
+        state, more = model.state_dict(), {}
+        if average is not None:
+            more = {"training_weights": model.state_dict(), "weights": weights}
+            if weights == "average":
+                state = average.module.state_dict()
         save_checkpoint(
             path,
             config=config,
-            model_state=model.state_dict(),
+            model_state=state,
             optimizer_state=optimizer.state_dict(),
             step=update,
             episodes=episodes,
             extra={
+                **more,
                 "elapsed": elapsed(),
                 "best_score": best_score,
                 "numpy_rng": _rng_state(rng),
@@ -222,6 +249,8 @@ def train(
                     f"the last good checkpoint ({where}) is kept. Lower the learning rate "
                     f"(now {lr:g}) or enable gradient clipping (grad_clip)."
                 )
+            if average is not None:
+                average.update_parameters(model)
             update += 1
             episodes += effective_batch
             validation, checkpoint = None, None
@@ -229,14 +258,14 @@ def train(
             # The last update is always validated: with a time budget the final weights (after
             # the low-learning-rate phase) would otherwise never compete for the best model.
             if val_samples and ctx.is_main and (update % max(1, tcfg.val_every) == 0 or done):
-                validation = validate(model, config, val_samples[: tcfg.val_max_images], device,
-                                      choose_min_size=tcfg.tune_min_size)
+                validation, weights = _validate_both(model, average, config,
+                                                     val_samples[: tcfg.val_max_images], device)
                 if "min_size" in validation:
                     # Post-processing only: the checkpoints written from now on carry it.
                     config = config.replace(min_size=int(validation["min_size"]))
                 if selection_score(validation) > best_score:
                     best_score = selection_score(validation)
-                    save(out.with_suffix(".best.pt"))
+                    save(out.with_suffix(".best.pt"), weights)
             if update % max(1, tcfg.checkpoint_every) == 0:
                 checkpoint = last_checkpoint = save(out)
             if done:
@@ -255,6 +284,25 @@ def train(
         # Drop the network, its gradients and Adam's moments before giving the memory back.
         model = worker = optimizer = env = None
         release_memory(device)
+
+
+def _validate_both(
+    model: torch.nn.Module, average: AveragedModel | None, config: ColorRLConfig,
+    samples: Sequence, device: torch.device,
+) -> tuple[dict[str, float], str]:
+    """Validation scores of the weights that score higher, and which ones they are ("training"
+    or "average"). With weight averaging the other's scores come along as ``training_*`` /
+    ``average_*`` entries, so a run's log compares the two on the same images."""
+    choose = config.train.tune_min_size
+    scores = validate(model, config, samples, device, choose_min_size=choose)
+    if average is None:
+        return scores, "training"
+    averaged = validate(average.module, config, samples, device, choose_min_size=choose)
+    both = {**{f"training_{k}": v for k, v in scores.items()},
+            **{f"average_{k}": v for k, v in averaged.items()}}
+    if selection_score(averaged) >= selection_score(scores):
+        return {**averaged, **both}, "average"
+    return {**scores, **both}, "training"
 
 
 def _weights_finite(model: torch.nn.Module) -> bool:
