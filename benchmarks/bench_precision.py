@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def compare(config, samples, updates: int, warmup: int) -> dict:
 
     interleaved({p: (lambda p=p: update(p)) for p in PRECISIONS}, updates, warmup)
     return {p: {"seconds": statistics.median(s.seconds for s in stats[p][warmup:]),
-                "finite": all(torch.isfinite(torch.tensor(s.loss)) for s in stats[p])}
+                "finite": all(math.isfinite(s.loss) for s in stats[p])}
             for p in PRECISIONS}
 
 

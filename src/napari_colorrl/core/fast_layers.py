@@ -70,13 +70,12 @@ class Conv3d(nn.Conv3d):
                     torch.get_autocast_dtype("cpu") == torch.bfloat16:
                 x, weight = x.to(torch.bfloat16), weight.to(torch.bfloat16)
                 bias = None if bias is None else bias.to(torch.bfloat16)
-            elif x.dtype != weight.dtype:
-                x = x.to(weight.dtype)
-            out = torch.mkldnn_convolution(
-                x, weight, bias, self.padding, self.stride, self.dilation, self.groups
-            )
-            # A 1-channel input is contiguous in both layouts and oneDNN then answers NCDHW.
-            return out.contiguous(memory_format=torch.channels_last_3d)
+            if x.dtype == weight.dtype:
+                out = torch.mkldnn_convolution(
+                    x, weight, bias, self.padding, self.stride, self.dilation, self.groups
+                )
+                # A 1-channel input is contiguous in both layouts and oneDNN then answers NCDHW.
+                return out.contiguous(memory_format=torch.channels_last_3d)
         return super()._conv_forward(x, weight, bias)
 
 

@@ -8,6 +8,7 @@ generalized advantage estimation (lambda a config value).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -145,10 +146,7 @@ def train(
         training_weights = extra.get("training_weights")
         if training_weights is not None:
             # The file's model is the weights' average; the trainer continues from the raw ones.
-            from .checkpoint import Checkpoint
-
-            load_weights(model, Checkpoint(config=ckpt.config, model_state=training_weights,
-                                           optimizer_state=ckpt.optimizer_state), resume,
+            load_weights(model, dataclasses.replace(ckpt, model_state=training_weights), resume,
                          optimizer)
         else:
             load_weights(model, ckpt, resume, optimizer)
@@ -197,9 +195,10 @@ def train(
         weights ride along in extra for resuming."""
         if not ctx.is_main:
             return str(path)
-        state, more = model.state_dict(), {}
+        state = training = model.state_dict()
+        more = {}
         if average is not None:
-            more = {"training_weights": model.state_dict(), "weights": weights}
+            more = {"training_weights": training, "weights": weights}
             if weights == "average":
                 state = average.module.state_dict()
         save_checkpoint(
