@@ -255,6 +255,29 @@ def test_more_neighbours_than_colors_warns_with_t_needed(tmp_path, capsys):
     assert "colorrl: warning: T = 2 coloring steps" in capsys.readouterr().err
 
 
+def test_trainer_flags_override_the_config_file(tmp_path):
+    """--precision and --batch-size reach the trained model's config, over --config."""
+    image, labels = make_cells_2d(shape=(32, 32), n_objects=3, seed=0)
+    images, labels_dir = write_folder(tmp_path, [(image, labels)])
+    settings = {"network": NETWORK, "reward": {"radii": [2]}, "min_size": 0,
+                "train": {"batch_size": 2, "precision": "float32", "val_every": 100}}
+    (tmp_path / "c.json").write_text(json.dumps(settings))
+    out = tmp_path / "m.pt"
+    assert main(["train", "--images", str(images), "--labels", str(labels_dir), "--steps", "2",
+                 "--size", "32", "--device", "cpu", "--threads", "1", "--episodes", "1",
+                 "--config", str(tmp_path / "c.json"), "--precision", "bfloat16",
+                 "--batch-size", "1", "--out", str(out)]) == 0
+    trained = load_checkpoint(out).config.train
+    assert (trained.precision, trained.batch_size) == ("bfloat16", 1)
+
+
+def test_precision_flag_rejects_unknown_values(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--images", str(tmp_path), "--labels", str(tmp_path), "--precision",
+              "float16"])
+    assert "invalid choice: 'float16'" in capsys.readouterr().err
+
+
 # --- checkpoints -------------------------------------------------------------------------------
 class _Evil:
     marker = ""
