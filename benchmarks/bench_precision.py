@@ -13,10 +13,7 @@ update and the ratio, and whether the bfloat16 update's loss is finite.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
-import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -24,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command, machine, stamp, write_section  # noqa: E402
-from bench_speed import _training_env, interleaved, load_config, training_samples  # noqa: E402
+from bench_speed import compare_training, load_config, training_samples  # noqa: E402
 
 CASES = (
     ("CVPPP 2D, 176x176, T = 6, batch 4", "cvppp_small", "cvppp_a1", 6),
@@ -34,30 +31,11 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def compare(config, samples, updates: int, warmup: int) -> dict:
-    from napari_colorrl.core.fast_layers import use_fast_layout
-    from napari_colorrl.core.networks import build_network
-    from napari_colorrl.core.rollout import run_update
-
-    device = torch.device("cpu")
-    torch.manual_seed(0)
-    base = use_fast_layout(build_network(config).to(device), device)
-    runs, stats = {}, {p: [] for p in PRECISIONS}
-    for p in PRECISIONS:
-        cfg = config.replace(train=dataclasses.replace(config.train, precision=p))
-        model = copy.deepcopy(base)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, amsgrad=True)
-        runs[p] = (cfg, model, optimizer, _training_env(cfg, samples, device))
-
-    def update(p):
-        cfg, model, optimizer, env = runs[p]
-        episode = env.reset(cfg.train.batch_size)
-        stats[p].append(run_update(model, optimizer, episode, cfg,
-                                   entropy_coef=cfg.train.entropy_coef))
-
-    interleaved({p: (lambda p=p: update(p)) for p in PRECISIONS}, updates, warmup)
-    return {p: {"seconds": statistics.median(s.seconds for s in stats[p][warmup:]),
-                "finite": all(math.isfinite(s.loss) for s in stats[p])}
-            for p in PRECISIONS}
+    """bench_speed's interleaved training loop, one variant per precision."""
+    configs = {p: config.replace(train=dataclasses.replace(config.train, precision=p))
+               for p in PRECISIONS}
+    return compare_training(config, samples, updates, warmup, variants=PRECISIONS,
+                            configs=configs)
 
 
 def main() -> int:

@@ -579,34 +579,40 @@ def _training_env(config, samples, device, seed: int = 0):
 
 def compare_training(config, samples: Sequence, updates: int, warmup: int = 1, *,
                      variants: Sequence[str] = ("before", "after"), device: str = "cpu",
-                     profile: bool = False, progress: Progress = _NULL_PROGRESS) -> dict:
-    """Updates of ``core.rollout.run_update`` with the plain ("before") and the current network,
-    interleaved (each with its own copy of the same initial weights, optimizer and environment).
-    Per variant: median seconds per update (environment reset included), updates/s, episodes/s
-    and the shares of rewards, environment and network over the timed updates."""
+                     configs: dict | None = None, profile: bool = False,
+                     progress: Progress = _NULL_PROGRESS) -> dict:
+    """Updates of ``core.rollout.run_update`` per variant, interleaved (each with its own copy of
+    the same initial weights, optimizer and environment). "before" is the plain network; every
+    other variant the current one (fast layout), trained with ``configs[variant]`` when given
+    (else ``config``), so the same loop compares code paths or settings such as precision.
+    Per variant: median seconds per update (environment reset included), updates/s, episodes/s,
+    the shares of rewards, environment and network over the timed updates, and whether every
+    loss was finite."""
     from napari_colorrl.core.fast_layers import use_fast_layout
     from napari_colorrl.core.networks import build_network
     from napari_colorrl.core.rollout import run_update
 
     device = torch.device(device)
+    configs = {v: (configs or {}).get(v, config) for v in variants}
     torch.manual_seed(0)
     base = build_network(config).to(device)
     runs = {}
     for v in variants:
         # As the trainer does: the current code converts a 3D network's weights to
         # channels_last_3d on the CPU.
-        model = (use_fast_layout(copy.deepcopy(base), device) if v == "after"
-                 else plain_model(base))
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr,
-                                     amsgrad=config.train.amsgrad)
-        runs[v] = (model, optimizer, _training_env(config, samples, device))
+        model = (plain_model(base) if v == "before"
+                 else use_fast_layout(copy.deepcopy(base), device))
+        optimizer = torch.optim.Adam(model.parameters(), lr=configs[v].train.lr,
+                                     amsgrad=configs[v].train.amsgrad)
+        runs[v] = (model, optimizer, _training_env(configs[v], samples, device))
     stats: dict[str, list] = {v: [] for v in variants}
-    coef = config.train.entropy_coef
 
     def update(v):
         model, optimizer, env = runs[v]
-        episode = env.reset(config.train.batch_size)
-        stats[v].append(run_update(model, optimizer, episode, config, entropy_coef=coef))
+        cfg = configs[v]
+        episode = env.reset(cfg.train.batch_size)
+        stats[v].append(run_update(model, optimizer, episode, cfg,
+                                   entropy_coef=cfg.train.entropy_coef))
 
     interleaved({v: (lambda v=v: update(v)) for v in variants}, updates, warmup, device,
                 progress)
@@ -623,6 +629,7 @@ def compare_training(config, samples: Sequence, updates: int, warmup: int = 1, *
             "network_share": sum(s.network_seconds for s in timed) / total,
             "reward_ms": 1e3 * statistics.median(s.reward_seconds for s in timed),
             "updates": len(timed),
+            "finite": all(math.isfinite(s.loss) for s in stats[v]),
         }
     if profile:
         v = "after" if "after" in runs else variants[0]
