@@ -107,7 +107,7 @@ class TrainConfig:
     precision: "float32" (default: exact, every device) or "bfloat16": the training rollout's
     network passes run under ``torch.autocast`` in bfloat16 (weights, optimizer, rewards, returns
     and losses stay float32). On a CPU with native bfloat16 (AVX512-BF16 or AMX) or a recent GPU
-    this makes a 2D update about 1.27x faster (3D: 0.85x, slower; docs/benchmarks.md); on older
+    this makes a 2D update 1.18x to 1.27x faster (3D: 0.85x, slower; docs/benchmarks.md); on older
     CPUs it is emulated and slower. Validation and inference always run in float32.
     weight_average: decay of an exponential moving average of the weights (0 = off; 0.995
     averages over about the last 200 updates). The policy gradient is noisy, so the weights of
