@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from napari_colorrl.core.config import PRECISIONS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command, machine, stamp, write_section  # noqa: E402
 from bench_speed import compare_training, load_config, training_samples  # noqa: E402
@@ -27,7 +29,6 @@ CASES = (
     ("CVPPP 2D, 176x176, T = 6, batch 4", "cvppp_small", "cvppp_a1", 6),
     ("GoNuclear 3D, 64^3 crops, T = 5, batch 2", "gonuclear3d_low_lr", "gonuclear3d", 5),
 )
-PRECISIONS = ("float32", "bfloat16")
 
 
 def compare(config, samples, updates: int, warmup: int) -> dict:
