@@ -1,0 +1,186 @@
+"""Where does a trained model lose? An error breakdown of one checkpoint on validation images.
+
+For a run that plateaus below its bar this tells which part of the method to work on:
+
+- foreground: Dice of the predicted foreground against the true one, and their area ratio
+  (above 1: objects too fat, as a low beta makes them; below 1: too thin or missed);
+- instance errors: true objects merged (their main predicted object also holds another true
+  object), missed (mostly background) and split (two predicted objects each hold > 20 % of it);
+- separation: the model's instances against the connected components of its own foreground (what
+  the coloring adds to a foreground mask) and of the true foreground (what a perfect foreground
+  alone would give);
+- reward headroom: the rewards of the model's argmax coloring against those of an oracle coloring
+  (a greedy coloring of the true neighbour graph: every object one color, neighbours apart), at
+  the network's resolution, summed over the T steps, mean per pixel.
+
+    python benchmarks/diagnose.py --model runs/learn-cvppp-small-batch2/model.best.pt \\
+        --data ../shared/data/cvppp_a1 --name cvppp-small-batch2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import command, machine, stamp, write_section  # noqa: E402
+
+SEPARATION = ("sbd", "abs_dic", "ap50", "voi_split", "voi_merge", "arand")
+
+
+def oracle_steps(targets, steps: int) -> np.ndarray:
+    """(T, *S) uint8 step maps of a coloring that earns the reward's maximum: background 0, every
+    instance one odd color (a_0 = 1), neighbours (any radius) different colors, assigned greedily
+    with the most-connected instances first. Raises ValueError when 2^(T-1) colors are too few."""
+    n = targets.n_instances
+    adjacent: list[set[int]] = [set() for _ in range(n + 1)]
+    for pairs in targets.neighbours:
+        for i, j in pairs:
+            adjacent[int(i)].add(int(j))
+    color = np.full(n + 1, -1, np.int64)  # -1: not yet colored
+    for i in sorted(range(1, n + 1), key=lambda i: -len(adjacent[i])):
+        used = {int(color[j]) for j in adjacent[i]}
+        free = [c for c in range(2 ** (steps - 1)) if c not in used]
+        if not free:
+            raise ValueError(f"{2 ** (steps - 1)} colors are too few for instance {i}.")
+        color[i] = free[0]
+    color[0] = 0
+    code = np.where(targets.instance > 0, 1 + 2 * color[targets.instance], 0)
+    return np.stack([(code >> k) & 1 for k in range(steps)]).reshape(
+        steps, *targets.shape).astype(np.uint8)
+
+
+def reward_sums(targets, step_maps: np.ndarray) -> dict[str, float]:
+    """Each reward part summed over the T steps, mean over pixels."""
+    from napari_colorrl.core.rewards import collate_targets, episode_rewards
+
+    batch = collate_targets([targets], "cpu")
+    actions = torch.from_numpy(np.asarray(step_maps, np.int64))[:, None]
+    parts = episode_rewards(batch, actions)
+    names = ("foreground", "background", "split", "merge", "total")
+    return {k: float(sum(getattr(p, k).mean() for p in parts)) for k in names}
+
+
+def object_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, int]:
+    """Counts of true objects merged, missed and split by ``pred`` (see the module docstring)."""
+    counts = {"objects": 0, "merged": 0, "missed": 0, "split": 0}
+    owners = []
+    for g in np.unique(gt[gt > 0]):
+        inside = pred[gt == g]
+        values, sizes = np.unique(inside, return_counts=True)
+        owner = int(values[np.argmax(sizes)])
+        counts["objects"] += 1
+        counts["missed"] += owner == 0
+        counts["split"] += int(((values > 0) & (sizes > 0.2 * inside.size)).sum() >= 2)
+        if owner:
+            owners.append(owner)
+    _, shared = np.unique(owners, return_counts=True)
+    counts["merged"] = int(shared[shared > 1].sum())
+    return counts
+
+
+def diagnose(segmenter, samples) -> dict:
+    """Sums and means of the figures above over ``samples``."""
+    from skimage.measure import label
+
+    from napari_colorrl.core.environment import network_labels
+    from napari_colorrl.core.metrics import evaluate, mean_metrics
+    from napari_colorrl.core.reward_targets import prepare_targets
+
+    config = segmenter.config
+    overlap = predicted = true = 0
+    errors = {"objects": 0, "merged": 0, "missed": 0, "split": 0}
+    scores: dict[str, list] = {"ColorRL": [], "components of the model's foreground": [],
+                               "components of the true foreground": []}
+    rewards: dict[str, list] = {"model (argmax)": [], "oracle coloring": []}
+    full = np.ones((3,) * config.ndim, bool)
+    for sample in samples:
+        result = segmenter.segment(sample.image)
+        fg, gt_fg = result.steps[0] > 0, sample.labels > 0
+        overlap += int((fg & gt_fg).sum())
+        predicted += int(fg.sum())
+        true += int(gt_fg.sum())
+        for k, v in object_errors(result.instances, sample.labels).items():
+            errors[k] += v
+        scores["ColorRL"].append(evaluate(result.instances, sample.labels))
+        for key, mask in (("components of the model's foreground", fg),
+                          ("components of the true foreground", gt_fg)):
+            components = label(mask, connectivity=full.ndim)
+            scores[key].append(evaluate(components, sample.labels))
+        targets = prepare_targets(network_labels(sample.labels, config), config.reward)
+        steps, _ = segmenter.color(sample.image)
+        rewards["model (argmax)"].append(reward_sums(targets, steps))
+        rewards["oracle coloring"].append(reward_sums(targets, oracle_steps(targets, config.steps)))
+    return {
+        "foreground_dice": 2 * overlap / max(1, predicted + true),
+        "foreground_ratio": predicted / max(1, true),
+        "errors": errors,
+        "scores": {k: mean_metrics(v) for k, v in scores.items()},
+        "rewards": {k: {p: float(np.mean([r[p] for r in v])) for p in v[0]}
+                    for k, v in rewards.items()},
+    }
+
+
+def report(result: dict, model: Path, n_images: int, name: str) -> str:
+    e = result["errors"]
+    share = {k: e[k] / max(1, e["objects"]) for k in ("merged", "missed", "split")}
+    lines = [
+        f"## Diagnosis: {name}",
+        "",
+        f"- machine: {machine()}",
+        f"- command: `{command()}`",
+        f"- date: {stamp()}",
+        f"- model: `{model}`, {n_images} validation images, scored at full size",
+        f"- foreground Dice {result['foreground_dice']:.3f}, predicted / true foreground area "
+        f"{result['foreground_ratio']:.3f}",
+        f"- of {e['objects']} true objects: merged {e['merged']} ({share['merged']:.0%}), "
+        f"missed {e['missed']} ({share['missed']:.0%}), split {e['split']} "
+        f"({share['split']:.0%})",
+        "",
+        "| instances | " + " | ".join(SEPARATION) + " |",
+        "|---|" + "---|" * len(SEPARATION),
+    ]
+    lines += [f"| {k} | " + " | ".join(f"{v[m]:.3f}" for m in SEPARATION) + " |"
+              for k, v in result["scores"].items()]
+    parts = ("foreground", "background", "split", "merge", "total")
+    lines += ["", "Rewards at the network's resolution, summed over the T steps, mean per pixel:",
+              "", "| coloring | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
+    lines += [f"| {k} | " + " | ".join(f"{v[p]:.3f}" for p in parts) + " |"
+              for k, v in result["rewards"].items()]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint to diagnose")
+    parser.add_argument("--data", type=Path, required=True, help="folder with val/")
+    parser.add_argument("--name", default=None, help="name of the section (default: data folder)")
+    parser.add_argument("--max-images", type=int, default=0, help="first N images (0: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-doc", action="store_true", help="print only")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.io import find_split, list_pairs, load_pairs
+
+    if not (args.data / "val").is_dir():
+        print(f"{args.data / 'val'} not found: nothing to diagnose")
+        return 1
+    samples = load_pairs(list_pairs(*find_split(args.data, "val")))
+    samples = samples[: args.max_images] if args.max_images else samples
+    segmenter = Segmenter.load(args.model, device="cpu")
+    text = report(diagnose(segmenter, samples), args.model, len(samples),
+                  args.name or args.data.name)
+    print(text)
+    if not args.no_doc:
+        write_section(f"diagnosis-{args.name or args.data.name}", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
