@@ -7,8 +7,8 @@ metrics. Prints the figures, plots the learning curve (reward parts and validati
 time) to docs/images/learning-NAME.png and writes a section of docs/benchmarks.md.
 
     python benchmarks/learn.py --data ../shared/data/cvppp_a1 \\
-        --config benchmarks/configs/cvppp_small_batch2.json --steps 6 --minutes 60 \\
-        --name cvppp-small-batch2
+        --config benchmarks/configs/cvppp_small_split2.json --steps 6 --minutes 60 \\
+        --name cvppp-small-split2
     python benchmarks/learn.py --data ../shared/data/cvppp_a1 \\
         --config benchmarks/configs/cvppp_fast.json --quick --name cvppp-quick --no-doc
 """
