@@ -3,28 +3,19 @@ counts match hand-made cases."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from napari_colorrl.core.config import RewardConfig
 from napari_colorrl.core.reward_targets import prepare_targets
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def diagnose():
-    path = ROOT / "benchmarks" / "diagnose.py"
-    if not path.is_file():
-        pytest.skip("benchmarks/ not present")
-    spec = importlib.util.spec_from_file_location("diagnose_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("diagnose")
 
 
 def touching_squares(n: int = 3) -> np.ndarray:

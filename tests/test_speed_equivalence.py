@@ -6,14 +6,13 @@ bookkeeping, and the benchmark's rebuilt "before" segmentation (benchmarks/bench
 """
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from conftest import load_benchmark
 from napari_colorrl.core import fast_layers, rollout
 from napari_colorrl.core.coloring import colors_from_steps, run_coloring, step_value
 from napari_colorrl.core.config import ColorRLConfig
@@ -23,8 +22,6 @@ from napari_colorrl.core.io import Sample
 from napari_colorrl.core.networks import build_network
 from napari_colorrl.core.normalize import resize_nearest
 from napari_colorrl.core.synthetic import make_cells_2d, make_nuclei_3d
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def plain(model: nn.Module) -> nn.Module:
@@ -182,19 +179,11 @@ def test_optimized_inference_gives_the_plain_step_maps_and_instances(ndim):
     assert result.instances.dtype == np.uint16
 
 
-def _load_benchmark():
-    path = ROOT / "benchmarks" / "bench_speed.py"
-    if not path.is_file():
-        pytest.skip("benchmarks/ not present")
-    spec = importlib.util.spec_from_file_location("bench_speed_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_benchmark_before_path_reproduces_segment(ndim):
-    bench = _load_benchmark()
+    bench = load_benchmark("bench_speed")
     config = config_for(ndim, steps=3)
     torch.manual_seed(0)
     model = decisive(build_network(config))
