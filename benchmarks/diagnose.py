@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,12 @@ def oracle_steps(targets, steps: int) -> np.ndarray:
 
 def reward_sums(targets, step_maps: np.ndarray) -> dict[str, float]:
     """Each reward part summed over the T steps, mean over pixels."""
-    from napari_colorrl.core.rewards import collate_targets, episode_rewards
+    from napari_colorrl.core.rewards import PART_NAMES, collate_targets, episode_rewards
 
     batch = collate_targets([targets], "cpu")
     actions = torch.from_numpy(np.asarray(step_maps, np.int64))[:, None]
     parts = episode_rewards(batch, actions)
-    names = ("foreground", "background", "split", "merge", "total")
-    return {k: float(sum(getattr(p, k).mean() for p in parts)) for k in names}
+    return {k: float(sum(getattr(p, k).mean() for p in parts)) for k in PART_NAMES}
 
 
 def object_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, int]:
@@ -87,38 +87,41 @@ def diagnose(segmenter, samples) -> dict:
     """Sums and means of the figures above over ``samples``."""
     from skimage.measure import label
 
+    from napari_colorrl.core.coloring import colors_from_steps
     from napari_colorrl.core.environment import network_labels
     from napari_colorrl.core.metrics import evaluate, mean_metrics
+    from napari_colorrl.core.normalize import resize_nearest
     from napari_colorrl.core.reward_targets import prepare_targets
 
     config = segmenter.config
     overlap = predicted = true = 0
-    errors = {"objects": 0, "merged": 0, "missed": 0, "split": 0}
+    errors: Counter = Counter()
     scores: dict[str, list] = {"ColorRL": [], "components of the model's foreground": [],
                                "components of the true foreground": []}
     rewards: dict[str, list] = {"model (argmax)": [], "oracle coloring": []}
-    full = np.ones((3,) * config.ndim, bool)
     for sample in samples:
-        result = segmenter.segment(sample.image)
-        fg, gt_fg = result.steps[0] > 0, sample.labels > 0
+        # One coloring per image: its step maps at the network's resolution give the rewards,
+        # resized to the image (as Segmenter.segment does) the instances.
+        net_steps, shape = segmenter.color(sample.image)
+        steps = resize_nearest(net_steps, (net_steps.shape[0], *shape))
+        instances = segmenter.postprocess(colors_from_steps(steps))
+        fg, gt_fg = steps[0] > 0, sample.labels > 0
         overlap += int((fg & gt_fg).sum())
         predicted += int(fg.sum())
         true += int(gt_fg.sum())
-        for k, v in object_errors(result.instances, sample.labels).items():
-            errors[k] += v
-        scores["ColorRL"].append(evaluate(result.instances, sample.labels))
+        errors.update(object_errors(instances, sample.labels))
+        scores["ColorRL"].append(evaluate(instances, sample.labels))
         for key, mask in (("components of the model's foreground", fg),
                           ("components of the true foreground", gt_fg)):
-            components = label(mask, connectivity=full.ndim)
+            components = label(mask, connectivity=config.ndim)
             scores[key].append(evaluate(components, sample.labels))
         targets = prepare_targets(network_labels(sample.labels, config), config.reward)
-        steps, _ = segmenter.color(sample.image)
-        rewards["model (argmax)"].append(reward_sums(targets, steps))
+        rewards["model (argmax)"].append(reward_sums(targets, net_steps))
         rewards["oracle coloring"].append(reward_sums(targets, oracle_steps(targets, config.steps)))
     return {
         "foreground_dice": 2 * overlap / max(1, predicted + true),
         "foreground_ratio": predicted / max(1, true),
-        "errors": errors,
+        "errors": dict(errors),
         "scores": {k: mean_metrics(v) for k, v in scores.items()},
         "rewards": {k: {p: float(np.mean([r[p] for r in v])) for p in v[0]}
                     for k, v in rewards.items()},
@@ -146,7 +149,8 @@ def report(result: dict, model: Path, n_images: int, name: str) -> str:
     ]
     lines += [f"| {k} | " + " | ".join(f"{v[m]:.3f}" for m in SEPARATION) + " |"
               for k, v in result["scores"].items()]
-    parts = ("foreground", "background", "split", "merge", "total")
+    from napari_colorrl.core.rewards import PART_NAMES as parts
+
     lines += ["", "Rewards at the network's resolution, summed over the T steps, mean per pixel:",
               "", "| coloring | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
     lines += [f"| {k} | " + " | ".join(f"{v[p]:.3f}" for p in parts) + " |"

@@ -179,8 +179,6 @@ def test_optimized_inference_gives_the_plain_step_maps_and_instances(ndim):
     assert result.instances.dtype == np.uint16
 
 
-
-
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_benchmark_before_path_reproduces_segment(ndim):
     bench = load_benchmark("bench_speed")
