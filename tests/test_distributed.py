@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import socket
 from pathlib import Path
 
@@ -39,10 +40,36 @@ def samples(n: int = 4) -> list[Sample]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port(taken: tuple[int, ...] = ()) -> int:
+    """A port free now and outside the ephemeral range.
+
+    The ports are picked before the workers start and bound minutes later. A port from the
+    ephemeral range (what binding port 0 gives) can meanwhile become the local end of an
+    outgoing connection, such as a gloo pair of an earlier process group, and the store then
+    fails with EADDRINUSE (seen in CI). Outgoing connections never take a port below the range.
+    """
+    low, high = _ephemeral_range()
+    outside = [*range(10000, low), *range(high + 1, 65536)]
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.choice(outside)
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _join(rank: int, port: int) -> None:
@@ -174,7 +201,9 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distributed")
-    ports = [free_port() for _ in range(5)]
+    ports: list[int] = []
+    for _ in range(5):
+        ports.append(free_port(tuple(ports)))
     mp.spawn(_worker, args=(ports, str(folder)), nprocs=WORLD, join=True)
     results = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return folder, results
@@ -247,6 +276,18 @@ def test_no_torchrun_variables_change_nothing(monkeypatch):
     assert distributed.wrap(net, context, device) is net
     assert distributed.shard([1, 2, 3], context) == [1, 2, 3]
     assert distributed.describe(4, 1e-4) is None
+
+
+def test_free_port_is_outside_the_ephemeral_range():
+    """The CI failure: a pre-picked ephemeral port was taken by a connection before its use."""
+    low, high = _ephemeral_range()
+    ports: list[int] = []
+    for _ in range(20):
+        ports.append(free_port(tuple(ports)))
+    assert len(set(ports)) == 20
+    assert all(not low <= port <= high for port in ports)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[0]))
 
 
 def test_shard_and_description(monkeypatch):
