@@ -30,6 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command, machine, stamp, write_section  # noqa: E402
 
+from napari_colorrl.core.rewards import PART_NAMES  # noqa: E402
+
 SEPARATION = ("sbd", "abs_dic", "ap50", "voi_split", "voi_merge", "arand")
 
 
@@ -57,7 +59,7 @@ def oracle_steps(targets, steps: int) -> np.ndarray:
 
 def reward_sums(targets, step_maps: np.ndarray) -> dict[str, float]:
     """Each reward part summed over the T steps, mean over pixels."""
-    from napari_colorrl.core.rewards import PART_NAMES, collate_targets, episode_rewards
+    from napari_colorrl.core.rewards import collate_targets, episode_rewards
 
     batch = collate_targets([targets], "cpu")
     actions = torch.from_numpy(np.asarray(step_maps, np.int64))[:, None]
@@ -87,10 +89,8 @@ def diagnose(segmenter, samples) -> dict:
     """Sums and means of the figures above over ``samples``."""
     from skimage.measure import label
 
-    from napari_colorrl.core.coloring import colors_from_steps
     from napari_colorrl.core.environment import network_labels
     from napari_colorrl.core.metrics import evaluate, mean_metrics
-    from napari_colorrl.core.normalize import resize_nearest
     from napari_colorrl.core.reward_targets import prepare_targets
 
     config = segmenter.config
@@ -101,10 +101,10 @@ def diagnose(segmenter, samples) -> dict:
     rewards: dict[str, list] = {"model (argmax)": [], "oracle coloring": []}
     for sample in samples:
         # One coloring per image: its step maps at the network's resolution give the rewards,
-        # resized to the image (as Segmenter.segment does) the instances.
+        # at the image's shape the instances.
         net_steps, shape = segmenter.color(sample.image)
-        steps = resize_nearest(net_steps, (net_steps.shape[0], *shape))
-        instances = segmenter.postprocess(colors_from_steps(steps))
+        steps, colors = segmenter.maps_at(net_steps, shape)
+        instances = segmenter.postprocess(colors)
         fg, gt_fg = steps[0] > 0, sample.labels > 0
         overlap += int((fg & gt_fg).sum())
         predicted += int(fg.sum())
@@ -149,8 +149,7 @@ def report(result: dict, model: Path, n_images: int, name: str) -> str:
     ]
     lines += [f"| {k} | " + " | ".join(f"{v[m]:.3f}" for m in SEPARATION) + " |"
               for k, v in result["scores"].items()]
-    from napari_colorrl.core.rewards import PART_NAMES as parts
-
+    parts = PART_NAMES
     lines += ["", "Rewards at the network's resolution, summed over the T steps, mean per pixel:",
               "", "| coloring | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
     lines += [f"| {k} | " + " | ".join(f"{v[p]:.3f}" for p in parts) + " |"

@@ -48,28 +48,28 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
-def free_port(taken: tuple[int, ...] = ()) -> int:
-    """A port free now and outside the ephemeral range.
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports, free now and outside the ephemeral range.
 
-    The ports are picked before the workers start and bound minutes later. A port from the
-    ephemeral range (what binding port 0 gives) can meanwhile become the local end of an
-    outgoing connection, such as a gloo pair of an earlier process group, and the store then
-    fails with EADDRINUSE (seen in CI). Outgoing connections never take a port below the range.
+    The ports are picked before the workers start and bound one after another over the next
+    20 s or so. A port from the ephemeral range (what binding port 0 gives) can meanwhile become
+    the local end of an outgoing connection, such as a gloo pair of an earlier process group,
+    and the store then fails with EADDRINUSE (seen in CI). Outgoing connections never take a
+    port outside that range.
     """
     low, high = _ephemeral_range()
     outside = [*range(10000, low), *range(high + 1, 65536)]
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.choice(outside)
-        if port in taken:
-            continue
+    ports: list[int] = []
+    for port in random.sample(outside, min(len(outside), 200)):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        return port
-    raise RuntimeError("no free port below the ephemeral range")
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports outside the ephemeral range")
 
 
 def _join(rank: int, port: int) -> None:
@@ -201,9 +201,7 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distributed")
-    ports: list[int] = []
-    for _ in range(5):
-        ports.append(free_port(tuple(ports)))
+    ports = free_ports(5)
     mp.spawn(_worker, args=(ports, str(folder)), nprocs=WORLD, join=True)
     results = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return folder, results
@@ -278,12 +276,10 @@ def test_no_torchrun_variables_change_nothing(monkeypatch):
     assert distributed.describe(4, 1e-4) is None
 
 
-def test_free_port_is_outside_the_ephemeral_range():
+def test_free_ports_are_outside_the_ephemeral_range():
     """The CI failure: a pre-picked ephemeral port was taken by a connection before its use."""
     low, high = _ephemeral_range()
-    ports: list[int] = []
-    for _ in range(20):
-        ports.append(free_port(tuple(ports)))
+    ports = free_ports(20)
     assert len(set(ports)) == 20
     assert all(not low <= port <= high for port in ports)
     with socket.socket() as sock:
@@ -321,7 +317,7 @@ def test_cli_train_under_torchrun(tmp_path):
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
                "--nproc-per-node", "2", "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+               "--rdzv-endpoint", f"127.0.0.1:{free_ports(1)[0]}",
                "-m", "napari_colorrl", "train", "--data", str(tmp_path / "data"),
                "--config", str(config), "--episodes", "4", "--batch-size", "1", "--steps", "3",
                "--out", str(tmp_path / "run.pt"), "--log-file", str(tmp_path / "run.jsonl")]

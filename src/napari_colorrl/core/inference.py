@@ -100,7 +100,11 @@ class Segmenter:
 
     def color_maps(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Step maps (T, *S) uint8 and the color map (*S) at the image's own shape."""
-        steps, shape = self.color(image)
+        return self.maps_at(*self.color(image))
+
+    @staticmethod
+    def maps_at(steps: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """``color``'s step maps resized (nearest) to the image's ``shape``, and their color map."""
         steps = resize_nearest(steps, (steps.shape[0], *shape))
         return steps, colors_from_steps(steps)
 
