@@ -30,15 +30,15 @@ from skimage.feature import peak_local_max
 from skimage.measure import label as label_regions
 from skimage.segmentation import watershed
 
-from napari_colorrl.core import augment
 from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.device import resolve_device
-from napari_colorrl.core.environment import DEFORM_PROBABILITY, network_labels
+from napari_colorrl.core.data import augment
+from napari_colorrl.core.data.normalize import network_labels, normalize_image, resize_image
+from napari_colorrl.core.method.postprocess import remove_small
 from napari_colorrl.core.metrics import abs_dic, ap, sbd
-from napari_colorrl.core.networks import build_network
-from napari_colorrl.core.normalize import normalize_image, resize_image
-from napari_colorrl.core.postprocess import remove_small
-from napari_colorrl.core.validation import selection_score
+from napari_colorrl.core.model.networks import build_network
+from napari_colorrl.core.runtime import resolve_device
+from napari_colorrl.core.training.environment import DEFORM_PROBABILITY
+from napari_colorrl.core.training.selection import selection_score
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_DISTANCES = (2, 3, 5, 8, 12, 16, 24)

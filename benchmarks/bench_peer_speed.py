@@ -39,9 +39,9 @@ def main() -> int:
     from peer_cellpose import time_cellpose
     from tqdm import tqdm
 
+    from napari_colorrl.core.data.files import load_dataset_dir
+    from napari_colorrl.core.data.normalize import resize_image
     from napari_colorrl.core.inference import Segmenter
-    from napari_colorrl.core.io import load_dataset_dir
-    from napari_colorrl.core.normalize import resize_image
 
     work = ROOT / "runs" / f"compare-{args.name}"
     colorrl_model = work / "colorrl.best.pt"

@@ -74,7 +74,7 @@ def load_config(config, steps: int | None = None, size: int | None = None,
     built as ``colorrl train`` builds it (defaults for its ndim, then the file). ``steps`` sets T;
     ``size`` sets the network input of a 'resize' config; ``input_mode`` overrides the mode."""
     from napari_colorrl.core.config import ColorRLConfig
-    from napari_colorrl.core.training_setup import TrainingRequest, build_config
+    from napari_colorrl.core.training.setup import TrainingRequest, build_config
 
     if isinstance(config, ColorRLConfig):
         cfg = config
@@ -102,7 +102,7 @@ def _data_dir(dataset: str | None, split: str = "val") -> Path | None:
 
 def real_images(dataset: str | None, count: int = 1) -> list[np.ndarray]:
     """The first ``count`` images of ``../shared/data/<dataset>/val/images`` (none if absent)."""
-    from napari_colorrl.core.io import list_images, read_image
+    from napari_colorrl.core.data.files import list_images, read_image
 
     folder = _data_dir(dataset)
     if folder is None:
@@ -112,7 +112,7 @@ def real_images(dataset: str | None, count: int = 1) -> list[np.ndarray]:
 
 def real_samples(dataset: str | None, count: int) -> list:
     """The first ``count`` image/label pairs of the data set's val/ split (none if absent)."""
-    from napari_colorrl.core.io import find_split, list_pairs, load_pairs
+    from napari_colorrl.core.data.files import find_split, list_pairs, load_pairs
 
     folder = _data_dir(dataset)
     if folder is None:
@@ -121,8 +121,8 @@ def real_samples(dataset: str | None, count: int) -> list:
 
 
 def synthetic_samples(ndim: int, shape: Sequence[int], count: int, n_objects: int) -> list:
-    from napari_colorrl.core.io import Sample
-    from napari_colorrl.core.synthetic import make_cells_2d, make_nuclei_3d
+    from napari_colorrl.core.data.files import Sample
+    from napari_colorrl.core.data.synthetic import make_cells_2d, make_nuclei_3d
 
     make = make_cells_2d if ndim == 2 else make_nuclei_3d
     out = []
@@ -177,13 +177,13 @@ def case_image(config, dataset: str | None, size: int | None = None) -> tuple[np
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` with PyTorch's ``InstanceNorm`` (instead of group_norm) and plain
     NCDHW 3D convolutions (no channels_last_3d / oneDNN inference path): the network as it was."""
-    from napari_colorrl.core.fast_layers import stock_copy
+    from napari_colorrl.core.model.fast_layers import stock_copy
 
     return stock_copy(model)
 
 
 def _colors_before(steps: np.ndarray) -> np.ndarray:
-    from napari_colorrl.core.coloring import color_dtype
+    from napari_colorrl.core.method.coloring import color_dtype
 
     weights = (2 ** np.arange(steps.shape[0], dtype=np.int64)).reshape(
         (-1,) + (1,) * (steps.ndim - 1))
@@ -200,7 +200,7 @@ def _resize_nearest_before(array: np.ndarray, shape: tuple[int, ...]) -> np.ndar
 
 @torch.no_grad()
 def _run_coloring_before(policy, image: torch.Tensor, steps: int) -> np.ndarray:
-    from napari_colorrl.core.coloring import step_value
+    from napari_colorrl.core.method.coloring import step_value
 
     batch, spatial = image.shape[0], image.shape[2:]
     channels = torch.zeros((batch, steps, *spatial), dtype=image.dtype, device=image.device)
@@ -221,7 +221,7 @@ def segment_before(segmenter, image: np.ndarray, timer: dict | None = None):
     receives the seconds of the coloring loop."""
     from skimage.measure import label as label_regions
 
-    from napari_colorrl.core.postprocess import label_dtype
+    from napari_colorrl.core.method.postprocess import label_dtype
 
     config = segmenter.config
     data, shape = segmenter.network_input(image)
@@ -331,7 +331,7 @@ def inference_flops(model: torch.nn.Module, config, spatial: Sequence[int]) -> i
     cached) plus T passes of the rest (``core.networks.count_flops`` counts one whole pass)."""
     from torch import nn
 
-    from napari_colorrl.core.networks import count_flops
+    from napari_colorrl.core.model.networks import count_flops
 
     key = (json.dumps(config.to_dict(), sort_keys=True, default=str), tuple(spatial))
     if key in _FLOPS:
@@ -373,7 +373,7 @@ def random_model(config) -> torch.nn.Module:
     """The network of ``config`` with seed-0 random weights and a policy head of ordinary scale
     (std 1 instead of the training start's 1e-3), so that argmax decisions are not near-ties and
     "before" and "after" can be compared pixel for pixel; the work done is the same."""
-    from napari_colorrl.core.networks import build_network
+    from napari_colorrl.core.model.networks import build_network
 
     torch.manual_seed(0)
     model = build_network(config)
@@ -508,7 +508,7 @@ def compare_inference(config, size: int | None = None, steps: int | None = None,
     """Time ``Segmenter.segment`` ("after") and/or the code before the speed work ("before"),
     interleaved in this process; one dict per variant (see ``time_inference``), and for two
     variants whether their instances are identical."""
-    from napari_colorrl.core.normalize import split_channels
+    from napari_colorrl.core.data.normalize import split_channels
 
     device = torch.device(device)
     config = load_config(config, steps=steps, size=size)
@@ -572,7 +572,7 @@ def time_inference(config, size: int | None = None, steps: int | None = None,
 
 
 def _training_env(config, samples, device, seed: int = 0):
-    from napari_colorrl.core.environment import Environment
+    from napari_colorrl.core.training.environment import Environment
 
     return Environment(samples, config, device, np.random.default_rng(seed))
 
@@ -588,9 +588,9 @@ def compare_training(config, samples: Sequence, updates: int, warmup: int = 1, *
     Per variant: median seconds per update (environment reset included), updates/s, episodes/s,
     the shares of rewards, environment and network over the timed updates, and whether every
     loss was finite."""
-    from napari_colorrl.core.fast_layers import use_fast_layout
-    from napari_colorrl.core.networks import build_network
-    from napari_colorrl.core.rollout import run_update
+    from napari_colorrl.core.model.fast_layers import use_fast_layout
+    from napari_colorrl.core.model.networks import build_network
+    from napari_colorrl.core.training.rollout import run_update
 
     device = torch.device(device)
     configs = {v: (configs or {}).get(v, config) for v in variants}

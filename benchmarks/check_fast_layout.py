@@ -30,8 +30,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
+    from napari_colorrl.core.data.files import load_dataset_dir
     from napari_colorrl.core.inference import Segmenter
-    from napari_colorrl.core.io import load_dataset_dir
     from napari_colorrl.core.metrics import ap, sbd
 
     if not args.data.is_dir():

@@ -56,7 +56,7 @@ def run_colorrl(args, setup, work: Path) -> dict:
     from learn import train_logged
 
     from napari_colorrl.core.inference import Segmenter
-    from napari_colorrl.core.trainer import train
+    from napari_colorrl.core.training.trainer import train
 
     out, log = work / "colorrl.pt", work / "colorrl.jsonl"
     log.write_text("")
@@ -86,7 +86,7 @@ def run_unet(args, setup, minutes: float, work: Path) -> dict:
     )
     from tqdm import tqdm
 
-    from napari_colorrl.core.validation import min_size_candidates
+    from napari_colorrl.core.training.selection import min_size_candidates
 
     unet = ForegroundUNet(setup.config, device="cpu", seed=args.seed)
     bar = tqdm(total=1000, desc="training U-Net", unit="‰")
@@ -134,7 +134,7 @@ def run_unet(args, setup, minutes: float, work: Path) -> dict:
 def run_cellpose(args, setup, minutes: float, work: Path) -> dict:
     from peer_cellpose import run_cellpose as train_cellpose
 
-    from napari_colorrl.core.io import read_labels
+    from napari_colorrl.core.data.files import read_labels
 
     result = train_cellpose(args.data, minutes, work / "cellpose", quick=args.quick)
     masks = Path(result["masks_dir"])
@@ -169,7 +169,7 @@ def main() -> int:
                         help=f"comma-separated subset of {','.join(METHODS)}")
     args = parser.parse_args()
 
-    from napari_colorrl.core.training_setup import TrainingRequest, prepare_training
+    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
 
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to compare")

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command, machine, stamp, write_section  # noqa: E402
 
-from napari_colorrl.core.rewards import PART_NAMES  # noqa: E402
+from napari_colorrl.core.method.rewards import PART_NAMES  # noqa: E402
 
 SEPARATION = ("sbd", "abs_dic", "ap50", "voi_split", "voi_merge", "arand")
 
@@ -59,7 +59,7 @@ def oracle_steps(targets, steps: int) -> np.ndarray:
 
 def reward_sums(targets, step_maps: np.ndarray) -> dict[str, float]:
     """Each reward part summed over the T steps, mean over pixels."""
-    from napari_colorrl.core.rewards import collate_targets, episode_rewards
+    from napari_colorrl.core.method.rewards import collate_targets, episode_rewards
 
     batch = collate_targets([targets], "cpu")
     actions = torch.from_numpy(np.asarray(step_maps, np.int64))[:, None]
@@ -89,9 +89,9 @@ def diagnose(segmenter, samples) -> dict:
     """Sums and means of the figures above over ``samples``."""
     from skimage.measure import label
 
-    from napari_colorrl.core.environment import network_labels
+    from napari_colorrl.core.data.normalize import network_labels
+    from napari_colorrl.core.method.targets import prepare_targets
     from napari_colorrl.core.metrics import evaluate, mean_metrics
-    from napari_colorrl.core.reward_targets import prepare_targets
 
     config = segmenter.config
     overlap = predicted = true = 0
@@ -168,8 +168,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from napari_colorrl.core.data.files import find_split, list_pairs, load_pairs
     from napari_colorrl.core.inference import Segmenter
-    from napari_colorrl.core.io import find_split, list_pairs, load_pairs
 
     if not (args.data / "val").is_dir():
         print(f"{args.data / 'val'} not found: nothing to diagnose")

@@ -33,7 +33,7 @@ COLUMNS = ("sbd", "abs_dic", "ap50", "map", "aji")
 
 def export(source: Path, out: Path, note: str) -> Path:
     """Write a weights-only float16 copy of ``source`` to ``out`` (atomically)."""
-    from napari_colorrl.core.checkpoint import load_checkpoint, save_checkpoint
+    from napari_colorrl.core.model.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(source)
     state = {k: v.half() if v.is_floating_point() else v
@@ -60,8 +60,8 @@ def main() -> int:
 
     from tqdm import tqdm
 
+    from napari_colorrl.core.data.files import load_dataset_dir
     from napari_colorrl.core.inference import Segmenter
-    from napari_colorrl.core.io import load_dataset_dir
     from napari_colorrl.core.metrics import evaluate, mean_metrics
 
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -46,8 +46,8 @@ def main() -> int:
                         "log.jsonl (e.g. a run made with colorrl train --out/--log there)")
     args = parser.parse_args()
 
-    from napari_colorrl.core.trainer import train
-    from napari_colorrl.core.training_setup import TrainingRequest, prepare_training
+    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
+    from napari_colorrl.core.training.trainer import train
 
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to measure")
@@ -105,7 +105,7 @@ def score_run(out: Path, setup, *, choose_size: bool = False):
     scored = best if best.is_file() else out
     segmenter = Segmenter.load(scored, device=setup.config.train.device)
     if choose_size:
-        from napari_colorrl.core.validation import validate
+        from napari_colorrl.core.training.selection import validate
 
         chosen = validate(segmenter.model, segmenter.config, setup.val, segmenter.device,
                           choose_min_size=True)

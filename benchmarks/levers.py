@@ -60,8 +60,8 @@ def main() -> int:
                         + ", ".join(VARIANTS))
     args = parser.parse_args()
 
-    from napari_colorrl.core.trainer import train
-    from napari_colorrl.core.training_setup import TrainingRequest, prepare_training
+    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
+    from napari_colorrl.core.training.trainer import train
 
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to measure")

@@ -216,7 +216,7 @@ def time_cellpose(model_path: Path, images: list[np.ndarray], *, do_3d: bool = F
 
 def score_masks(masks_dir: Path, gt_dir: Path) -> dict[str, float]:
     """Mean metrics (napari_colorrl.core.metrics.evaluate) of the masks against ground truth."""
-    from napari_colorrl.core.io import read_labels
+    from napari_colorrl.core.data.files import read_labels
     from napari_colorrl.core.metrics import evaluate, mean_metrics
 
     results = []

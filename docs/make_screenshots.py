@@ -56,7 +56,7 @@ def main() -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_colorrl.core.synthetic import make_cells_2d
+    from napari_colorrl.core.data.synthetic import make_cells_2d
     from napari_colorrl.sample_data import nuclei_3d
     from napari_colorrl.widgets.launch import setup_demo, show_dock
 

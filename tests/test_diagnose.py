@@ -10,7 +10,7 @@ import pytest
 
 from conftest import load_benchmark
 from napari_colorrl.core.config import RewardConfig
-from napari_colorrl.core.reward_targets import prepare_targets
+from napari_colorrl.core.method.targets import prepare_targets
 
 
 @pytest.fixture(scope="module")

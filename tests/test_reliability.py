@@ -16,17 +16,17 @@ import pytest
 import tifffile
 import torch
 
-from napari_colorrl.cli import main
-from napari_colorrl.core import memory
-from napari_colorrl.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from napari_colorrl.core.checks import ColorRLWarning, check_training_samples, ensure_writable
+from napari_colorrl.cli.main import main
+from napari_colorrl.core import runtime
 from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.data.checks import ColorRLWarning, check_training_samples, ensure_writable
+from napari_colorrl.core.data.files import Sample
+from napari_colorrl.core.data.synthetic import make_cells_2d
 from napari_colorrl.core.inference import Segmenter
-from napari_colorrl.core.io import Sample
-from napari_colorrl.core.networks import build_network
-from napari_colorrl.core.synthetic import make_cells_2d
-from napari_colorrl.core.trainer import train
-from napari_colorrl.core.training_setup import TrainingRequest, prepare_training
+from napari_colorrl.core.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from napari_colorrl.core.model.networks import build_network
+from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
+from napari_colorrl.core.training.trainer import train
 
 NETWORK = {"features": [4, 8], "attention": True, "input_features": 4}
 
@@ -169,7 +169,7 @@ def test_huge_label_ids_are_relabelled_not_wrapped(cells):
     assert checked.labels.max() <= np.iinfo(np.int32).max
     assert len(np.unique(checked.labels)) == len(np.unique(labels))
     config = tiny_config(input_mode="crop", input_size=[40, 40])
-    from napari_colorrl.core.environment import Environment
+    from napari_colorrl.core.training.environment import Environment
 
     env = Environment([checked], config, torch.device("cpu"), np.random.default_rng(0))
     assert len(np.unique(env.samples[0].labels)) == len(np.unique(labels))
@@ -215,15 +215,15 @@ def test_image_smaller_than_network_input(mode, tmp_path):
 def test_huge_image_is_refused_before_allocation(tmp_path, capsys, model_file):
     huge = np.broadcast_to(np.float32(0.5), (200_000, 200_000))  # 160 GB as float32, no memory
     for mode in ("resize", "crop"):
-        with pytest.raises(memory.MemoryCheckError, match=r"200000 x 200000.*tiles"):
+        with pytest.raises(runtime.MemoryCheckError, match=r"200000 x 200000.*tiles"):
             segmenter(input_mode=mode).segment(huge)
-    with pytest.raises(memory.MemoryCheckError, match="Lower the batch size"):
+    with pytest.raises(runtime.MemoryCheckError, match="Lower the batch size"):
         big = tiny_config(input_size=[4096, 4096], network={"features": [64, 128, 256]},
                           train={"batch_size": 64})
         next(train(big, [Sample("a", *make_cells_2d((32, 32), 3))], out=tmp_path / "m.pt"))
     tifffile.imwrite(tmp_path / "i.tif", np.zeros((64, 64), np.uint8))
     monkey = pytest.MonkeyPatch()
-    monkey.setattr(memory, "available_bytes", lambda device="cpu": 1000)
+    monkey.setattr(runtime, "available_bytes", lambda device="cpu": 1000)
     try:
         line = cli_error(capsys, ["predict", "--model", str(model_file), "--input",
                                   str(tmp_path / "i.tif"), "--output", str(tmp_path / "o")])
@@ -245,7 +245,7 @@ def test_more_neighbours_than_colors_warns_with_t_needed(tmp_path, capsys):
     images, labels_dir = write_folder(tmp_path, [(image, labels)])
     (tmp_path / "c.json").write_text(json.dumps({"network": NETWORK, "reward": {"radii": [2]}}))
     monkey = pytest.MonkeyPatch()
-    monkey.setattr("napari_colorrl.core.trainer.train", lambda *a, **k: iter(()))
+    monkey.setattr("napari_colorrl.core.training.trainer.train", lambda *a, **k: iter(()))
     try:
         main(["train", "--images", str(images), "--labels", str(labels_dir), "--steps", "2",
               "--size", "30", "--config", str(tmp_path / "c.json"), "--out",

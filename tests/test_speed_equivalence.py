@@ -13,15 +13,16 @@ import torch
 from torch import nn
 
 from conftest import load_benchmark
-from napari_colorrl.core import fast_layers, rollout
-from napari_colorrl.core.coloring import colors_from_steps, run_coloring, step_value
 from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.environment import Environment
+from napari_colorrl.core.data.files import Sample
+from napari_colorrl.core.data.normalize import resize_nearest
+from napari_colorrl.core.data.synthetic import make_cells_2d, make_nuclei_3d
 from napari_colorrl.core.inference import Segmenter
-from napari_colorrl.core.io import Sample
-from napari_colorrl.core.networks import build_network
-from napari_colorrl.core.normalize import resize_nearest
-from napari_colorrl.core.synthetic import make_cells_2d, make_nuclei_3d
+from napari_colorrl.core.method.coloring import colors_from_steps, run_coloring, step_value
+from napari_colorrl.core.model import fast_layers
+from napari_colorrl.core.model.networks import build_network
+from napari_colorrl.core.training import rollout
+from napari_colorrl.core.training.environment import Environment
 
 
 def plain(model: nn.Module) -> nn.Module:
@@ -95,7 +96,7 @@ def test_fast_3d_layout_on_the_cpu_and_its_switch():
 
 
 def test_validation_leaves_the_training_layout_alone():
-    from napari_colorrl.core.validation import validate
+    from napari_colorrl.core.training.selection import validate
 
     config = config_for(2)
     torch.manual_seed(0)

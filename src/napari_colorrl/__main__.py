@@ -1,6 +1,6 @@
 """``python -m napari_colorrl`` runs the command line (same as ``colorrl``)."""
 
-from napari_colorrl.cli import main
+from napari_colorrl.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

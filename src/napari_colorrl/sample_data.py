@@ -1,6 +1,6 @@
 """napari sample-data providers (npe2 ``sample_data`` contributions in ``napari.yaml``).
 
-Imports only numpy and :mod:`napari_colorrl.core.synthetic`: no napari, Qt or torch at import
+Imports only numpy and :mod:`napari_colorrl.core.data.synthetic`: no napari, Qt or torch at import
 time. Each provider returns a list of napari ``LayerDataTuple``\\ s: the synthetic image and its
 ground-truth labels, ready to train on or to segment.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_colorrl.core.synthetic import make_cells_2d, make_nuclei_3d
+from napari_colorrl.core.data.synthetic import make_cells_2d, make_nuclei_3d
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 

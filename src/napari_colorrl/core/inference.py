@@ -12,14 +12,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import check_image
-from .coloring import colors_from_steps, run_coloring
-from .config import ColorRLConfig
-from .device import resolve_device
-from .fast_layers import use_fast_layout
-from .memory import check_inference_memory
-from .normalize import normalize_image, resize_image, resize_nearest, split_channels
-from .postprocess import instances_from_colors
+from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.data.checks import check_image
+from napari_colorrl.core.data.normalize import (
+    normalize_image,
+    resize_image,
+    resize_nearest,
+    split_channels,
+)
+from napari_colorrl.core.method.coloring import colors_from_steps, run_coloring
+from napari_colorrl.core.method.postprocess import instances_from_colors
+from napari_colorrl.core.model.fast_layers import use_fast_layout
+from napari_colorrl.core.runtime import check_inference_memory, resolve_device
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,9 @@ class Segmenter:
              ) -> Segmenter:
         """Load a checkpoint file (or a bundled model name) for inference (``fast_layout``: as
         in ``__init__``)."""
-        from .checkpoint import load_checkpoint, load_weights
-        from .models import resolve_model_path
-        from .networks import build_network
+        from napari_colorrl.core.model.bundled import resolve_model_path
+        from napari_colorrl.core.model.checkpoint import load_checkpoint, load_weights
+        from napari_colorrl.core.model.networks import build_network
 
         path = resolve_model_path(path)
         checkpoint = load_checkpoint(path, map_location="cpu")

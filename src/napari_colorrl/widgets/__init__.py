@@ -46,7 +46,7 @@ class Failure:
 
 def describe_error(error: BaseException) -> str:
     """A message for the user: what went wrong and, where known, what to do."""
-    from ..core.memory import MemoryCheckError
+    from napari_colorrl.core.runtime import MemoryCheckError
 
     text = str(error) or type(error).__name__
     lowered = text.lower()

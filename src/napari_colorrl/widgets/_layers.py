@@ -84,7 +84,7 @@ class SampleScan:
 def samples_from_layers(image: Image, labels: Labels, ndim: int) -> SampleScan:
     """``core.io.Sample``\\ s from a pair of layers; a layer one axis deeper than ``ndim`` is a
     stack, split into frames (or volumes). Frames without any label are skipped and counted."""
-    from ..core.io import Sample, as_label_array
+    from napari_colorrl.core.data.files import Sample, as_label_array
 
     image_data, label_data = layer_array(image), layer_array(labels)
     if _channel_axis(image, labels) == 0:  # channels first: move them last, like RGB

@@ -30,8 +30,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from . import Failure, relay_warnings, trained_checkpoints
-from ._layers import (
+from napari_colorrl.widgets import Failure, relay_warnings, trained_checkpoints
+from napari_colorrl.widgets._layers import (
     RESULT_KEY,
     LayerCombo,
     frame_indices,
@@ -46,7 +46,7 @@ def _segmentation_run(model: str, device: str, data: Any, shape: tuple[int, ...]
     """Worker body: load the model, segment each frame (yields (done, total)); returns
     ``(segmenter, [Segmentation...], stacked)`` or a ``Failure``."""
     try:
-        from ..core.inference import Segmenter
+        from napari_colorrl.core.inference import Segmenter
 
         segmenter = Segmenter.load(model, device)
         ndim = segmenter.config.ndim
@@ -71,7 +71,7 @@ class SegmentationWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(parent)
-        from ..core.device import available_devices
+        from napari_colorrl.core.runtime import available_devices
 
         self.viewer = napari_viewer
         self.setMinimumWidth(340)
@@ -144,7 +144,7 @@ class SegmentationWidget(QWidget):
     # --- inputs ---------------------------------------------------------------------------
     def refresh_models(self, select: str | None = None) -> None:
         """Trained checkpoints (newest first), bundled models, files chosen here."""
-        from ..core.models import available_models
+        from napari_colorrl.core.model.bundled import available_models
 
         current = select or self.model.currentData()
         entries = [(f"trained: {Path(p).name}", p) for p in reversed(trained_checkpoints)]

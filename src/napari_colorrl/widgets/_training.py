@@ -22,11 +22,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from . import Failure, register_checkpoint, relay_warnings
-from ._closing import stop_and_wait, watch_main_window
-from ._layers import SampleScan, pair_problem, samples_from_layers
-from ._plot import TrainingPlot
-from ._training_form import TrainingForm
+from napari_colorrl.widgets import Failure, register_checkpoint, relay_warnings
+from napari_colorrl.widgets._closing import stop_and_wait, watch_main_window
+from napari_colorrl.widgets._layers import SampleScan, pair_problem, samples_from_layers
+from napari_colorrl.widgets._plot import TrainingPlot
+from napari_colorrl.widgets._training_form import TrainingForm
 
 
 def _training_run(request: Any, out: Path, stop: threading.Event):
@@ -34,8 +34,8 @@ def _training_run(request: Any, out: Path, stop: threading.Event):
     ``TrainingReport`` per update. ``stop`` closes the core generator here, in this thread, which
     writes the checkpoint (superqt's ``quit()`` would leave it to the garbage collector). Errors
     come back as a ``Failure`` value, since superqt drops RuntimeErrors."""
-    from ..core.trainer import train
-    from ..core.training_setup import prepare_training
+    from napari_colorrl.core.training.setup import prepare_training
+    from napari_colorrl.core.training.trainer import train
 
     try:
         setup = prepare_training(request)
@@ -169,8 +169,8 @@ class TrainingWidget(TrainingForm):
             self.data_status.setText(f"<span style='color:#e8743b'>{err}</span>")
 
     def _auto_steps_text(self) -> str:
-        from ..core.config import ColorRLConfig
-        from ..core.environment import auto_steps
+        from napari_colorrl.core.config import ColorRLConfig
+        from napari_colorrl.core.method.steps import auto_steps
 
         overrides = self.overrides()
         config = ColorRLConfig.from_dict({
@@ -181,7 +181,7 @@ class TrainingWidget(TrainingForm):
 
     def request(self) -> Any:
         """The ``TrainingRequest`` for the current inputs (reads the layers again)."""
-        from ..core.training_setup import TrainingRequest
+        from napari_colorrl.core.training.setup import TrainingRequest
 
         kind = self.budget_kind.currentText()
         resume = Path(self.resume.text()).expanduser() if self.resume.text().strip() else None
@@ -218,7 +218,7 @@ class TrainingWidget(TrainingForm):
         except ValueError as err:
             show_error(str(err))
             return
-        from ..core.checks import ensure_writable
+        from napari_colorrl.core.data.checks import ensure_writable
 
         out = Path(self.output.text()).expanduser()
         try:

@@ -26,8 +26,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.config import TRAINING_RECIPES
-from ._layers import LayerPairList, SampleScan
+from napari_colorrl.core.config import TRAINING_RECIPES
+from napari_colorrl.widgets._layers import LayerPairList, SampleScan
 
 #: Network presets per dimensionality: name -> U-Net widths, top to bottom.
 NETWORKS = {
@@ -77,7 +77,7 @@ class TrainingForm(QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(parent)
-        from ..core.device import available_devices
+        from napari_colorrl.core.runtime import available_devices
 
         self.viewer = napari_viewer
         self._ndim_chosen = False

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: Dock settings of the demo, as in ``napari_colorrl.demo.demo_config`` (a small, fast network).
+#: Dock settings of the demo, as in ``napari_colorrl.cli.demo.demo_config`` (a small, fast network).
 DEMO_SETTINGS = {"size": 128, "radii": "6, 14", "network": "small", "recipe": "fast",
                  "every": 25}
 
 
 def add_docks(viewer: Any) -> tuple[Any, Any]:
     """Dock "ColorRL Training" and "ColorRL Segmentation" (tabbed) on the right of ``viewer``."""
-    from ._segmentation import SegmentationWidget
-    from ._training import TrainingWidget
+    from napari_colorrl.widgets._segmentation import SegmentationWidget
+    from napari_colorrl.widgets._training import TrainingWidget
 
     training, segmentation = TrainingWidget(viewer), SegmentationWidget(viewer)
     viewer.window.add_dock_widget(training, name="ColorRL Training", area="right")
@@ -37,7 +37,7 @@ def show_dock(widget: Any) -> None:
 
 def setup_demo(viewer: Any, minutes: float, out: Path, start: bool = True) -> tuple[Any, Any]:
     """Add the cells sample and both docks to ``viewer``; configure (and start) training."""
-    from ..sample_data import cells_2d
+    from napari_colorrl.sample_data import cells_2d
 
     (image, image_kwargs, _), (labels, labels_kwargs, _) = cells_2d()
     image_layer = viewer.add_image(image, **image_kwargs)

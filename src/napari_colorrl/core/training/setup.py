@@ -1,0 +1,195 @@
+"""Turning what the user gave (folders or arrays, a config file, flags) into a training run.
+
+Shared by ``colorrl train`` and the training dock: settings come from the defaults for the data's
+dimensionality, then the config file, then explicit overrides; ``steps = "auto"`` picks T from the
+labels' neighbour count and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_colorrl.core.config import TRAINING_RECIPES, ColorRLConfig
+from napari_colorrl.core.data.checks import check_training_samples
+from napari_colorrl.core.data.normalize import split_channels
+from napari_colorrl.core.method.steps import auto_steps, check_steps
+from napari_colorrl.core.training.distributed import describe
+
+
+@dataclass
+class TrainingRequest:
+    """Everything optional; ``samples``/``val_samples`` bypass the folders (the napari dock)."""
+
+    data: Path | None = None
+    images: Path | None = None
+    labels: Path | None = None
+    val_images: Path | None = None
+    val_labels: Path | None = None
+    samples: list | None = None
+    val_samples: list | None = None
+    ndim: int | None = None
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
+    episodes: int | None = None
+    minutes: float | None = None
+    size: int | None = None
+    steps: int | str | None = None
+    device: str | None = None
+    seed: int | None = None
+    threads: int | None = None
+    resume: Path | None = None
+
+
+@dataclass
+class TrainingSetup:
+    config: ColorRLConfig
+    train: list
+    val: list
+    messages: list[str]
+
+
+def load_samples(request: TrainingRequest) -> tuple[list, list]:
+    """Training and validation samples from the request's folders or arrays."""
+    from napari_colorrl.core.data.files import list_pairs, load_dataset_dir, load_pairs
+
+    if request.samples is not None:
+        return list(request.samples), list(request.val_samples or [])
+    if request.data is not None:
+        return load_dataset_dir(request.data)
+    if request.images is None or request.labels is None:
+        raise ValueError(
+            "No training data: give --data DIR (with train/images and train/masks) or both "
+            "--images and --labels."
+        )
+    train = load_pairs(list_pairs(request.images, request.labels))
+    val: list = []
+    if (request.val_images is None) != (request.val_labels is None):
+        raise ValueError("Give both --val-images and --val-labels, or neither.")
+    if request.val_images is not None:
+        val = load_pairs(list_pairs(request.val_images, request.val_labels))
+    return train, val
+
+
+def _data_ndim(samples: list) -> int:
+    ndims = {int(s.labels.ndim) for s in samples}
+    if len(ndims) != 1:
+        raise ValueError(
+            f"The training labels mix {sorted(ndims)}-dimensional arrays; train 2D images and 3D "
+            f"volumes separately."
+        )
+    return ndims.pop()
+
+
+def build_config(request: TrainingRequest, ndim: int) -> ColorRLConfig:
+    """Defaults for ndim (or the resumed checkpoint's config), then the recipe, then the config
+    file, then the overrides and flags."""
+    data: dict[str, Any] = {"ndim": ndim}
+    if request.resume is not None:
+        from napari_colorrl.core.model.checkpoint import load_checkpoint
+
+        data = load_checkpoint(request.resume).config.to_dict()
+    if request.recipe is not None:
+        if request.recipe not in TRAINING_RECIPES:
+            raise ValueError(f"Unknown training recipe {request.recipe!r}; choose one of "
+                             f"{', '.join(TRAINING_RECIPES)}.")
+        data = _deep_update(data, {"train": TRAINING_RECIPES[request.recipe]})
+    if request.config_file is not None:
+        ColorRLConfig.from_file(request.config_file)  # clear errors for a bad file
+        data = _deep_update(data, json.loads(Path(request.config_file).read_text()))
+    data = _deep_update(data, request.overrides)
+    config = ColorRLConfig.from_dict(data)
+    # A resumed run may be on another machine: its device is this run's choice, not the file's.
+    device = request.device or ("auto" if request.resume is not None else None)
+    train = dataclasses.replace(
+        config.train,
+        **{k: v for k, v in {
+            "episodes": request.episodes, "device": device,
+            "seed": request.seed, "threads": request.threads,
+        }.items() if v is not None},
+    )
+    if request.minutes is not None:
+        train = dataclasses.replace(train, minutes=request.minutes)
+    elif request.episodes is not None:
+        train = dataclasses.replace(train, minutes=None)
+    config = config.replace(train=train)
+    if request.size is not None:
+        config = config.replace(input_size=(int(request.size),) * config.ndim)
+    return config
+
+
+def _deep_update(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def prepare_training(request: TrainingRequest) -> TrainingSetup:
+    """Load data, build the config, resolve T; raise ValueError with a clear message."""
+    train, val = load_samples(request)
+    if not train:
+        raise ValueError("No training samples were found; check the folders or layers given.")
+    ndim = request.ndim or _data_ndim(train)
+    if ndim != _data_ndim(train):
+        raise ValueError(f"--ndim {ndim} does not match the {_data_ndim(train)}D labels given.")
+    config = build_config(request, ndim)
+    if config.ndim != ndim:
+        raise ValueError(
+            f"The checkpoint to resume is a {config.ndim}D model but the labels are {ndim}D; "
+            f"resume with {ndim}D data or start a new run."
+        )
+    train = check_training_samples(train, ndim)
+    val = check_training_samples(val, ndim, what="validation")
+    messages = []
+    channels = max(split_channels(s.image, ndim)[0].shape[0] for s in train)
+    if channels >= 3 and config.normalization.channels != 3:
+        if request.resume is None:
+            config = config.replace(
+                normalization=dataclasses.replace(config.normalization, channels=3)
+            )
+            messages.append("RGB images found: the network takes 3 input channels.")
+    steps = request.steps
+    if steps is None and request.resume is None:
+        given = {}
+        if request.config_file is not None:
+            given = json.loads(Path(request.config_file).read_text())
+        steps = given.get("steps", request.overrides.get("steps", "auto"))
+    if isinstance(steps, str) and steps.lower() == "auto":
+        t, n_b = auto_steps([s.labels for s in train], config)
+        config = config.replace(steps=t)
+        messages.append(
+            f"T = {t} coloring steps (auto): the most neighbours of any instance within "
+            f"{max(config.reward.radii)} px is {n_b}, and 2^(T-1)+1 = {2 ** (t - 1) + 1} "
+            f">= {n_b}."
+        )
+    else:
+        if steps is not None:
+            try:
+                config = config.replace(steps=int(steps))
+            except ValueError:
+                raise ValueError(
+                    f"--steps must be a whole number or 'auto', got {steps!r}.") from None
+        _, n_b = auto_steps([s.labels for s in train], config)
+        check_steps(config.steps, n_b, max(config.reward.radii))  # warns
+    budget = (
+        f"{config.train.minutes:g} minutes" if config.train.minutes is not None
+        else f"{config.train.episodes} episodes"
+    )
+    messages.append(
+        f"{len(train)} training and {len(val)} validation samples, {ndim}D, input "
+        f"{'x'.join(map(str, config.input_size))} ({config.input_mode}), T = {config.steps}, "
+        f"batch {config.train.batch_size} (environments per process), lr {config.train.lr:g}, "
+        f"budget {budget}."
+    )
+    parallel = describe(config.train.batch_size, config.train.lr, config.train.device)
+    if parallel is not None:
+        messages.append(parallel)
+    return TrainingSetup(config=config, train=train, val=val, messages=messages)

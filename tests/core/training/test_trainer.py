@@ -1,0 +1,252 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.data.files import Sample
+from napari_colorrl.core.data.synthetic import make_cells_2d, make_nuclei_3d
+from napari_colorrl.core.method.steps import auto_steps
+from napari_colorrl.core.model.checkpoint import load_checkpoint
+from napari_colorrl.core.training.environment import Environment
+from napari_colorrl.core.training.trainer import TrainingError, TrainingReport, train
+
+
+def tiny_config(ndim: int, **train) -> ColorRLConfig:
+    base = {
+        "ndim": ndim, "steps": 3, "min_size": 2,
+        "network": {"features": [4, 8], "attention": ndim == 2, "input_features": 4},
+        "train": {"batch_size": 2, "episodes": 4, "val_every": 1, "checkpoint_every": 1,
+                  "lr": 1e-3, **train},
+    }
+    if ndim == 2:
+        base.update(input_size=[32, 32], reward={"radii": [2, 4]})
+    else:
+        base.update(input_size=[12, 16, 16], input_mode="crop", reward={"radii": [2, 3]})
+    return ColorRLConfig.from_dict(base)
+
+
+def samples(ndim: int, n: int = 2) -> list[Sample]:
+    out = []
+    for i in range(n):
+        if ndim == 2:
+            image, labels = make_cells_2d(shape=(40, 40), n_objects=5, seed=i)
+        else:
+            image, labels = make_nuclei_3d(shape=(14, 20, 20), n_objects=4, seed=i)
+        out.append(Sample(name=f"s{i}", image=image, labels=labels))
+    return out
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_environment_shapes(ndim):
+    config = tiny_config(ndim)
+    env = Environment(samples(ndim), config, torch.device("cpu"), np.random.default_rng(0))
+    episode = env.reset(2)
+    assert episode.image.shape == (2, 1, *config.input_size)
+    assert episode.image.dtype == torch.float32
+    assert 0 <= float(episode.image.min()) and float(episode.image.max()) <= 1
+    assert episode.targets.mask.shape == (2, *config.input_size)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_one_update_changes_weights_and_reports(tmp_path, ndim):
+    config = tiny_config(ndim, episodes=2)
+    out = tmp_path / "model.pt"
+    gen = train(config, samples(ndim), samples(ndim, 1), out=out)
+    from napari_colorrl.core.model.networks import build_network
+
+    torch.manual_seed(config.train.seed)
+    initial = build_network(config).state_dict()
+    reports = list(gen)
+    assert len(reports) == 1 and isinstance(reports[0], TrainingReport)
+    report = reports[0]
+    assert report.final and report.checkpoint == str(out)
+    assert report.validation is not None and set(report.validation) >= {"sbd", "ap50"}
+    assert np.isfinite(report.loss) and report.lr == config.train.lr
+    parts = (report.reward_foreground + report.reward_background + report.reward_split
+             + report.reward_merge)
+    assert report.reward == pytest.approx(parts)
+    assert 0 <= report.reward_share <= 1 and 0 <= report.network_share <= 1
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == 1 and ckpt.episodes == 2
+    # The minimum object size chosen on the validation images travels with the model.
+    assert ckpt.config == config.replace(min_size=int(report.validation["min_size"]))
+    changed = [k for k in initial if not torch.equal(initial[k], ckpt.model_state[k])]
+    assert changed, "one update must change the weights"
+
+
+def test_last_update_is_validated_and_can_become_best(tmp_path):
+    # 3 updates, validation every 2: update 2 by the schedule, update 3 because it is the last.
+    config = tiny_config(2, episodes=6, val_every=2, checkpoint_every=100)
+    reports = list(train(config, samples(2), samples(2, 1), out=tmp_path / "m.pt"))
+    assert [r.update for r in reports if r.validation is not None] == [2, 3]
+    assert reports[-1].final and reports[-1].checkpoint == str(tmp_path / "m.pt")
+    assert (tmp_path / "m.best.pt").is_file()
+
+
+def test_stop_writes_checkpoint_and_resume_continues(tmp_path):
+    config = tiny_config(2, episodes=100, checkpoint_every=1000, val_every=1000)
+    out = tmp_path / "run.pt"
+    gen = train(config, samples(2), out=out)
+    first = next(gen)
+    assert first.update == 1 and not out.exists()
+    next(gen)
+    gen.close()  # what worker.quit() does at the next yield
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == 2 and ckpt.optimizer_state is not None
+    resumed = train(config, samples(2), out=out, resume=out)
+    report = next(resumed)
+    assert report.update == 3 and report.episodes == 6
+    resumed.close()
+
+
+def test_time_budget_and_two_phase_lr(tmp_path):
+    config = tiny_config(2, minutes=0.02, lr_switch=0.0, lr_final=1e-5)
+    reports = list(train(config, samples(2), out=tmp_path / "m.pt"))
+    assert reports[-1].final and reports[-1].elapsed >= 1.2
+    assert all(r.lr == 1e-5 for r in reports)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny_config(2, episodes=40, lr=1e12, amsgrad=False, checkpoint_every=1)
+    out = tmp_path / "m.pt"
+    with pytest.raises(TrainingError, match="learning rate"):
+        for _ in train(config, samples(2), out=out):
+            pass
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(out).model_state.values()
+               if v.is_floating_point())
+
+
+def test_auto_steps_from_labels():
+    labels = np.zeros((40, 40), np.int32)
+    for i in range(3):
+        for j in range(3):
+            labels[i * 10:(i + 1) * 10, j * 10:(j + 1) * 10] = 1 + i * 3 + j
+    config = dataclasses.replace(tiny_config(2), input_size=(40, 40))
+    steps, n_b = auto_steps([labels], config)
+    assert n_b == 8  # the centre square touches all eight others
+    assert steps == 4  # 2^(4-1)+1 = 9 >= 8 > 2^(3-1)+1
+
+
+def test_update_epochs_reuse_episodes(tmp_path):
+    config = tiny_config(2, episodes=2, update_epochs=3)
+    reports = list(train(config, samples(2), out=tmp_path / "m.pt"))
+    assert len(reports) == 1 and np.isfinite(reports[0].loss)
+
+
+def test_gae_lambda_one_is_sum_of_remaining_rewards():
+    from napari_colorrl.core.training.rollout import gae
+
+    rewards = torch.tensor([[1.0], [2.0], [4.0]])
+    values = torch.tensor([[0.5], [1.0], [1.5]])
+    adv = gae(rewards, values, 1.0)
+    assert torch.allclose(adv[:, 0], torch.tensor([7 - 0.5, 6 - 1.0, 4 - 1.5]))
+    adv0 = gae(rewards, values, 0.0)  # one-step TD errors
+    assert torch.allclose(adv0[:, 0], torch.tensor([1 + 1.0 - 0.5, 2 + 1.5 - 1.0, 4 - 1.5]))
+
+
+def test_validation_chooses_min_size_on_the_same_color_maps():
+    """Fragments smaller than the objects are removed by the chosen size; scores improve."""
+    from napari_colorrl.core.training.selection import min_size_candidates, validate
+
+    assert min_size_candidates(20, 10_000) == [0, 4, 8, 16, 20, 32, 64]
+    config = ColorRLConfig.from_dict({"ndim": 2, "steps": 1, "input_size": [32, 32],
+                                      "min_size": 0, "network": {"features": [4, 8]}})
+    gt = np.zeros((32, 32), np.int32)
+    gt[4:20, 4:20] = 1
+
+    class Painter(torch.nn.Module):
+        """A 'policy' that colors the object plus a 2-pixel speck: a fragment to remove."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, image, steps, image_features=None):
+            fg = torch.zeros_like(image[:, :1])
+            fg[..., 4:20, 4:20] = 1
+            fg[..., 28, 28:30] = 1
+            return torch.cat([-10 * fg, 10 * fg], 1), torch.zeros_like(fg)
+
+    sample = type("S", (), {"image": np.random.default_rng(0).random((32, 32)), "labels": gt})
+    plain = validate(Painter(), config, [sample], torch.device("cpu"))
+    chosen = validate(Painter(), config, [sample], torch.device("cpu"), choose_min_size=True)
+    assert "min_size" not in plain and plain["abs_dic"] == 1
+    assert 2 < chosen["min_size"] <= 256
+    assert chosen["abs_dic"] == 0 and chosen["sbd"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_bfloat16_precision_trains_and_keeps_float32_weights(tmp_path, ndim):
+    config = tiny_config(ndim, episodes=4, precision="bfloat16")
+    out = tmp_path / "model.pt"
+    from napari_colorrl.core.model.networks import build_network
+
+    torch.manual_seed(config.train.seed)
+    initial = build_network(config).state_dict()
+    reports = list(train(config, samples(ndim), samples(ndim, 1), out=out))
+    assert len(reports) == 2 and all(np.isfinite(r.loss) for r in reports)
+    ckpt = load_checkpoint(out)
+    assert all(v.dtype == torch.float32 for v in ckpt.model_state.values())
+    assert any(not torch.equal(initial[k], ckpt.model_state[k]) for k in initial)
+
+
+def test_bfloat16_rollout_heads_are_float32():
+    # Under autocast the policy and value heads still answer in float32 (values enter GAE).
+    from napari_colorrl.core.model.networks import build_network
+    from napari_colorrl.core.training.rollout import autocast
+
+    config = tiny_config(2)
+    model = build_network(config)
+    image, steps = torch.rand(1, 1, 32, 32), torch.zeros(1, 3, 32, 32)
+    with autocast(torch.device("cpu"), "bfloat16"):
+        features = model.encode_image(image)
+        logits, value = model(image, steps, image_features=features)
+    assert features.dtype == torch.bfloat16
+    assert logits.dtype == torch.float32 and value.dtype == torch.float32
+
+
+def test_bad_precision_and_weight_average_are_refused():
+    with pytest.raises(ValueError, match="train.precision"):
+        tiny_config(2, precision="float16x")
+    with pytest.raises(ValueError, match="train.weight_average"):
+        tiny_config(2, weight_average=1.0)
+
+
+def test_weight_average_is_validated_saved_and_resumed(tmp_path, monkeypatch):
+    config = tiny_config(2, episodes=6, weight_average=0.5, checkpoint_every=100)
+    out = tmp_path / "model.pt"
+    reports = list(train(config, samples(2), samples(2, 1), out=out))
+    assert len(reports) == 3
+    for report in reports:
+        # Both sets of weights are scored on the same images; the reported one is the better.
+        val = report.validation
+        assert {"training_sbd", "average_sbd", "training_ap50", "average_ap50"} <= set(val)
+        best = max(val["training_sbd"] + val["training_ap50"],
+                   val["average_sbd"] + val["average_ap50"])
+        assert val["sbd"] + val["ap50"] == pytest.approx(best)
+    ckpt = load_checkpoint(out)
+    raw = ckpt.extra["training_weights"]
+    assert ckpt.extra["weights"] == "average"
+    assert set(raw) == set(ckpt.model_state)
+    # An average of three updates differs from the last training weights.
+    assert any(not torch.equal(raw[k], ckpt.model_state[k]) for k in raw)
+    best = load_checkpoint(out.with_suffix(".best.pt"))
+    assert best.extra["weights"] in ("average", "training")
+
+    # Resuming continues from the training weights, not from the average.
+    captured = {}
+    import napari_colorrl.core.training.trainer as trainer_module
+
+    real = trainer_module.run_update
+
+    def spy(model, *args, **kwargs):
+        captured.setdefault("state", {k: v.clone() for k, v in model.state_dict().items()})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "run_update", spy)
+    more = dataclasses.replace(config.train, episodes=8)
+    list(train(config.replace(train=more), samples(2), samples(2, 1), out=out, resume=out))
+    assert all(torch.equal(captured["state"][k], raw[k]) for k in raw)
+    assert load_checkpoint(out).step == 4
