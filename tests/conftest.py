@@ -25,6 +25,23 @@ def load_benchmark(name: str):
     return module
 
 
+def tiny_config(ndim: int = 2, **changes):
+    """The one small config of the tests: a 2-level network, T = 3, 32 x 32 (2D) or 12 x 16 x 16
+    crops (3D), CPU, a few episodes. ``changes``: top-level settings or nested dictionaries
+    (``train={"episodes": 8}``), merged into it."""
+    from napari_colorrl.core.config import ColorRLConfig, deep_update
+
+    base = {"ndim": ndim, "steps": 3, "min_size": 0,
+            "network": {"features": [4, 8], "attention": ndim == 2, "input_features": 4},
+            "train": {"batch_size": 2, "episodes": 4, "checkpoint_every": 1, "val_every": 1,
+                      "lr": 1e-3, "device": "cpu"}}
+    if ndim == 2:
+        base.update(input_size=[32, 32], reward={"radii": [2, 4]})
+    else:
+        base.update(input_size=[12, 16, 16], input_mode="crop", reward={"radii": [2, 3]})
+    return ColorRLConfig.from_dict(deep_update(base, changes))
+
+
 def shared_dataset(name: str) -> Path:
     """Path of a real data set in ../shared/data, or skip the test when it is absent."""
     path = SHARED_DATA / name

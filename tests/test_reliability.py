@@ -16,9 +16,10 @@ import pytest
 import tifffile
 import torch
 
+from conftest import tiny_config as shared_tiny_config
 from napari_colorrl.cli.main import main
 from napari_colorrl.core import runtime
-from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.config import ColorRLConfig, deep_update
 from napari_colorrl.core.data.checks import ColorRLWarning, check_training_samples, ensure_writable
 from napari_colorrl.core.data.files import Sample
 from napari_colorrl.core.data.synthetic import make_cells_2d
@@ -29,19 +30,12 @@ from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
 from napari_colorrl.core.training.trainer import train
 
 NETWORK = {"features": [4, 8], "attention": True, "input_features": 4}
+NETWORK_SETTINGS = {f"network.{key}": value for key, value in NETWORK.items()}
 
 
 def tiny_config(ndim: int = 2, **changes) -> ColorRLConfig:
-    data = {"ndim": ndim, "steps": 3, "min_size": 0, "network": dict(NETWORK),
-            "train": {"batch_size": 1, "episodes": 2, "checkpoint_every": 1, "val_every": 100,
-                      "lr": 1e-3, "device": "cpu"}}
-    if ndim == 2:
-        data.update(input_size=[32, 32], reward={"radii": [2, 4]})
-    else:
-        data.update(input_size=[8, 16, 16], input_mode="crop", reward={"radii": [2, 3]})
-        data["network"]["attention"] = False
-    data.update(changes)
-    return ColorRLConfig.from_dict(data)
+    return shared_tiny_config(ndim, **deep_update(
+        {"train": {"batch_size": 1, "episodes": 2, "val_every": 100}}, changes))
 
 
 def segmenter(ndim: int = 2, **changes) -> Segmenter:
@@ -103,7 +97,7 @@ def test_rgb_and_multichannel_images(layout, cells):
     two = np.stack([image, image], axis=-1 if layout == "last" else 0)
     assert segmenter().segment(two).instances.shape == (40, 40)
     setup = prepare_training(TrainingRequest(samples=[Sample("rgb", rgb, labels)], ndim=2,
-                                             steps=3, overrides={"network": NETWORK}))
+                                             settings={"steps": 3, **NETWORK_SETTINGS}))
     assert setup.config.normalization.channels == 3
     with pytest.raises(ValueError, match="up to 4 colour channels"):
         segmenter().segment(np.stack([image] * 6, axis=-1))
@@ -139,10 +133,10 @@ def test_empty_labels(tmp_path, capsys, cells):
 def test_labels_with_one_object(tmp_path, cells):
     image, labels = cells
     one = (labels == 1).astype(np.uint8)
-    setup = prepare_training(TrainingRequest(samples=[Sample("one", image, one)], ndim=2,
-                                             size=32, overrides={"network": NETWORK,
-                                                                 "reward": {"radii": [2, 4]}},
-                                             episodes=1, device="cpu"))
+    setup = prepare_training(TrainingRequest(
+        samples=[Sample("one", image, one)], ndim=2, settings={
+            "input_size": 32, "reward.radii": [2, 4], "train.episodes": 1, "train.device": "cpu",
+            **NETWORK_SETTINGS}))
     assert setup.config.steps == 1  # nothing to tell apart: only foreground and background
     reports = list(train(setup.config, setup.train, out=tmp_path / "one.pt"))
     assert len(reports) == 1 and np.isfinite(reports[0].loss)
@@ -238,8 +232,8 @@ def test_more_neighbours_than_colors_warns_with_t_needed(tmp_path, capsys):
         for j in range(3):
             labels[i * 10:(i + 1) * 10, j * 10:(j + 1) * 10] = 1 + i * 3 + j
     image = labels.astype(np.float32)
-    request = TrainingRequest(samples=[Sample("grid", image, labels)], ndim=2, steps=2,
-                              size=30, overrides={"network": NETWORK, "reward": {"radii": [2]}})
+    request = TrainingRequest(samples=[Sample("grid", image, labels)], ndim=2, settings={
+        "steps": 2, "input_size": 30, "reward.radii": [2], **NETWORK_SETTINGS})
     with pytest.warns(ColorRLWarning, match=r"T = 2 .* 8 neighbours.*Use T = 4"):
         prepare_training(request)
     images, labels_dir = write_folder(tmp_path, [(image, labels)])

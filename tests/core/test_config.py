@@ -44,8 +44,53 @@ def test_paper_recipe_is_the_default_and_fast_recipe_applies():
     for key, value in TRAINING_RECIPES["paper"].items():
         assert getattr(defaults, key) == value, key
     assert set(TRAINING_RECIPES["fast"]) == set(TRAINING_RECIPES["paper"])
-    fast = build_config(TrainingRequest(recipe="fast", overrides={"train": {"lr": 2e-4}}), 2)
+    fast, _ = build_config(TrainingRequest(recipe="fast", settings={"train.lr": 2e-4}), 2)
     assert fast.train.advantage_norm and fast.train.grad_clip == 1.0
     assert fast.train.lr == 2e-4  # explicit settings override the recipe
     with pytest.raises(ValueError, match="Unknown training recipe 'slow'"):
         build_config(TrainingRequest(recipe="slow"), 2)
+
+
+def test_every_setting_has_help_and_a_default_that_passes_its_own_check():
+    from napari_colorrl.core.config import SETTINGS
+
+    assert len(SETTINGS) > 40
+    for spec in SETTINGS:
+        assert spec.help and spec.path
+        spec.check(spec.default)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"connectivity": 3}, "connectivity"),
+    ({"reward": {"radii": []}}, "reward.radii"),
+    ({"reward": {"radii": [-5]}}, "reward.radii"),
+    ({"normalization": {"low": 99, "high": 1}}, "normalization.low"),
+    ({"train": {"batch_size": 0}}, "train.batch_size"),
+    ({"train": {"lr": -1}}, "train.lr"),
+    ({"network": {"features": [-4, 0]}}, "network.features"),
+    ({"train": {"threads": -3}}, "train.threads"),
+    ({"network": {"attention": "no"}}, "network.attention"),
+    ({"steps": float("inf")}, "steps"),
+    ({"steps": 2.5}, "steps"),
+    ({"input_size": [176]}, "input_size"),
+])
+def test_settings_out_of_range_are_refused_naming_the_field(changes, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        ColorRLConfig.from_dict({"ndim": 2, **changes})
+
+
+def test_a_version_1_config_with_removed_options_still_loads():
+    old = ColorRLConfig().to_dict()
+    old["version"] = 1
+    old["train"].update(update_epochs=1, weight_average=0.995)
+    config = ColorRLConfig.from_dict(old)
+    assert config.version == 2 and not hasattr(config.train, "weight_average")
+
+
+def test_3d_defaults_and_recipes_come_from_one_table():
+    from napari_colorrl.core.config import DEFAULTS_3D, apply_recipe
+
+    three = ColorRLConfig.default_for(3)
+    assert three.input_size == (64, 64, 64) and three.input_mode == "crop"
+    assert list(three.network.features) == DEFAULTS_3D["network"]["features"]
+    assert apply_recipe({"train": {"lr": 1.0}}, "fast")["train"]["lr"] == 6e-4

@@ -1,11 +1,27 @@
-"""``colorrl train``: the trainer from a terminal, with a progress bar."""
+"""``colorrl train``: the trainer from a terminal, with a progress bar.
+
+Its flags are made from the settings table of ``core.config``: every setting has one
+(``--reward.w_split 2.0``, ``--train.lr 3e-4``), with the table's help, type and range, and the
+common ones a short name too (``--lr``, ``--batch-size``, ``--episodes``, ``--minutes``, ...).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from napari_colorrl.core.config import PRECISIONS
+from napari_colorrl.core.config import SETTINGS, TRAINING_RECIPES, Setting
+
+#: Short flags for the settings used most (every setting also has its --section.name flag).
+SHORT_FLAGS = {
+    "train.episodes": "--episodes", "train.minutes": "--minutes",
+    "train.batch_size": "--batch-size", "train.lr": "--lr", "train.precision": "--precision",
+    "train.device": "--device", "train.seed": "--seed", "train.threads": "--threads",
+}
+SECTIONS = {"": "method", "reward": "rewards", "network": "network",
+            "normalization": "normalisation", "train": "training"}
+_SETTING_DEST = "setting:"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,10 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a ColorRL agent on images and instance labels",
         description="Train a ColorRL agent. Data: --data DIR (DIR/train/{images,masks} and "
-        "optional DIR/val/{images,masks}, the layout of ../shared/data) or --images/--labels "
-        "folders with files of matching names. Settings come from the defaults, then --config, "
-        "then the flags given here. Under torchrun (--nproc-per-node N, --nnodes M) every "
-        "process is one worker with its own episodes and data shard; gradients are averaged "
+        "optional DIR/val/{images,masks}) or --images/--labels folders with files of matching "
+        "names. Settings come from the defaults, then --recipe, then --config, then the setting "
+        "flags given here. Under torchrun (--nproc-per-node N, --nnodes M) every process is one "
+        "worker with its own episodes and data shard; gradients are averaged "
         "(DistributedDataParallel) and rank 0 alone writes the checkpoint, the log and the "
         "progress bar (see docs/cluster.md).",
     )
@@ -28,36 +44,91 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--val-labels", type=Path, help="folder of validation labels")
     data.add_argument("--ndim", type=int, choices=(2, 3), default=None,
                       help="2 for images, 3 for volumes (default: from the data)")
-    group = p.add_argument_group("run")
-    group.add_argument("--out", type=Path, default=Path("colorrl.pt"),
-                     help="checkpoint to write (default: colorrl.pt)")
-    budget = group.add_mutually_exclusive_group()
-    budget.add_argument("--episodes", type=int, help="number of training episodes")
-    budget.add_argument("--minutes", type=float, help="training time budget in minutes")
-    group.add_argument("--size", type=int, default=None,
-                     help="network input size S: 2D images are resized to S x S (predictions "
-                     "are resized back); for volumes, random crops of S^3")
-    group.add_argument("--batch-size", type=int, default=None,
-                     help="environments (episodes) per process played batched on its device "
-                     "for each update (train.batch_size; effective batch = this x processes)")
-    group.add_argument("--precision", choices=PRECISIONS, default=None,
-                     help="arithmetic of the training rollout (train.precision): float32 (the "
-                     "default) or bfloat16 (faster 2D updates on CPUs and GPUs with native "
-                     "bfloat16; validation and inference stay float32)")
-    group.add_argument("--steps", default=None, help="number of coloring steps T, or 'auto'")
-    group.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps")
-    group.add_argument("--seed", type=int, default=None, help="random seed")
-    group.add_argument("--recipe", choices=("fast", "paper"), default=None,
-                     help="trainer settings: 'paper' (the authors' A3C settings, lr 1e-4; the "
-                     "default) or 'fast' (lr 6e-4 with clipping, normalised advantages: learns "
-                     "more per CPU-minute); --config and the flags override it")
-    group.add_argument("--config", type=Path, help="JSON file of trainer and network settings")
-    group.add_argument("--resume", type=Path, help="continue from this checkpoint")
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    group.add_argument("--log", "--log-file", dest="log", type=Path, default=None,
-                     help="append one JSON line per update to this file (under torchrun write "
-                     "--log-file: torchrun reads --log as an abbreviation of its own options)")
+    run_group = p.add_argument_group("run")
+    run_group.add_argument("--out", type=Path, default=Path("colorrl.pt"),
+                           help="checkpoint to write (default: colorrl.pt)")
+    run_group.add_argument("--recipe", choices=tuple(TRAINING_RECIPES), default=None,
+                           help="named trainer settings: 'paper' (the authors' A3C settings, "
+                           "lr 1e-4; the default) or 'fast' (lr 6e-4 with clipping, normalised "
+                           "advantages: learns more per CPU-minute); --config and the setting "
+                           "flags override it")
+    run_group.add_argument("--config", type=Path, help="JSON file of settings (partial is fine)")
+    run_group.add_argument("--resume", type=Path, help="continue from this checkpoint")
+    run_group.add_argument("--log", "--log-file", dest="log", type=Path, default=None,
+                           help="append one JSON line per update to this file (under torchrun "
+                           "write --log-file: torchrun reads --log as an abbreviation of its "
+                           "own options)")
+    run_group.add_argument("--size", type=int, default=None,
+                           help="network input size S on every axis (input_size): 2D images "
+                           "are resized to S x S, volumes cropped to S^3")
+    run_group.add_argument("--steps", type=_steps, default=None,
+                           help="number of coloring steps T (1-16), or 'auto' (the default: "
+                           "from the labels' neighbour count)")
+    groups = {section: p.add_argument_group(f"{title} settings")
+              for section, title in SECTIONS.items()}
+    budget = groups["train"].add_mutually_exclusive_group()
+    for spec in SETTINGS:
+        if spec.path in ("ndim", "steps", "input_size"):
+            continue  # --ndim, --steps and --size above
+        where = budget if spec.path in ("train.episodes", "train.minutes") else groups[
+            spec.section]
+        names = [f"--{spec.path}"] + ([SHORT_FLAGS[spec.path]] if spec.path in SHORT_FLAGS
+                                      else [])
+        where.add_argument(*names[::-1], dest=_SETTING_DEST + spec.path, default=None,
+                           **_argument(spec))
     p.set_defaults(func=run)
+
+
+def _argument(spec: Setting) -> dict[str, Any]:
+    """argparse options of one setting: its type, its help with the default and the range."""
+    default = list(spec.default) if spec.is_tuple else spec.default
+    help_text = f"{spec.help} (default {default}; {spec.range_text()})".replace("%", "%%")
+    options: dict[str, Any] = {"help": help_text, "type": _parser(spec)}
+    if spec.choices is not None:
+        options["choices"] = spec.choices
+    else:
+        options["metavar"] = spec.kind.__name__.upper()
+    if spec.is_tuple:
+        options["nargs"] = "+"
+    return options
+
+
+def _parser(spec: Setting):
+    def parse(text: str) -> Any:
+        if spec.optional and text.lower() in ("none", "null"):
+            return None
+        if spec.kind is bool:
+            if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise argparse.ArgumentTypeError(f"give true or false, not {text!r}")
+            return text.lower() in ("true", "yes", "1")
+        try:
+            return spec.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"give {spec.range_text()}, not {text!r}") from None
+
+    parse.__name__ = spec.kind.__name__
+    return parse
+
+
+def _steps(text: str) -> int | str:
+    if text.lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a whole number or 'auto', not {text!r}") from None
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, as dotted paths (they beat --recipe and --config)."""
+    settings = {key[len(_SETTING_DEST):]: value for key, value in vars(args).items()
+                if key.startswith(_SETTING_DEST) and value is not None}
+    if args.size is not None:
+        settings["input_size"] = args.size
+    if args.steps is not None:
+        settings["steps"] = args.steps
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,12 +142,9 @@ def run(args: argparse.Namespace) -> int:
     if args.log is not None:
         ensure_writable(args.log.parent, what="log")
     request = TrainingRequest(
-        data=args.data, images=args.images, labels=args.labels,
-        val_images=args.val_images, val_labels=args.val_labels, ndim=args.ndim,
-        config_file=args.config, episodes=args.episodes, minutes=args.minutes,
-        size=args.size, steps=args.steps, device=args.device, seed=args.seed,
-        threads=args.threads, resume=args.resume, recipe=args.recipe,
-        overrides=_train_overrides(args),
+        data=args.data, images=args.images, labels=args.labels, val_images=args.val_images,
+        val_labels=args.val_labels, ndim=args.ndim, config_file=args.config,
+        recipe=args.recipe, resume=args.resume, settings=settings_from_args(args),
     )
     setup = prepare_training(request)
     generator = train(setup.config, setup.train, setup.val, out=args.out, resume=args.resume)
@@ -87,13 +155,6 @@ def run(args: argparse.Namespace) -> int:
     for line in setup.messages:
         print(line)
     return drive(generator, args.out, args.log)
-
-
-def _train_overrides(args: argparse.Namespace) -> dict:
-    """The trainer flags given on the command line, as a partial config (they beat --config)."""
-    given = {"batch_size": args.batch_size, "precision": args.precision}
-    train = {key: value for key, value in given.items() if value is not None}
-    return {"train": train} if train else {}
 
 
 def drive(generator, out: Path, log: Path | None) -> int:

@@ -1,88 +1,249 @@
-"""One configuration object shared by the GUI, the CLI and the checkpoint.
+"""The one table of settings: every setting of a model, its default, its valid range and its help.
 
-Every setting of the method lives here, in plain dataclasses that serialise to JSON, so a saved
-model always knows its number of steps T, its splitting radii, its normalisation and its network
-shape. ``ColorRLConfig.from_dict`` accepts partial dictionaries (missing keys keep their defaults)
-and rejects unknown keys with a message naming them, so a typo in a ``--config`` file is caught.
+Each setting is a field of a plain dataclass, declared with :func:`setting` (default, one line of
+help, range or choices). The same table drives everything that shows or reads a setting:
+
+- :meth:`ColorRLConfig.validate` checks every field against its type and range, so a bad value is
+  refused with a message naming the field and the valid range before any work is spent on it;
+- ``colorrl train`` builds one flag per setting from it (``--reward.w_split 2.0``), with the help;
+- the training dock builds its form fields (range, tooltip) from it;
+- a checkpoint stores the whole config as JSON, and loading one goes through the same checks.
+
+Defaults that differ in 3D are in :data:`DEFAULTS_3D`; named trainer settings in
+:data:`TRAINING_RECIPES` (applied by :func:`apply_recipe`); network presets in
+:data:`NETWORK_PRESETS`. ``ColorRLConfig.from_dict`` accepts partial dictionaries (missing keys
+keep their defaults) and rejects unknown keys with a message naming them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-#: Arithmetic of the training rollout's network passes (TrainConfig.precision).
-PRECISIONS = ("float32", "bfloat16")
-
 #: Bumped when the meaning of a saved config or of the saved weights changes incompatibly.
-CONFIG_VERSION = 1
+#: Version 2 removed ``train.update_epochs`` and ``train.weight_average`` (measured as not
+#: helping, docs/experiments.md); a saved version-1 config holding them still loads.
+CONFIG_VERSION = 2
+_REMOVED_IN_2 = ("update_epochs", "weight_average")
+
+
+def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+            choices: tuple | None = None, low_open: bool = False) -> Any:
+    """A dataclass field of the settings table: default, one line of help, the valid range
+    (``low`` <= value <= ``high``; ``low_open``: low < value) or the valid ``choices``. For a
+    tuple setting the range applies to each item."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "low_open": low_open}
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class NormalizationConfig:
-    """How raw images are scaled to [0, 1] before the network sees them.
+    """How raw images are scaled to [0, 1] before the network sees them."""
 
-    mode: "percentile" (robust to hot pixels; default) or "minmax".
-    low/high: percentiles used when mode == "percentile".
-    channels: 1 for grayscale, 3 for RGB. Grayscale models accept RGB input by averaging
-    channels; RGB models accept grayscale input by repeating it.
-    """
-
-    mode: str = "percentile"
-    low: float = 1.0
-    high: float = 99.8
-    channels: int = 1
+    mode: str = setting("percentile", "scaling to [0, 1]: 'percentile' (robust to hot pixels) "
+                        "or 'minmax'", choices=("percentile", "minmax"))
+    low: float = setting(1.0, "lower percentile mapped to 0 (mode 'percentile')", low=0, high=100)
+    high: float = setting(99.8, "upper percentile mapped to 1 (mode 'percentile')", low=0,
+                          high=100)
+    channels: int = setting(1, "input channels of the network: 1 (grayscale; RGB input is "
+                            "averaged) or 3 (RGB; grayscale input is repeated)", choices=(1, 3))
 
 
 @dataclass
 class NetworkConfig:
-    """Shape of the policy/value network.
+    """Shape of the policy/value network (a U-Net with two input modules)."""
 
-    features: widths of the U-Net levels, from top to bottom (its length is the depth).
-    attention: attention gates on the skip connections (the paper's 2D network).
-    input_features: width of each of the two input modules (image, step channels).
-    """
-
-    features: tuple[int, ...] = (32, 64, 128, 256, 512)
-    attention: bool = True
-    input_features: int = 16
-
-    @staticmethod
-    def default_for(ndim: int) -> NetworkConfig:
-        if ndim == 3:
-            return NetworkConfig(features=(8, 16, 32, 64, 128), attention=False, input_features=8)
-        return NetworkConfig()
+    features: tuple[int, ...] = setting(
+        (32, 64, 128, 256, 512), "widths of the U-Net levels, top to bottom (the count is the "
+        "depth, at least 2)", low=1, high=4096)
+    attention: bool = setting(True, "attention gates on the skip connections (the paper's 2D "
+                              "network)")
+    input_features: int = setting(16, "width of each of the two input modules (image, step "
+                                  "channels)", low=1, high=1024)
 
 
 @dataclass
 class RewardConfig:
-    """Weights and geometry of the dense rewards (see COLORRL.md, "Rewards").
+    """Weights and geometry of the dense rewards (docs/method.md, "Rewards")."""
 
-    beta: foreground/background weight. w_split / w_merge: weights of the split and merge terms
-    (the supplement's ablation says w_split should not be below w_merge). radii: splitting radii in
-    pixels at the network's input size, one ring each. interior_shrink: alpha, the interior keeps
-    about alpha^2 of an object's area (alpha >= 1: no erosion). split_form: "instance" (each
-    neighbour counts equally, the CVPPP form) or "proximity" (pixel counts).
-    subset: reward only a random instance and the nearest third of instances per episode when an
-    image holds more than subset_min_instances objects.
-    """
+    beta: float = setting(0.3, "beta: weight of the background reward against the foreground "
+                          "reward", low=0, high=1)
+    w_split: float = setting(1.5, "w_s: weight of the split reward (keep it >= w_merge)", low=0,
+                             high=100)
+    w_merge: float = setting(1.0, "w_m: weight of the merge reward", low=0, high=100)
+    radii: tuple[int, ...] = setting(
+        (12, 28), "splitting radii in pixels at the network's input size: objects closer than "
+        "a radius must get different colors (one ring each)", low=1, high=10000)
+    interior_shrink: float = setting(0.8, "alpha: the interior keeps about alpha^2 of an "
+                                     "object's area (1 = no erosion)", low=0, high=1,
+                                     low_open=True)
+    split_form: str = setting("instance", "split term: 'instance' (each neighbour counts "
+                              "equally) or 'proximity' (pixel counts)",
+                              choices=("instance", "proximity"))
+    subset: bool = setting(False, "in crowded images reward only a random object and the "
+                           "nearest third of the objects per episode")
+    subset_min_instances: int = setting(12, "objects an image needs before subset applies",
+                                        low=1, high=10**6)
 
-    beta: float = 0.3
-    w_split: float = 1.5
-    w_merge: float = 1.0
-    radii: tuple[int, ...] = (12, 28)
-    interior_shrink: float = 0.8
-    split_form: str = "instance"
-    subset: bool = False
-    subset_min_instances: int = 12
 
+@dataclass
+class TrainConfig:
+    """Settings of the actor-critic trainer."""
+
+    episodes: int = setting(2000, "training budget in episodes, counted over all processes "
+                            "(unless minutes is set)", low=1, high=10**9)
+    minutes: float | None = setting(None, "training budget in minutes (replaces episodes)",
+                                    low=0, high=10**7, low_open=True)
+    batch_size: int = setting(4, "environments (episodes) each process plays batched per "
+                              "update; under torchrun the effective batch is this x processes",
+                              low=1, high=4096)
+    lr: float = setting(1e-4, "Adam learning rate", low=0, high=1, low_open=True)
+    lr_final: float = setting(1e-5, "learning rate after lr_switch of the budget", low=0,
+                              high=1, low_open=True)
+    lr_switch: float = setting(0.7, "share of the budget after which lr_final applies", low=0,
+                               high=1)
+    amsgrad: bool = setting(True, "AMSGrad variant of Adam (as the authors)")
+    entropy_coef: float = setting(0.05, "entropy bonus at the start", low=0, high=10)
+    entropy_coef_final: float = setting(0.05, "entropy bonus at the end (linear in between)",
+                                        low=0, high=10)
+    value_coef: float = setting(0.5, "weight of the value loss", low=0, high=100)
+    gae_lambda: float = setting(1.0, "GAE lambda (1: returns are the sums of the remaining "
+                                "rewards)", low=0, high=1)
+    advantage_norm: bool = setting(False, "normalise advantages over the loss mask")
+    grad_clip: float | None = setting(None, "clip the gradient norm to this (none = off)", low=0,
+                                      high=10**6, low_open=True)
+    warmup_updates: int = setting(0, "first updates on a single sample (the supplement's 3D "
+                                  "trick)", low=0, high=10**9)
+    augment: bool = setting(True, "random flips, rotations, deformations and intensity changes")
+    seed: int = setting(0, "random seed", low=0, high=2**32 - 1)
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int | None = setting(None, "CPU threads for torch (none = torch's default)", low=1,
+                                  high=4096)
+    val_every: int = setting(50, "validate every this many updates", low=1, high=10**9)
+    checkpoint_every: int = setting(50, "write the checkpoint every this many updates", low=1,
+                                    high=10**9)
+    val_max_images: int = setting(16, "validation images scored at each validation", low=1,
+                                  high=10**6)
+    tune_min_size: bool = setting(True, "choose the minimum object size on the validation "
+                                  "images and save it with the model")
+    precision: str = setting("float32", "arithmetic of the training rollout: float32 or "
+                             "bfloat16 (autocast; validation and inference stay float32)",
+                             choices=("float32", "bfloat16"))
+
+
+@dataclass
+class ColorRLConfig:
+    """Everything a model needs to be trained, saved, loaded and run."""
+
+    ndim: int = setting(2, "2 (images) or 3 (volumes)", choices=(2, 3))
+    steps: int = setting(5, "T, the number of binary coloring steps (2^T colors)", low=1,
+                         high=16)
+    input_size: tuple[int, ...] = setting(
+        (176, 176), "spatial size of the network input, one per axis", low=8, high=65536)
+    input_mode: str = setting(
+        "resize", "'resize': images are resized to input_size and predictions back (the "
+        "paper's 2D setting); 'crop': training on random crops, inference on the whole image",
+        choices=("resize", "crop"))
+    min_size: int = setting(20, "components smaller than this (pixels/voxels of the image) are "
+                            "removed", low=0, high=10**12)
+    connectivity: int | None = setting(None, "neighbourhood of the connected components per "
+                                       "color: 1 .. ndim (none = full, ndim)", low=1, high=3)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work and its valid range."""
+        for spec in SETTINGS:
+            spec.check(spec.get(self))
+        if len(self.input_size) != self.ndim:
+            raise ValueError(
+                f"input_size {tuple(self.input_size)} has {len(self.input_size)} axes but ndim is "
+                f"{self.ndim}; give one size per spatial axis."
+            )
+        if len(self.network.features) < 2:
+            raise ValueError("network.features needs at least two levels, e.g. [16, 32, 64].")
+        if self.connectivity is not None and self.connectivity > self.ndim:
+            raise ValueError(
+                f"connectivity must be between 1 and ndim ({self.ndim}) or null, got "
+                f"{self.connectivity}.")
+        if self.normalization.low >= self.normalization.high:
+            raise ValueError(
+                f"normalization.low ({self.normalization.low}) must be below normalization.high "
+                f"({self.normalization.high}); e.g. 1 and 99.8.")
+        if not self.reward.radii:
+            raise ValueError("reward.radii needs at least one radius, e.g. [12, 28].")
+
+    @staticmethod
+    def default_for(ndim: int) -> ColorRLConfig:
+        """The defaults for 2D (CVPPP-like) or 3D (zebrafish-like) data."""
+        return ColorRLConfig.from_dict({"ndim": ndim})
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(dataclasses.asdict(self))
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColorRLConfig:
+        """A config from a (partial) nested dictionary; ValueError names a bad or unknown key."""
+        if not isinstance(data, dict):
+            raise ValueError("A configuration must be a JSON object (a dictionary).")
+        data = _upgrade(data)
+        ndim = data.get("ndim", 2)
+        if ndim not in (2, 3) or isinstance(ndim, bool):
+            raise ValueError(f"ndim must be 2 or 3, got {ndim!r}.")
+        base = deep_update(_to_jsonable(dataclasses.asdict(_plain_defaults())),
+                            DEFAULTS_3D if ndim == 3 else {})
+        merged = _merge(base, data, path="")
+        return cls(
+            **{spec.name: spec.parse(merged[spec.name]) for spec in SETTINGS if not spec.section},
+            normalization=_build(NormalizationConfig, merged["normalization"], "normalization"),
+            network=_build(NetworkConfig, merged["network"], "network"),
+            reward=_build(RewardConfig, merged["reward"], "reward"),
+            train=_build(TrainConfig, merged["train"], "train"),
+            version=CONFIG_VERSION,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ColorRLConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"The configuration is not valid JSON: {err}.") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ColorRLConfig:
+        return cls.from_dict(read_config_file(path))
+
+    def replace(self, **changes: Any) -> ColorRLConfig:
+        """A copy with top-level fields changed (nested ones: pass a new dataclass)."""
+        return dataclasses.replace(self, **changes)
+
+
+#: Defaults that differ for 3D volumes (the rest is the 2D default of the field).
+DEFAULTS_3D: dict[str, Any] = {
+    "input_size": [64, 64, 64], "input_mode": "crop", "min_size": 50,
+    "network": {"features": [8, 16, 32, 64, 128], "attention": False, "input_features": 8},
+    "reward": {"radii": [6, 12], "interior_shrink": 1.0, "split_form": "proximity"},
+}
 
 #: Named sets of trainer settings. "paper": the authors' A3C settings (lr 1e-4 then 1e-5,
 #: entropy 0.05, no clipping). "fast": what learns most per CPU-minute in our measurements
-#: (docs/benchmarks.md): a higher learning rate held by gradient clipping, advantages normalised
+#: (docs/experiments.md): a higher learning rate held by gradient clipping, advantages normalised
 #: over the masked pixels, GAE lambda 0.95 and an entropy bonus that decays as the policy
 #: settles. The method (rewards, network, coloring) is the same in both.
 TRAINING_RECIPES: dict[str, dict[str, Any]] = {
@@ -94,200 +255,189 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
              "grad_clip": 1.0},
 }
 
-
-@dataclass
-class TrainConfig:
-    """Settings of the actor-critic trainer.
-
-    batch_size: the number of environments (episodes) each process plays at once, batched on its
-    device, per update; under torchrun the effective batch is batch_size x the number of
-    processes. episodes: the budget, counted over all processes.
-    tune_min_size: at each validation, choose the minimum object size on the validation images
-    (COLORRL.md: "a minimum size chosen on the validation set") and save it with the model.
-    precision: "float32" (default: exact, every device) or "bfloat16": the training rollout's
-    network passes run under ``torch.autocast`` in bfloat16 (weights, optimizer, rewards, returns
-    and losses stay float32). On a CPU with native bfloat16 (AVX512-BF16 or AMX) or a recent GPU
-    this makes a 2D update 1.18x to 1.27x faster (3D: 0.85x, slower; docs/benchmarks.md); on older
-    CPUs it is emulated and slower. Validation and inference always run in float32.
-    weight_average: decay of an exponential moving average of the weights (0 = off; 0.995
-    averages over about the last 200 updates). The policy gradient is noisy, so the weights of
-    any one update segment a little worse or better than their neighbours; the average smooths
-    that out. When on, validation scores both the training weights and their average, the best
-    checkpoint keeps whichever scored higher, and the periodic checkpoint holds the average as
-    its model (the training weights ride along so a resumed run continues exactly).
-    """
-
-    episodes: int = 2000
-    minutes: float | None = None
-    batch_size: int = 4
-    lr: float = 1e-4
-    lr_final: float = 1e-5
-    lr_switch: float = 0.7
-    amsgrad: bool = True
-    entropy_coef: float = 0.05
-    entropy_coef_final: float = 0.05
-    value_coef: float = 0.5
-    gae_lambda: float = 1.0
-    advantage_norm: bool = False
-    grad_clip: float | None = None
-    update_epochs: int = 1
-    warmup_updates: int = 0
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    val_every: int = 50
-    checkpoint_every: int = 50
-    val_max_images: int = 16
-    tune_min_size: bool = True
-    precision: str = "float32"
-    weight_average: float = 0.0
+#: Network widths offered by name, per dimensionality (the dock's presets).
+NETWORK_PRESETS: dict[int, dict[str, tuple[int, ...]]] = {
+    2: {"small": (16, 32, 64, 128), "medium": (16, 32, 64, 128, 256),
+        "paper": (32, 64, 128, 256, 512)},
+    3: {"small": (8, 16, 32, 64), "paper": (8, 16, 32, 64, 128),
+        "large": (16, 32, 64, 128, 256)},
+}
 
 
-@dataclass
-class ColorRLConfig:
-    """Everything a model needs to be trained, saved, loaded and run.
+def apply_recipe(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """``data`` (a nested config dictionary) with the trainer settings of recipe ``name``."""
+    if name not in TRAINING_RECIPES:
+        raise ValueError(f"Unknown training recipe {name!r}; choose one of "
+                         f"{', '.join(TRAINING_RECIPES)}.")
+    return deep_update(data, {"train": TRAINING_RECIPES[name]})
 
-    ndim: 2 (images) or 3 (volumes). steps: T, the number of binary coloring steps.
-    input_size: the spatial size the network is trained at. input_mode: "resize" (every image is
-    resized to input_size, predictions are resized back; the paper's CVPPP setting) or "crop"
-    (training on random crops of input_size, inference on the whole image at its own size).
-    min_size: components smaller than this (pixels/voxels of the output image) are removed.
-    connectivity: neighbourhood of the connected components per color (None = full).
-    """
 
-    ndim: int = 2
-    steps: int = 5
-    input_size: tuple[int, ...] = (176, 176)
-    input_mode: str = "resize"
-    min_size: int = 20
-    connectivity: int | None = None
-    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    version: int = CONFIG_VERSION
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a config file (not yet checked); clear errors for a bad file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Config file {path} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"Config file {path} is not valid JSON: {err}.") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"Config file {path} must hold a JSON object.")
+    return data
 
-    def __post_init__(self) -> None:
-        self.validate()
 
-    def validate(self) -> None:
-        """Raise ValueError naming the first setting that cannot work."""
-        if self.ndim not in (2, 3):
-            raise ValueError(f"ndim must be 2 or 3, got {self.ndim}.")
-        if not 1 <= int(self.steps) <= 16:
-            raise ValueError(f"steps (T) must be between 1 and 16, got {self.steps}.")
-        if len(self.input_size) != self.ndim:
-            raise ValueError(
-                f"input_size {tuple(self.input_size)} has {len(self.input_size)} axes but ndim is "
-                f"{self.ndim}; give one size per spatial axis."
-            )
-        if any(int(s) < 8 for s in self.input_size):
-            raise ValueError(f"input_size {tuple(self.input_size)} is too small; use at least 8.")
-        if self.input_mode not in ("resize", "crop"):
-            raise ValueError(
-                f"input_mode must be 'resize' (images are resized to input_size, as the paper does "
-                f"for CVPPP) or 'crop' (training on random crops, inference on the whole image), "
-                f"got {self.input_mode!r}."
-            )
-        if self.normalization.mode not in ("percentile", "minmax"):
-            raise ValueError(
-                f"normalization.mode must be 'percentile' or 'minmax', "
-                f"got {self.normalization.mode!r}."
-            )
-        if self.normalization.channels not in (1, 3):
-            raise ValueError(
-                f"normalization.channels must be 1 (grayscale) or 3 (RGB), "
-                f"got {self.normalization.channels}."
-            )
-        if self.reward.split_form not in ("instance", "proximity"):
-            raise ValueError(
-                f"reward.split_form must be 'instance' or 'proximity', "
-                f"got {self.reward.split_form!r}."
-            )
-        if len(self.network.features) < 2:
-            raise ValueError("network.features needs at least two levels.")
-        if self.train.precision not in PRECISIONS:
-            raise ValueError(
-                f"train.precision must be one of {', '.join(PRECISIONS)}, "
-                f"got {self.train.precision!r}."
-            )
-        if not 0.0 <= float(self.train.weight_average) < 1.0:
-            raise ValueError(
-                f"train.weight_average is the decay of the weights' moving average and must be "
-                f"in [0, 1) (0 = off, 0.995 = about the last 200 updates), "
-                f"got {self.train.weight_average}."
-            )
-        if self.min_size < 0:
-            raise ValueError(f"min_size must be >= 0, got {self.min_size}.")
+def settings_dict(values: dict[str, Any]) -> dict[str, Any]:
+    """Dotted settings (``{"reward.w_split": 2.0}``) as a nested config dictionary."""
+    out: dict[str, Any] = {}
+    for path, value in values.items():
+        *sections, name = path.split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return out
 
-    @staticmethod
-    def default_for(ndim: int) -> ColorRLConfig:
-        """Paper defaults for 2D (CVPPP-like) or 3D (zebrafish-like) data."""
-        if ndim == 3:
-            return ColorRLConfig(
-                ndim=3,
-                steps=5,
-                input_size=(64, 64, 64),
-                input_mode="crop",
-                min_size=50,
-                network=NetworkConfig.default_for(3),
-                reward=RewardConfig(radii=(6, 12), interior_shrink=1.0, split_form="proximity"),
-            )
-        return ColorRLConfig()
 
-    # --- serialisation -------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+# --- the table -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: a leaf field of the config, reached by ``path``."""
 
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
+    path: str  # "steps", "reward.w_split"
+    kind: type  # int, float, bool, str
+    is_tuple: bool
+    optional: bool
+    default: Any
+    help: str
+    low: float | None
+    high: float | None
+    choices: tuple | None
+    low_open: bool
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ColorRLConfig:
-        version = data.get("version", CONFIG_VERSION)
-        if version > CONFIG_VERSION:
-            raise ValueError(
-                f"This configuration was written by a newer napari-colorrl (config version "
-                f"{version}, this one reads up to {CONFIG_VERSION}); upgrade napari-colorrl."
-            )
-        ndim = int(data.get("ndim", 2))
-        base = cls.default_for(ndim).to_dict()
-        merged = _merge(base, data, path="")
-        return cls(
-            ndim=int(merged["ndim"]),
-            steps=int(merged["steps"]),
-            input_size=tuple(int(s) for s in merged["input_size"]),
-            input_mode=str(merged["input_mode"]),
-            min_size=int(merged["min_size"]),
-            connectivity=merged["connectivity"],
-            normalization=_build(NormalizationConfig, merged["normalization"]),
-            network=_build(NetworkConfig, merged["network"]),
-            reward=_build(RewardConfig, merged["reward"]),
-            train=_build(TrainConfig, merged["train"]),
-            version=CONFIG_VERSION,
+    @property
+    def section(self) -> str:
+        return self.path.rpartition(".")[0]
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition(".")[2]
+
+    def get(self, config: ColorRLConfig) -> Any:
+        node: Any = config
+        for part in self.path.split("."):
+            node = getattr(node, part)
+        return node
+
+    def range_text(self) -> str:
+        if self.choices is not None:
+            text = "one of " + ", ".join(map(str, self.choices))
+        elif self.low is not None and self.high is not None:
+            text = f"{'>' if self.low_open else '>='} {self.low:g} and <= {self.high:g}"
+        elif self.kind is bool:
+            text = "true or false"
+        else:
+            text = f"a {self.kind.__name__}"
+        if self.is_tuple:
+            text = f"a list of whole numbers, each {text}"
+        return text + (", or null" if self.optional else "")
+
+    def parse(self, value: Any) -> Any:
+        """``value`` from JSON as the field's type (lists become tuples, whole floats ints);
+        ValueError naming the setting and its valid range for anything else."""
+        if value is None and self.optional:
+            return None
+        if self.is_tuple:
+            if not isinstance(value, (list, tuple)):
+                raise self.error(value)
+            return tuple(self._scalar(v, value) for v in value)
+        return self._scalar(value, value)
+
+    def _scalar(self, value: Any, shown: Any) -> Any:
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise self.error(shown)
+            return value
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise self.error(shown)
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(shown)
+        if not math.isfinite(value):
+            raise self.error(shown)
+        if self.kind is int:
+            if float(value) != int(value):
+                raise self.error(shown)
+            return int(value)
+        return float(value)
+
+    def check(self, value: Any) -> None:
+        """Raise ValueError when ``value`` (already of the field's type) is out of range."""
+        value = self.parse(value)
+        if value is None:
+            return
+        for item in value if self.is_tuple else (value,):
+            if self.choices is not None and item not in self.choices:
+                raise self.error(value)
+            if self.low is not None and (item < self.low or (self.low_open and item == self.low)):
+                raise self.error(value)
+            if self.high is not None and item > self.high:
+                raise self.error(value)
+
+    def error(self, value: Any) -> ValueError:
+        shown = list(value) if isinstance(value, tuple) else value
+        return ValueError(f"{self.path} must be {self.range_text()}; got {json.dumps(shown)}.")
+
+
+def _table(cls: type, prefix: str = "") -> list[Setting]:
+    hints = typing.get_type_hints(cls)
+    rows: list[Setting] = []
+    for f in fields(cls):
+        if f.name == "version":
+            continue
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            rows += _table(kind, f"{prefix}{f.name}.")
+            continue
+        args = typing.get_args(kind)
+        optional = type(None) in args
+        is_tuple = typing.get_origin(kind) is tuple
+        if optional:
+            kind = next(a for a in args if a is not type(None))
+        if is_tuple:
+            kind = typing.get_args(kind)[0]
+        meta = f.metadata
+        rows.append(Setting(
+            path=f"{prefix}{f.name}", kind=kind, is_tuple=is_tuple, optional=optional,
+            default=f.default, help=meta["help"], low=meta["low"], high=meta["high"],
+            choices=meta["choices"], low_open=meta["low_open"]))
+    return rows
+
+
+#: Every leaf setting, in the order of the dataclasses.
+SETTINGS: list[Setting] = _table(ColorRLConfig)
+SETTINGS_BY_PATH: dict[str, Setting] = {s.path: s for s in SETTINGS}
+
+
+def _plain_defaults() -> ColorRLConfig:
+    return ColorRLConfig()
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dictionary of an older version, in today's form."""
+    version = data.get("version", CONFIG_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"version must be a whole number, got {version!r}.")
+    if version > CONFIG_VERSION:
+        raise ValueError(
+            f"This configuration was written by a newer napari-colorrl (config version "
+            f"{version}, this one reads up to {CONFIG_VERSION}); upgrade napari-colorrl."
         )
-
-    @classmethod
-    def from_json(cls, text: str) -> ColorRLConfig:
-        return cls.from_dict(json.loads(text))
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> ColorRLConfig:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"Config file {path} does not exist.") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"Config file {path} is not valid JSON: {err}.") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"Config file {path} must hold a JSON object.")
-        return cls.from_dict(data)
-
-    def replace(self, **changes: Any) -> ColorRLConfig:
-        """A copy with top-level fields changed (nested ones: pass a new dataclass)."""
-        return dataclasses.replace(self, **changes)
+    train = data.get("train")
+    if version < 2 and isinstance(train, dict):
+        # A model trained with them is still a model: their values only shaped its training.
+        data = {**data, "train": {k: v for k, v in train.items() if k not in _REMOVED_IN_2}}
+    return data
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -296,6 +446,17 @@ def _to_jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_to_jsonable(v) for v in value]
     return value
+
+
+def deep_update(base: dict, update: dict) -> dict:
+    """``base`` with ``update`` merged in, nested dictionaries key by key (no checks)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _merge(base: dict, update: dict, path: str) -> dict:
@@ -314,11 +475,6 @@ def _merge(base: dict, update: dict, path: str) -> dict:
     return out
 
 
-def _build(cls: type, data: dict) -> Any:
-    kwargs = {}
-    for f in fields(cls):
-        value = data[f.name]
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)
+def _build(cls: type, data: dict, section: str) -> Any:
+    return cls(**{f.name: SETTINGS_BY_PATH[f"{section}.{f.name}"].parse(data[f.name])
+                  for f in fields(cls)})

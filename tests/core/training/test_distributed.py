@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from conftest import tiny_config as shared_tiny_config
 from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.data.files import Sample
 from napari_colorrl.core.data.synthetic import make_cells_2d
@@ -23,13 +24,8 @@ UPDATES = 3
 
 
 def tiny_config(**train) -> ColorRLConfig:
-    return ColorRLConfig.from_dict({
-        "ndim": 2, "steps": 3, "min_size": 2, "input_size": [32, 32],
-        "reward": {"radii": [2, 4]},
-        "network": {"features": [4, 8, 16], "attention": True, "input_features": 4},
-        "train": {"batch_size": BATCH, "episodes": UPDATES * BATCH * WORLD, "lr": 1e-3,
-                  "checkpoint_every": 1, "val_every": 1, "device": "cpu", **train},
-    })
+    return shared_tiny_config(min_size=2, network={"features": [4, 8, 16]}, train={
+        "batch_size": BATCH, "episodes": UPDATES * BATCH * WORLD, **train})
 
 
 def samples(n: int = 4) -> list[Sample]:
@@ -187,7 +183,7 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
     timed = tiny_config(minutes=0.005, val_every=1000, checkpoint_every=1000)
     result["timed"] = _train_checked(timed, folder / "timed.pt", None)
     _join(rank, ports[3])
-    nan = tiny_config(update_epochs=2, checkpoint_every=1, val_every=1000)
+    nan = tiny_config(checkpoint_every=1, val_every=1000)
     result["nan_error"] = _train_nan_on_rank1(nan, folder / "nan.pt")
     _join(rank, ports[4])
     dist.init_process_group("gloo")

@@ -15,6 +15,7 @@ import pytest
 import tifffile
 import torch
 
+from conftest import tiny_config as shared_tiny_config
 from napari_colorrl.cli.main import main
 from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.data.files import Sample
@@ -28,13 +29,9 @@ NETWORK = {"features": [4, 8, 16], "attention": True, "input_features": 4}
 
 
 def tiny_config(**train_settings) -> ColorRLConfig:
-    return ColorRLConfig.from_dict({
-        "ndim": 2, "steps": 3, "min_size": 0, "input_size": [32, 32],
-        "network": NETWORK, "reward": {"radii": [2, 4]},
-        "train": {"batch_size": 2, "episodes": 8, "checkpoint_every": 2, "val_every": 1000,
-                  "lr": 1e-3, "lr_final": 1e-4, "lr_switch": 0.5, "device": "cpu",
-                  **train_settings},
-    })
+    return shared_tiny_config(network={"features": [4, 8, 16]}, train={
+        "episodes": 8, "checkpoint_every": 2, "val_every": 1000, "lr_final": 1e-4,
+        "lr_switch": 0.5, **train_settings})
 
 
 def samples(n: int = 3) -> list[Sample]:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_config as shared_tiny_config
 from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.data.files import Sample
 from napari_colorrl.core.data.synthetic import make_cells_2d, make_nuclei_3d
@@ -14,17 +15,7 @@ from napari_colorrl.core.training.trainer import TrainingError, TrainingReport, 
 
 
 def tiny_config(ndim: int, **train) -> ColorRLConfig:
-    base = {
-        "ndim": ndim, "steps": 3, "min_size": 2,
-        "network": {"features": [4, 8], "attention": ndim == 2, "input_features": 4},
-        "train": {"batch_size": 2, "episodes": 4, "val_every": 1, "checkpoint_every": 1,
-                  "lr": 1e-3, **train},
-    }
-    if ndim == 2:
-        base.update(input_size=[32, 32], reward={"radii": [2, 4]})
-    else:
-        base.update(input_size=[12, 16, 16], input_mode="crop", reward={"radii": [2, 3]})
-    return ColorRLConfig.from_dict(base)
+    return shared_tiny_config(ndim, min_size=2, train=train)
 
 
 def samples(ndim: int, n: int = 2) -> list[Sample]:
@@ -108,12 +99,25 @@ def test_time_budget_and_two_phase_lr(tmp_path):
     assert all(r.lr == 1e-5 for r in reports)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    config = tiny_config(2, episodes=40, lr=1e12, amsgrad=False, checkpoint_every=1)
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from napari_colorrl.core.training import rollout
+
+    real, calls = rollout.actor_critic_loss, []
+
+    def diverging(*args, **kwargs):  # the loss of the third update is NaN
+        losses = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            losses.total = losses.total * float("nan")
+        return losses
+
+    monkeypatch.setattr(rollout, "actor_critic_loss", diverging)
+    config = tiny_config(2, episodes=40, checkpoint_every=1)
     out = tmp_path / "m.pt"
-    with pytest.raises(TrainingError, match="learning rate"):
+    with pytest.raises(TrainingError, match="loss became nan at update 3.*learning rate"):
         for _ in train(config, samples(2), out=out):
             pass
+    assert load_checkpoint(out).step == 2
     assert all(torch.isfinite(v).all() for v in load_checkpoint(out).model_state.values()
                if v.is_floating_point())
 
@@ -127,12 +131,6 @@ def test_auto_steps_from_labels():
     steps, n_b = auto_steps([labels], config)
     assert n_b == 8  # the centre square touches all eight others
     assert steps == 4  # 2^(4-1)+1 = 9 >= 8 > 2^(3-1)+1
-
-
-def test_update_epochs_reuse_episodes(tmp_path):
-    config = tiny_config(2, episodes=2, update_epochs=3)
-    reports = list(train(config, samples(2), out=tmp_path / "m.pt"))
-    assert len(reports) == 1 and np.isfinite(reports[0].loss)
 
 
 def test_gae_lambda_one_is_sum_of_remaining_rewards():
@@ -207,46 +205,25 @@ def test_bfloat16_rollout_heads_are_float32():
     assert logits.dtype == torch.float32 and value.dtype == torch.float32
 
 
-def test_bad_precision_and_weight_average_are_refused():
+def test_bad_precision_and_removed_options_are_refused():
     with pytest.raises(ValueError, match="train.precision"):
         tiny_config(2, precision="float16x")
-    with pytest.raises(ValueError, match="train.weight_average"):
-        tiny_config(2, weight_average=1.0)
+    for removed in ("weight_average", "update_epochs"):
+        with pytest.raises(ValueError, match=f"Unknown config setting 'train.{removed}'"):
+            tiny_config(2, **{removed: 1})
 
 
-def test_weight_average_is_validated_saved_and_resumed(tmp_path, monkeypatch):
-    config = tiny_config(2, episodes=6, weight_average=0.5, checkpoint_every=100)
-    out = tmp_path / "model.pt"
-    reports = list(train(config, samples(2), samples(2, 1), out=out))
-    assert len(reports) == 3
-    for report in reports:
-        # Both sets of weights are scored on the same images; the reported one is the better.
-        val = report.validation
-        assert {"training_sbd", "average_sbd", "training_ap50", "average_ap50"} <= set(val)
-        best = max(val["training_sbd"] + val["training_ap50"],
-                   val["average_sbd"] + val["average_ap50"])
-        assert val["sbd"] + val["ap50"] == pytest.approx(best)
-    ckpt = load_checkpoint(out)
-    raw = ckpt.extra["training_weights"]
-    assert ckpt.extra["weights"] == "average"
-    assert set(raw) == set(ckpt.model_state)
-    # An average of three updates differs from the last training weights.
-    assert any(not torch.equal(raw[k], ckpt.model_state[k]) for k in raw)
-    best = load_checkpoint(out.with_suffix(".best.pt"))
-    assert best.extra["weights"] in ("average", "training")
+def test_the_policy_gradient_raises_the_probability_of_rewarded_actions():
+    """The sign of the actor-critic loss: one step of gradient descent makes an action that
+    earned a positive advantage more likely, and one that earned a negative one less likely."""
+    from napari_colorrl.core.training.rollout import Rollout, actor_critic_loss
 
-    # Resuming continues from the training weights, not from the average.
-    captured = {}
-    import napari_colorrl.core.training.trainer as trainer_module
-
-    real = trainer_module.run_update
-
-    def spy(model, *args, **kwargs):
-        captured.setdefault("state", {k: v.clone() for k, v in model.state_dict().items()})
-        return real(model, *args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "run_update", spy)
-    more = dataclasses.replace(config.train, episodes=8)
-    list(train(config.replace(train=more), samples(2), samples(2, 1), out=out, resume=out))
-    assert all(torch.equal(captured["state"][k], raw[k]) for k in raw)
-    assert load_checkpoint(out).step == 4
+    train = tiny_config(2).train
+    for reward, direction in ((1.0, 1.0), (-1.0, -1.0)):
+        theta = torch.zeros((), requires_grad=True)  # logit of action 1, taken everywhere
+        log_prob = torch.nn.functional.logsigmoid(theta).expand(1, 1, 4, 4)
+        rollout = Rollout(log_prob=log_prob, value=torch.zeros(1, 1, 4, 4),
+                          entropy=torch.zeros(1, 1, 4, 4), reward=torch.full((1, 1, 4, 4), reward),
+                          mask=torch.ones(1, 4, 4), part_means=torch.zeros(1, 4))
+        actor_critic_loss(rollout, train, entropy_coef=0.0).total.backward()
+        assert float(-theta.grad) * direction > 0  # descent moves theta towards the reward

@@ -1,4 +1,6 @@
-"""One actor-critic update: run a batch of episodes for T steps, compute the loss, step Adam.
+"""One actor-critic update, in the three parts to check against the paper: play a batch of
+episodes for T steps (:func:`play_episodes`), the actor-critic loss (:func:`actor_critic_loss`),
+the optimizer step (:func:`optimizer_step`). :func:`run_update` runs the three and times them.
 
 The rollout keeps its graph, so each state is seen by the network once (no second forward pass
 to evaluate the taken actions). Losses are means over the episode's own loss mask.
@@ -6,19 +8,39 @@ to evaluate the taken actions). Losses are means over the episode's own loss mas
 
 from __future__ import annotations
 
-import time
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.config import ColorRLConfig, TrainConfig
 from napari_colorrl.core.method.coloring import step_value
 from napari_colorrl.core.method.rewards import step_rewards
 from napari_colorrl.core.training.environment import Episode
+from napari_colorrl.core.training.timing import SectionTimer, UpdateClock
 
 PARTS = ("foreground", "background", "split", "merge")
-PPO_CLIP = 0.2
+
+
+@dataclass
+class Rollout:
+    """What a batch of episodes played: per step t, (T, B, *S) tensors over the pixels."""
+
+    log_prob: torch.Tensor  # log pi(a_t | s_t) of the sampled actions (with graph)
+    value: torch.Tensor  # V(s_t) (with graph)
+    entropy: torch.Tensor  # entropy of pi(. | s_t) (with graph)
+    reward: torch.Tensor  # r_t, the sum of the four reward parts
+    mask: torch.Tensor  # (B, *S) the loss mask of each episode
+    part_means: torch.Tensor  # (T, 4) mean of each reward part per step over the mask
+
+
+@dataclass
+class Losses:
+    total: torch.Tensor
+    policy: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor
 
 
 @dataclass
@@ -35,44 +57,6 @@ class RolloutStats:
     reward_seconds: float
     network_seconds: float
     environment_seconds: float
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class _SectionTimer:
-    """Seconds spent in the marked sections of an update, without a sync inside the step loop.
-
-    On a CUDA device each section is a pair of timing events read once at the end (after the
-    update's final sync); elsewhere ``time.perf_counter`` around the (synchronous) work.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.marks: list[tuple[object, object]] = []
-        self._start: object = None
-
-    def _now(self) -> object:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record(torch.cuda.current_stream(self.device))
-            return event
-        return time.perf_counter()
-
-    def start(self) -> None:
-        self._start = self._now()
-
-    def stop(self) -> None:
-        self.marks.append((self._start, self._now()))
-
-    def seconds(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-            return sum(a.elapsed_time(b) for a, b in self.marks) / 1000.0  # type: ignore[attr-defined]
-        return float(sum(b - a for a, b in self.marks))  # type: ignore[operator]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -103,37 +87,65 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 
-def _encode(model: torch.nn.Module, image: torch.Tensor, precision: str) -> torch.Tensor | None:
-    if not hasattr(model, "encode_image"):
-        return None
+def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfig,
+                  reward_timer: SectionTimer | None = None) -> Rollout:
+    """Run T coloring steps on a batch of episodes with actions sampled from the policy.
+
+    At step t the network sees the image and the step channels of the actions so far; each pixel
+    samples a_t ~ pi(. | s_t), the color becomes c_t = c_{t-1} + a_t 2^t, and the rewards of the
+    step come from the colors (``method.rewards.step_rewards``).
+    """
+    image, steps, precision = episode.image, config.steps, config.train.precision
+    batch, spatial = image.shape[0], image.shape[2:]
+    channels = torch.zeros((batch, steps, *spatial), dtype=image.dtype, device=image.device)
+    prev_colors = torch.zeros((batch, *spatial), dtype=torch.int64, device=image.device)
+    mask = episode.targets.mask.to(image.dtype)
     with autocast(image.device, precision):
-        return model.encode_image(image)
-
-
-def _forward(model: torch.nn.Module, image: torch.Tensor, channels: torch.Tensor,
-             cache: torch.Tensor | None, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    with autocast(image.device, precision):
-        return model(image, channels, image_features=cache)
-
-
-def _evaluate(
-    model: torch.nn.Module, image: torch.Tensor, states: list[torch.Tensor],
-    actions: list[torch.Tensor], precision: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Log-probabilities of the taken actions, values and entropies, (T, B, *S), recomputed."""
-    cache = _encode(model, image, precision)
-    log_probs, values, entropies = [], [], []
-    for channels, action in zip(states, actions):
-        logits, value = _forward(model, image, channels, cache, precision)
+        cache = model.encode_image(image) if hasattr(model, "encode_image") else None
+    log_probs, entropies, values, rewards, part_means = [], [], [], [], []
+    for t in range(steps):
+        with autocast(image.device, precision):
+            logits, value = model(image, channels, image_features=cache)
         log_p = F.log_softmax(logits.float(), dim=1)
+        prob_one = log_p[:, 1].exp()
+        with torch.no_grad():
+            action = torch.rand_like(prob_one) < prob_one
         log_probs.append(torch.where(action, log_p[:, 1], log_p[:, 0]))
         entropies.append(-(log_p.exp() * log_p).sum(1))
         values.append(value[:, 0].float())
-    return torch.stack(log_probs), torch.stack(values), torch.stack(entropies)
+        colors = prev_colors + action.to(torch.int64) * (1 << t)
+        with reward_timer or contextlib.nullcontext():
+            parts = step_rewards(episode.targets, prev_colors, colors, action, t, steps)
+        rewards.append(parts.total.float())
+        # Means stay on the device and are read back once per update (one sync, not 4 T).
+        part_means.append(torch.stack([masked_mean(getattr(parts, name).float(), mask)
+                                       for name in PARTS]))
+        channels = channels.clone()  # the old tensor is saved for backward
+        channels[:, t] = step_value(action)
+        prev_colors = colors
+    return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
+                   torch.stack(rewards), mask, torch.stack(part_means))
 
 
-def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-          grad_clip: float | None) -> bool:
+def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float) -> Losses:
+    """Policy loss -A_t log pi(a_t|s_t) + value_coef (R_t - V(s_t))^2 - entropy_coef H(pi),
+    each a mean over the masked pixels and steps; advantages by GAE with gamma = 1."""
+    value, mask = rollout.value, rollout.mask
+    with torch.no_grad():
+        advantages = gae(rollout.reward, value.detach(), train.gae_lambda)
+        returns = advantages + value.detach()
+        if train.advantage_norm:
+            selected = advantages[mask.expand_as(advantages).bool()]
+            advantages = (advantages - selected.mean()) / (selected.std() + 1e-6)
+    policy = -masked_mean(rollout.log_prob * advantages, mask)
+    value_loss = masked_mean((returns - value) ** 2, mask)
+    entropy = masked_mean(rollout.entropy, mask)
+    total = policy + train.value_coef * value_loss - entropy_coef * entropy
+    return Losses(total, policy, value_loss, entropy)
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   loss: torch.Tensor, grad_clip: float | None) -> bool:
     """One optimizer step on ``loss``; False (and no step) when the loss or gradients are not
     finite.
 
@@ -157,101 +169,24 @@ def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.
     return True
 
 
-def run_update(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    episode: Episode,
-    config: ColorRLConfig,
-    *,
-    entropy_coef: float,
-) -> RolloutStats:
-    """Play one batch of episodes with sampled actions and apply one A2C update.
-
-    With ``config.train.update_epochs`` > 1 the same episodes are reused for further updates
-    with the PPO clipped surrogate (ratio to the acting policy clipped to 1 +- 0.2), an option
-    that trades extra network passes for fewer environment resets.
-    """
-    device = episode.image.device
-    steps = config.steps
-    tcfg = config.train
+def run_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, episode: Episode,
+               config: ColorRLConfig, *, entropy_coef: float) -> RolloutStats:
+    """Play one batch of episodes with sampled actions and apply one A2C update."""
+    clock = UpdateClock(episode.image.device)
     model.train()
-    start = time.perf_counter()
-    reward_timer = _SectionTimer(device)
-    image = episode.image
-    batch, spatial = image.shape[0], image.shape[2:]
-    channels = torch.zeros((batch, steps, *spatial), dtype=image.dtype, device=device)
-    prev_colors = torch.zeros((batch, *spatial), dtype=torch.int64, device=device)
-    cache = _encode(model, image, tcfg.precision)
-    log_probs, entropies, values, rewards = [], [], [], []
-    states, actions = [], []
-    # The mean of each reward part per step stays on the device and is read back once per
-    # update (one sync instead of 4 T inside the loop).
-    part_means: list[torch.Tensor] = []
-    mask = episode.targets.mask.to(image.dtype)
-    for t in range(steps):
-        logits, value = _forward(model, image, channels, cache, tcfg.precision)
-        log_p = F.log_softmax(logits.float(), dim=1)
-        prob_one = log_p[:, 1].exp()
-        with torch.no_grad():
-            action = torch.rand_like(prob_one) < prob_one
-        log_probs.append(torch.where(action, log_p[:, 1], log_p[:, 0]))
-        entropies.append(-(log_p.exp() * log_p).sum(1))
-        values.append(value[:, 0].float())
-        states.append(channels)
-        actions.append(action)
-        colors = prev_colors + action.to(torch.int64) * (1 << t)
-        reward_timer.start()
-        parts = step_rewards(episode.targets, prev_colors, colors, action, t, steps)
-        reward_timer.stop()
-        rewards.append(parts.total.float())
-        part_means.append(torch.stack([masked_mean(getattr(parts, name).float(), mask)
-                                       for name in PARTS]))
-        channels = channels.clone()  # the old tensor is saved for backward
-        channels[:, t] = step_value(action)
-        prev_colors = colors
-
-    log_prob = torch.stack(log_probs)
-    entropy = torch.stack(entropies)
-    value = torch.stack(values)
-    reward = torch.stack(rewards)
-    with torch.no_grad():
-        advantages = gae(reward, value.detach(), tcfg.gae_lambda)
-        returns = advantages + value.detach()
-        if tcfg.advantage_norm:
-            selected = advantages[mask.expand_as(advantages).bool()]
-            advantages = (advantages - selected.mean()) / (selected.std() + 1e-6)
-    policy_loss = -masked_mean(log_prob * advantages, mask)
-    value_loss = masked_mean((returns - value) ** 2, mask)
-    entropy_mean = masked_mean(entropy, mask)
-    loss = policy_loss + tcfg.value_coef * value_loss - entropy_coef * entropy_mean
-    stepped = _step(model, optimizer, loss, tcfg.grad_clip)
-    old_log_prob = log_prob.detach()
-    for _ in range(1, max(1, tcfg.update_epochs)):
-        if not stepped:  # the same decision on every rank (see _step)
-            break
-        new_log_prob, new_value, new_entropy = _evaluate(model, image, states, actions,
-                                                         tcfg.precision)
-        ratio = torch.exp(new_log_prob - old_log_prob)
-        surrogate = torch.minimum(ratio * advantages,
-                                  torch.clamp(ratio, 1 - PPO_CLIP, 1 + PPO_CLIP) * advantages)
-        loss = (-masked_mean(surrogate, mask)
-                + tcfg.value_coef * masked_mean((returns - new_value) ** 2, mask)
-                - entropy_coef * masked_mean(new_entropy, mask))
-        stepped = _step(model, optimizer, loss, tcfg.grad_clip)
-    _sync(device)
-    seconds = time.perf_counter() - start
-    reward_seconds = min(reward_timer.seconds(), seconds)
-    reward_parts = dict.fromkeys(PARTS, 0.0)
-    for row in torch.stack(part_means).tolist():
-        for name, value in zip(PARTS, row, strict=True):
-            reward_parts[name] += value
+    rollout = play_episodes(model, episode, config, clock.rewards)
+    losses = actor_critic_loss(rollout, config.train, entropy_coef)
+    optimizer_step(model, optimizer, losses.total, config.train.grad_clip)
+    seconds, reward_seconds = clock.stop()
+    parts = [sum(column) for column in zip(*rollout.part_means.tolist(), strict=True)]
+    reward_parts = dict(zip(PARTS, parts, strict=True))
     return RolloutStats(
         reward=float(sum(reward_parts.values())),
         reward_parts=reward_parts,
-        loss=float(loss.detach()),
-        policy_loss=float(policy_loss.detach()),
-        value_loss=float(value_loss.detach()),
-        entropy=float(entropy_mean.detach()),
+        loss=float(losses.total.detach()),
+        policy_loss=float(losses.policy.detach()),
+        value_loss=float(losses.value.detach()),
+        entropy=float(losses.entropy.detach()),
         seconds=seconds + episode.prepare_seconds,
         reward_seconds=reward_seconds,
         network_seconds=seconds - reward_seconds,

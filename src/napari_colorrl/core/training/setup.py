@@ -8,12 +8,17 @@ labels' neighbour count and says so.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_colorrl.core.config import TRAINING_RECIPES, ColorRLConfig
+from napari_colorrl.core.config import (
+    ColorRLConfig,
+    apply_recipe,
+    deep_update,
+    read_config_file,
+    settings_dict,
+)
 from napari_colorrl.core.data.checks import check_training_samples
 from napari_colorrl.core.data.normalize import split_channels
 from napari_colorrl.core.method.steps import auto_steps, check_steps
@@ -22,7 +27,15 @@ from napari_colorrl.core.training.distributed import describe
 
 @dataclass
 class TrainingRequest:
-    """Everything optional; ``samples``/``val_samples`` bypass the folders (the napari dock)."""
+    """What the user asked for; everything optional.
+
+    Data: a data-set folder (``data``: train/ and optional val/), image and label folders, or
+    ``samples`` / ``val_samples`` given directly (the napari dock). Settings, lowest first: the
+    defaults for the data's dimensionality (or the ``resume`` checkpoint's config), the
+    ``recipe``, the ``config_file``, then ``settings``: dotted paths of the settings table
+    (``{"train.lr": 3e-4, "steps": "auto", "input_size": 128}``; an int ``input_size`` applies
+    to every axis; ``"train.episodes"`` alone makes the budget a number of episodes).
+    """
 
     data: Path | None = None
     images: Path | None = None
@@ -33,15 +46,8 @@ class TrainingRequest:
     val_samples: list | None = None
     ndim: int | None = None
     config_file: Path | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
     recipe: str | None = None
-    episodes: int | None = None
-    minutes: float | None = None
-    size: int | None = None
-    steps: int | str | None = None
-    device: str | None = None
-    seed: int | None = None
-    threads: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
     resume: Path | None = None
 
 
@@ -85,51 +91,33 @@ def _data_ndim(samples: list) -> int:
     return ndims.pop()
 
 
-def build_config(request: TrainingRequest, ndim: int) -> ColorRLConfig:
-    """Defaults for ndim (or the resumed checkpoint's config), then the recipe, then the config
-    file, then the overrides and flags."""
+def build_config(request: TrainingRequest, ndim: int) -> tuple[ColorRLConfig, int | str | None]:
+    """The run's config and its number of steps as asked (an int, ``"auto"``, or None to keep
+    the resumed checkpoint's): defaults for ndim (or the resumed checkpoint's config), then the
+    recipe, then the config file, then the settings."""
     data: dict[str, Any] = {"ndim": ndim}
     if request.resume is not None:
         from napari_colorrl.core.model.checkpoint import load_checkpoint
 
         data = load_checkpoint(request.resume).config.to_dict()
     if request.recipe is not None:
-        if request.recipe not in TRAINING_RECIPES:
-            raise ValueError(f"Unknown training recipe {request.recipe!r}; choose one of "
-                             f"{', '.join(TRAINING_RECIPES)}.")
-        data = _deep_update(data, {"train": TRAINING_RECIPES[request.recipe]})
-    if request.config_file is not None:
-        ColorRLConfig.from_file(request.config_file)  # clear errors for a bad file
-        data = _deep_update(data, json.loads(Path(request.config_file).read_text()))
-    data = _deep_update(data, request.overrides)
-    config = ColorRLConfig.from_dict(data)
-    # A resumed run may be on another machine: its device is this run's choice, not the file's.
-    device = request.device or ("auto" if request.resume is not None else None)
-    train = dataclasses.replace(
-        config.train,
-        **{k: v for k, v in {
-            "episodes": request.episodes, "device": device,
-            "seed": request.seed, "threads": request.threads,
-        }.items() if v is not None},
-    )
-    if request.minutes is not None:
-        train = dataclasses.replace(train, minutes=request.minutes)
-    elif request.episodes is not None:
-        train = dataclasses.replace(train, minutes=None)
-    config = config.replace(train=train)
-    if request.size is not None:
-        config = config.replace(input_size=(int(request.size),) * config.ndim)
-    return config
-
-
-def _deep_update(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_update(out[key], value)
-        else:
-            out[key] = value
-    return out
+        data = apply_recipe(data, request.recipe)
+    given = read_config_file(request.config_file) if request.config_file is not None else {}
+    data = deep_update(data, given)
+    settings = dict(request.settings)
+    steps = settings.pop("steps", given.get("steps", None if request.resume else "auto"))
+    if isinstance(settings.get("input_size"), int):
+        settings["input_size"] = [settings["input_size"]] * ndim
+    if "train.episodes" in settings and "train.minutes" not in settings:
+        settings["train.minutes"] = None  # an episode budget replaces a time budget
+    if request.resume is not None and "train.device" not in settings:
+        settings["train.device"] = "auto"  # the file's device was another machine's choice
+    data = deep_update(data, settings_dict(settings))
+    if isinstance(data.get("steps"), str):  # "auto" in a config file
+        del data["steps"]
+    if isinstance(steps, str) and steps.lower() != "auto":
+        raise ValueError(f"steps must be a whole number from 1 to 16 or 'auto', got {steps!r}.")
+    return ColorRLConfig.from_dict(data), steps
 
 
 def prepare_training(request: TrainingRequest) -> TrainingSetup:
@@ -140,7 +128,7 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     ndim = request.ndim or _data_ndim(train)
     if ndim != _data_ndim(train):
         raise ValueError(f"--ndim {ndim} does not match the {_data_ndim(train)}D labels given.")
-    config = build_config(request, ndim)
+    config, steps = build_config(request, ndim)
     if config.ndim != ndim:
         raise ValueError(
             f"The checkpoint to resume is a {config.ndim}D model but the labels are {ndim}D; "
@@ -156,12 +144,6 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
                 normalization=dataclasses.replace(config.normalization, channels=3)
             )
             messages.append("RGB images found: the network takes 3 input channels.")
-    steps = request.steps
-    if steps is None and request.resume is None:
-        given = {}
-        if request.config_file is not None:
-            given = json.loads(Path(request.config_file).read_text())
-        steps = given.get("steps", request.overrides.get("steps", "auto"))
     if isinstance(steps, str) and steps.lower() == "auto":
         t, n_b = auto_steps([s.labels for s in train], config)
         config = config.replace(steps=t)
@@ -172,11 +154,7 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
         )
     else:
         if steps is not None:
-            try:
-                config = config.replace(steps=int(steps))
-            except ValueError:
-                raise ValueError(
-                    f"--steps must be a whole number or 'auto', got {steps!r}.") from None
+            config = config.replace(steps=steps)
         _, n_b = auto_steps([s.labels for s in train], config)
         check_steps(config.steps, n_b, max(config.reward.radii))  # warns
     budget = (
