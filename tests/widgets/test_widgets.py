@@ -137,15 +137,18 @@ def test_docks_open_and_validate(docks):
     assert "Found 1 training and 0 validation samples" in training.data_status.text()
     assert training.auto_steps.text().startswith("auto: T = ")
     assert training.recipe.currentText() == "fast"
-    assert training.overrides()["train"]["advantage_norm"] is True
+    from napari_colorrl.core.training.setup import build_config
+
+    fast, _ = build_config(training.request(), 2)  # the same recipe function as the CLI's
+    assert fast.train.advantage_norm is True
     training.recipe.setCurrentText("paper")
     assert training.lr.text() == "0.0001"
-    paper = training.overrides()["train"]
-    assert paper["lr_final"] == pytest.approx(1e-5) and paper["grad_clip"] is None
+    paper, _ = build_config(training.request(), 2)
+    assert paper.train.lr_final == pytest.approx(1e-5) and paper.train.grad_clip is None
     training.lr.setText("fast")
     training.refresh()
     assert not training.start_button.isEnabled()
-    assert "learning rate" in training.data_status.text()
+    assert "train.lr must be" in training.data_status.text()
 
 
 def test_stack_of_frames_as_2d_samples(docks):
@@ -260,7 +263,18 @@ def test_demo_setup(make_napari_viewer, tmp_path):
 
     viewer = make_napari_viewer()
     training, segmentation = setup_demo(viewer, minutes=0.1, out=tmp_path, start=False)
-    assert [p[0].name for p in training.train_pairs.pairs()] == ["cells (synthetic)"]
+    assert [p[0].name for p in training.train_pairs.pairs()] == ["cells (training)"]
+    assert [p[0].name for p in training.val_pairs.pairs()] == ["cells (validation)"]
     assert training.network.currentText().startswith("small")
+    # The napari demo asks for exactly what the headless demo asks for.
+    from napari_colorrl.core.demo import demo_request
+    from napari_colorrl.core.training.setup import build_config, load_samples
+
+    gui, headless = training.request(), demo_request(minutes=0.1)
+    assert build_config(gui, 2) == build_config(headless, 2)
+    for ours, theirs in zip(load_samples(gui), load_samples(headless)):
+        assert len(ours) == len(theirs)
+        assert all((a.image == b.image).all() and (a.labels == b.labels).all()
+                   for a, b in zip(ours, theirs))
     assert training.start_button.isEnabled(), training.data_status.text()
     assert training.budget_kind.currentText() == "minutes"

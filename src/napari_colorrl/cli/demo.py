@@ -12,8 +12,6 @@ import argparse
 import os
 from pathlib import Path
 
-DEMO_NETWORK = {"features": [16, 32, 64, 128], "attention": True, "input_features": 8}
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -32,30 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def demo_samples(n_train: int = 12, n_val: int = 3, seed: int = 0, size: int = 128):
-    """Synthetic training and validation samples (``core.io.Sample``)."""
-    from napari_colorrl.core.data.files import Sample
-    from napari_colorrl.core.data.synthetic import make_cells_2d
-
-    def make(i: int) -> Sample:
-        image, labels = make_cells_2d(shape=(size, size), n_objects=10, seed=seed + i)
-        return Sample(name=f"cells_{i:02d}", image=image, labels=labels)
-
-    return [make(i) for i in range(n_train)], [make(1000 + i) for i in range(n_val)]
-
-
-def demo_config(minutes: float, device: str, seed: int, size: int = 128):
-    from napari_colorrl.core.config import TRAINING_RECIPES, ColorRLConfig
-
-    return ColorRLConfig.from_dict({
-        "ndim": 2, "steps": 4, "input_size": [size, size], "min_size": 10,
-        "network": DEMO_NETWORK,
-        "reward": {"radii": [6, 14], "interior_shrink": 0.8},
-        "train": {**TRAINING_RECIPES["fast"], "minutes": minutes, "batch_size": 4,
-                  "device": device, "seed": seed, "val_every": 25, "checkpoint_every": 25},
-    })
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.headless and os.environ.get("DISPLAY"):
         from napari_colorrl.widgets.launch import open_demo_viewer
@@ -66,28 +40,28 @@ def run(args: argparse.Namespace) -> int:
 
 def run_headless_demo(minutes: float, out: Path, device: str, seed: int) -> int:
     from napari_colorrl.cli.train import drive
+    from napari_colorrl.core.demo import demo_request
     from napari_colorrl.core.inference import Segmenter
-    from napari_colorrl.core.method.steps import auto_steps
     from napari_colorrl.core.metrics import evaluate, mean_metrics
+    from napari_colorrl.core.training.setup import prepare_training
     from napari_colorrl.core.training.trainer import train
 
     out.mkdir(parents=True, exist_ok=True)
-    train_samples, val_samples = demo_samples(seed=seed)
-    config = demo_config(minutes, device, seed)
-    steps, n_b = auto_steps([s.labels for s in train_samples], config)
-    config = config.replace(steps=steps)
-    print(f"demo: {len(train_samples)} synthetic training images, T = {steps} "
-          f"(most neighbours of any cell: {n_b}), training for {minutes:g} minutes")
+    setup = prepare_training(demo_request(minutes, device, seed))
+    print(f"demo: {len(setup.train)} synthetic training images, training for {minutes:g} "
+          f"minutes")
+    for line in setup.messages:
+        print(line)
     checkpoint = out / "demo.pt"
-    drive(train(config, train_samples, val_samples, out=checkpoint), checkpoint, None)
+    drive(train(setup.config, setup.train, setup.val, out=checkpoint), checkpoint, None)
     segmenter = Segmenter.load(checkpoint, device=device)
-    results = [segmenter.segment(s.image) for s in val_samples]
-    scores = [evaluate(r.instances, s.labels) for r, s in zip(results, val_samples)]
+    results = [segmenter.segment(s.image) for s in setup.val]
+    scores = [evaluate(r.instances, s.labels) for r, s in zip(results, setup.val)]
     mean = mean_metrics(scores)
     print("validation: " + ", ".join(
         f"{k} {mean[k]:.3f}" for k in ("sbd", "abs_dic", "ap50", "map", "aji")))
     figure = out / "demo.png"
-    save_figure(figure, val_samples[0], results[0])
+    save_figure(figure, setup.val[0], results[0])
     print(f"figure written to {figure}")
     return 0
 

@@ -133,7 +133,7 @@ class TrainingWidget(TrainingForm):
         elif not (self.folders["images"].text() and self.folders["labels"].text()):
             found.append("Choose the training image and label folders.")
         try:
-            self.overrides()
+            self.settings()
         except ValueError as err:
             found.append(str(err))
         return found
@@ -169,13 +169,12 @@ class TrainingWidget(TrainingForm):
             self.data_status.setText(f"<span style='color:#e8743b'>{err}</span>")
 
     def _auto_steps_text(self) -> str:
-        from napari_colorrl.core.config import ColorRLConfig
+        from napari_colorrl.core.config import ColorRLConfig, settings_dict
         from napari_colorrl.core.method.steps import auto_steps
 
-        overrides = self.overrides()
-        config = ColorRLConfig.from_dict({
-            "ndim": self.ndim, "input_size": [self.input_size.value()] * self.ndim,
-            "input_mode": overrides["input_mode"], "reward": overrides["reward"]})
+        settings = self.settings()
+        settings["input_size"] = [settings["input_size"]] * self.ndim
+        config = ColorRLConfig.from_dict({"ndim": self.ndim, **settings_dict(settings)})
         steps, neighbours = auto_steps([s.labels for s in self.train_scan.samples], config)
         return f"auto: T = {steps} (up to {neighbours} neighbours)"
 
@@ -183,15 +182,18 @@ class TrainingWidget(TrainingForm):
         """The ``TrainingRequest`` for the current inputs (reads the layers again)."""
         from napari_colorrl.core.training.setup import TrainingRequest
 
-        kind = self.budget_kind.currentText()
         resume = Path(self.resume.text()).expanduser() if self.resume.text().strip() else None
-        steps = self.steps.value() or ("auto" if resume is None else None)
-        common = {
-            "ndim": self.ndim, "overrides": self.overrides(), "size": self.input_size.value(),
-            "steps": steps, "device": self.device.currentText(), "resume": resume,
-            "minutes": self.budget.value() if kind == "minutes" else None,
-            "episodes": int(self.budget.value()) if kind == "episodes" else None,
-        }
+        settings = self.settings()
+        settings["steps"] = self.steps.value() or ("auto" if resume is None else None)
+        if settings["steps"] is None:
+            del settings["steps"]
+        settings["train.device"] = self.device.currentText()
+        if self.budget_kind.currentText() == "minutes":
+            settings["train.minutes"] = self.budget.value()
+        else:
+            settings["train.episodes"] = int(self.budget.value())
+        common = {"ndim": self.ndim, "recipe": self.recipe.currentText(), "resume": resume,
+                  "settings": settings}
         if self.source.currentText() == "folders":
             paths = {k: Path(e.text()).expanduser() if e.text().strip() else None
                      for k, e in self.folders.items()}

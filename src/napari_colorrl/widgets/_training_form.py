@@ -26,28 +26,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_colorrl.core.config import TRAINING_RECIPES
+from napari_colorrl.core.config import (
+    NETWORK_PRESETS,
+    SETTINGS_BY_PATH,
+    TRAINING_RECIPES,
+    ColorRLConfig,
+)
 from napari_colorrl.widgets._layers import LayerPairList, SampleScan
-
-#: Network presets per dimensionality: name -> U-Net widths, top to bottom.
-NETWORKS = {
-    2: {"small": [16, 32, 64, 128], "medium": [16, 32, 64, 128, 256],
-        "paper": [32, 64, 128, 256, 512]},
-    3: {"small": [8, 16, 32, 64], "paper": [8, 16, 32, 64, 128],
-        "large": [16, 32, 64, 128, 256]},
-}
-#: Method defaults that differ between 2D and 3D (the rest is in ``core.config``).
-DIM_DEFAULTS = {
-    2: {"size": 176, "mode": "resize", "radii": "12, 28", "shrink": 0.8, "network": "paper"},
-    3: {"size": 64, "mode": "crop", "radii": "6, 12", "shrink": 1.0, "network": "paper"},
-}
-
-
-def _ints(text: str) -> list[int]:
-    values = [int(v) for v in text.replace(",", " ").split()]
-    if not values or min(values) <= 0:
-        raise ValueError
-    return values
+from napari_colorrl.widgets._settings import read_value, set_value, setting_editor
 
 
 def _path_row(edit: QLineEdit, pick: Any) -> QWidget:
@@ -62,16 +48,6 @@ def _path_row(edit: QLineEdit, pick: Any) -> QWidget:
     return box
 
 
-def _spin(value: float, low: float, high: float, step: float, tip: str) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
-    spin.setRange(low, high)
-    spin.setSingleStep(step)
-    spin.setDecimals(2)
-    spin.setValue(value)
-    spin.setToolTip(tip)
-    return spin
-
-
 class TrainingForm(QWidget):
     """The dock's input fields; ``refresh`` (re-checking the inputs) is the subclass's."""
 
@@ -81,6 +57,7 @@ class TrainingForm(QWidget):
 
         self.viewer = napari_viewer
         self._ndim_chosen = False
+        self.extra_settings: dict[str, Any] = {}
         self.train_scan, self.val_scan = SampleScan(), SampleScan()
         self._scan_timer = QTimer(self, singleShot=True, interval=300)
         self._scan_timer.timeout.connect(self.refresh)
@@ -131,24 +108,16 @@ class TrainingForm(QWidget):
         steps_layout.setContentsMargins(0, 0, 0, 0)
         steps_layout.addWidget(self.steps)
         steps_layout.addWidget(self.auto_steps, 1)
-        self.radii = QLineEdit()
-        self.radii.setToolTip(
-            "Splitting radii in pixels at the network's input size: objects closer than a radius "
-            "must get different colors (one ring per radius).")
-        self.w_split = _spin(1.5, 0.0, 10.0, 0.1, "w_s: weight of the split reward (keep >= w_m).")
-        self.w_merge = _spin(1.0, 0.0, 10.0, 0.1, "w_m: weight of the merge reward.")
-        self.shrink = _spin(0.8, 0.1, 1.0, 0.05,
-                            "Interior shrink alpha: the interior keeps about alpha^2 of an "
-                            "object's area (1 = no erosion).")
-        self.beta = _spin(0.3, 0.0, 1.0, 0.05, "beta: weight of background vs foreground reward.")
+        self.radii = setting_editor("reward.radii")
+        self.w_split = setting_editor("reward.w_split")
+        self.w_merge = setting_editor("reward.w_merge")
+        self.shrink = setting_editor("reward.interior_shrink")
+        self.beta = setting_editor("reward.beta")
+        size = SETTINGS_BY_PATH["input_size"]
         self.input_size = QSpinBox()
-        self.input_size.setRange(8, 4096)
-        self.input_size.setToolTip("Network input size S (pixels per axis).")
-        self.input_mode = QComboBox()
-        self.input_mode.addItems(["resize", "crop"])
-        self.input_mode.setToolTip(
-            "resize: images are resized to S (the paper's 2D setting); crop: training on random "
-            "S-sized crops, inference on the whole image.")
+        self.input_size.setRange(int(size.low), int(size.high))
+        self.input_size.setToolTip(f"input_size: {size.help}; the same on every axis.")
+        self.input_mode = setting_editor("input_mode")
         size_row = QWidget()
         size_layout = QHBoxLayout(size_row)
         size_layout.setContentsMargins(0, 0, 0, 0)
@@ -157,7 +126,8 @@ class TrainingForm(QWidget):
         self.network = QComboBox()
         self.network.setEditable(True)
         self.network.setToolTip(
-            "U-Net widths from top to bottom; pick a preset or type your own, e.g. 8, 16, 32.")
+            f"network.features: {SETTINGS_BY_PATH['network.features'].help}; pick a preset or "
+            f"type your own, e.g. 8, 16, 32.")
         method = QGroupBox("Method")
         form = QFormLayout(method)
         form.addRow("steps T", steps_row)
@@ -177,28 +147,24 @@ class TrainingForm(QWidget):
             "fast: learns most per CPU-minute (higher learning rate with gradient clipping, "
             "normalised advantages, decaying entropy bonus). paper: the authors' settings "
             "(lr 1e-4, then 1e-5). Same method either way.")
-        self.lr = QLineEdit(f"{TRAINING_RECIPES['fast']['lr']:g}")
-        self.lr.setToolTip("Learning rate (Adam); lowered for the last part of the budget, as "
-                           "the recipe says (paper: a tenth for the last 30%).")
+        self.lr = setting_editor("train.lr")
+        set_value(self.lr, "train.lr", TRAINING_RECIPES["fast"]["lr"])
         self.recipe.currentTextChanged.connect(
-            lambda name: self.lr.setText(f"{TRAINING_RECIPES[name]['lr']:g}"))
-        self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, 256)
-        self.batch_size.setValue(4)
-        self.batch_size.setToolTip("Episodes (images or crops) per update.")
+            lambda name: set_value(self.lr, "train.lr", TRAINING_RECIPES[name]["lr"]))
+        self.batch_size = setting_editor("train.batch_size")
         self.budget_kind = QComboBox()
         self.budget_kind.addItems(["episodes", "minutes"])
         self.budget = QDoubleSpinBox()
         self.budget.setRange(0.1, 1e7)
         self.budget.setDecimals(1)
-        self.budget.setValue(2000)
+        self.budget.setValue(SETTINGS_BY_PATH["train.episodes"].default)
         self.budget.setToolTip("How long to train: a number of episodes, or minutes.")
         self.budget_kind.currentTextChanged.connect(
-            lambda kind: self.budget.setValue(10 if kind == "minutes" else 2000))
-        self.every = QSpinBox()
-        self.every.setRange(1, 100000)
-        self.every.setValue(50)
-        self.every.setToolTip("Validate and save a checkpoint every this many updates.")
+            lambda kind: self.budget.setValue(
+                10 if kind == "minutes" else SETTINGS_BY_PATH["train.episodes"].default))
+        self.every = setting_editor("train.val_every")
+        self.every.setToolTip("Validate and save a checkpoint every this many updates "
+                              "(train.val_every and train.checkpoint_every).")
         self.device = QComboBox()
         self.device.addItems(available_devices())
         self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU.")
@@ -263,16 +229,19 @@ class TrainingForm(QWidget):
         self.model_ndim.setCurrentIndex(1 if ndim == 3 else 0)
 
     def apply_dim_defaults(self) -> None:
-        """Input size, mode, radii, shrink and network presets of the chosen dimensionality."""
-        defaults = DIM_DEFAULTS[self.ndim]
-        self.input_size.setValue(defaults["size"])
-        self.input_mode.setCurrentText(defaults["mode"])
-        self.radii.setText(defaults["radii"])
-        self.shrink.setValue(defaults["shrink"])
+        """Input size, mode, radii, shrink and network of the chosen dimensionality, from the
+        core's defaults and presets."""
+        defaults = ColorRLConfig.default_for(self.ndim)
+        self.input_size.setValue(defaults.input_size[0])
+        set_value(self.input_mode, "input_mode", defaults.input_mode)
+        set_value(self.radii, "reward.radii", defaults.reward.radii)
+        set_value(self.shrink, "reward.interior_shrink", defaults.reward.interior_shrink)
+        presets = NETWORK_PRESETS[self.ndim]
         self.network.clear()
-        for name, features in NETWORKS[self.ndim].items():
+        for name, features in presets.items():
             self.network.addItem(f"{name}: {', '.join(map(str, features))}")
-        self.network.setCurrentIndex(list(NETWORKS[self.ndim]).index(defaults["network"]))
+        default = next(name for name, f in presets.items() if f == defaults.network.features)
+        self.network.setCurrentIndex(list(presets).index(default))
         self.schedule_refresh()
 
     def reset_choices(self, *_: Any) -> None:
@@ -284,35 +253,56 @@ class TrainingForm(QWidget):
     def schedule_refresh(self, *_: Any) -> None:
         self._scan_timer.start()
 
-    def overrides(self) -> dict:
-        """The dock's settings as a nested config dictionary; ValueError names a bad one."""
+    def editors(self) -> dict[str, Any]:
+        """The fields made from the settings table, by setting."""
+        return {"input_mode": self.input_mode, "reward.radii": self.radii,
+                "reward.w_split": self.w_split, "reward.w_merge": self.w_merge,
+                "reward.interior_shrink": self.shrink, "reward.beta": self.beta,
+                "train.lr": self.lr, "train.batch_size": self.batch_size,
+                "train.val_every": self.every}
+
+    def settings(self) -> dict[str, Any]:
+        """The dock's settings as dotted paths of the settings table (the recipe comes on top
+        of the defaults, these on top of the recipe); ValueError names a bad one."""
+        values = {path: read_value(editor, path) for path, editor in self.editors().items()}
+        text = self.network.currentText().split(":")[-1]
         try:
-            radii = _ints(self.radii.text())
-        except ValueError:
-            raise ValueError("Radii must be positive whole numbers, e.g. 12, 28.") from None
-        try:
-            features = _ints(self.network.currentText().split(":")[-1])
+            features = [int(v) for v in text.replace(",", " ").split()]
         except ValueError:
             raise ValueError("Network: give whole-number widths, e.g. 16, 32, 64.") from None
+        SETTINGS_BY_PATH["network.features"].check(features)
         if len(features) < 2:
-            raise ValueError("Network: give at least two widths.")
-        try:
-            lr = float(self.lr.text())
-        except ValueError:
-            lr = -1.0
-        if not 0 < lr < 1:
-            raise ValueError("The learning rate must be a number between 0 and 1, e.g. 1e-4.")
-        recipe = TRAINING_RECIPES[self.recipe.currentText()]
-        return {
-            "input_mode": self.input_mode.currentText(),
-            "network": {"features": features},
-            "reward": {"radii": radii, "w_split": self.w_split.value(),
-                       "w_merge": self.w_merge.value(), "interior_shrink": self.shrink.value(),
-                       "beta": self.beta.value()},
-            "train": {**recipe, "lr": lr, "lr_final": lr * recipe["lr_final"] / recipe["lr"],
-                      "batch_size": self.batch_size.value(),
-                      "val_every": self.every.value(), "checkpoint_every": self.every.value()},
-        }
+            raise ValueError("Network: give at least two widths, e.g. 16, 32, 64.")
+        values["network.features"] = features
+        values["train.checkpoint_every"] = values["train.val_every"]
+        values["input_size"] = self.input_size.value()
+        return {**self.extra_settings, **values}
+
+    def apply_settings(self, settings: dict[str, Any]) -> None:
+        """Show ``settings`` (dotted paths) in the form; those it has no field for (e.g. the
+        demo's network.input_features) are kept and sent with the form's own."""
+        editors = self.editors()
+        for path, value in settings.items():
+            if path in editors:
+                set_value(editors[path], path, value)
+            elif path == "input_size":
+                self.input_size.setValue(int(value))
+            elif path == "network.features":
+                presets = NETWORK_PRESETS[self.ndim]
+                named = [name for name, f in presets.items() if list(f) == list(value)]
+                if named:
+                    self.network.setCurrentIndex(list(presets).index(named[0]))
+                else:
+                    self.network.setEditText(", ".join(map(str, value)))
+            elif path == "steps":
+                self.steps.setValue(0 if value == "auto" else int(value))
+            elif path in ("train.minutes", "train.episodes"):
+                self.budget_kind.setCurrentText(path.split(".")[1])
+                self.budget.setValue(value)
+            elif path == "train.device":
+                self.device.setCurrentText(value)
+            elif path != "train.checkpoint_every":
+                self.extra_settings[path] = value
 
     def refresh(self) -> None:
         raise NotImplementedError

@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: Dock settings of the demo, as in ``napari_colorrl.cli.demo.demo_config`` (a small, fast network).
-DEMO_SETTINGS = {"size": 128, "radii": "6, 14", "network": "small", "recipe": "fast",
-                 "every": 25}
-
 
 def add_docks(viewer: Any) -> tuple[Any, Any]:
     """Dock "ColorRL Training" and "ColorRL Segmentation" (tabbed) on the right of ``viewer``."""
@@ -36,35 +32,32 @@ def show_dock(widget: Any) -> None:
 
 
 def setup_demo(viewer: Any, minutes: float, out: Path, start: bool = True) -> tuple[Any, Any]:
-    """Add the cells sample and both docks to ``viewer``; configure (and start) training."""
-    from napari_colorrl.sample_data import cells_2d
+    """Add the demo's training and validation cells (``core.demo``, the same as the headless
+    demo's) as stacks of frames and both docks to ``viewer``; configure (and start) training."""
+    import numpy as np
 
-    (image, image_kwargs, _), (labels, labels_kwargs, _) = cells_2d()
-    image_layer = viewer.add_image(image, **image_kwargs)
-    labels_layer = viewer.add_labels(labels, **labels_kwargs)
+    from napari_colorrl.core.demo import DEMO_RECIPE, demo_samples, demo_settings
+
+    train, val = demo_samples()
+    layers = []
+    for what, samples in (("training", train), ("validation", val)):
+        image = viewer.add_image(np.stack([s.image for s in samples]), name=f"cells ({what})",
+                                 colormap="gray", visible=what == "training")
+        labels = viewer.add_labels(np.stack([s.labels for s in samples]),
+                                   name=f"cells {what} ground truth", opacity=0.5,
+                                   visible=what == "training")
+        layers.append((image, labels))
     training, segmentation = add_docks(viewer)
-    training.train_pairs.set_pairs([(image_layer, labels_layer)])
+    training.train_pairs.set_pairs([layers[0]])
+    training.val_pairs.set_pairs([layers[1]])
     training.set_model_ndim(2)
-    training.input_size.setValue(DEMO_SETTINGS["size"])
-    training.radii.setText(DEMO_SETTINGS["radii"])
-    training.network.setCurrentIndex(training.network.findText(DEMO_SETTINGS["network"],
-                                                                 _starts_with()))
-    training.recipe.setCurrentText(DEMO_SETTINGS["recipe"])
-    training.every.setValue(DEMO_SETTINGS["every"])
-    training.budget_kind.setCurrentText("minutes")
-    training.budget.setValue(minutes)
-    out = Path(out)
-    training.output.setText(str(out / "colorrl-demo.pt"))
+    training.recipe.setCurrentText(DEMO_RECIPE)
+    training.apply_settings(demo_settings(minutes))
+    training.output.setText(str(Path(out) / "colorrl-demo.pt"))
     training.refresh()
     if start:
         training.start()
     return training, segmentation
-
-
-def _starts_with() -> Any:
-    from qtpy.QtCore import Qt
-
-    return Qt.MatchFlag.MatchStartsWith
 
 
 def open_demo_viewer(minutes: float, out: Path) -> int:
