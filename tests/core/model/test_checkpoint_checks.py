@@ -88,7 +88,10 @@ def test_network_larger_than_free_memory_refused(tmp_path, monkeypatch):
     import napari_colorrl.core.runtime as runtime
 
     monkeypatch.setattr(runtime, "available_bytes", lambda device="cpu": 1000)
-    path = _good(tmp_path, _config())
+    load_checkpoint(_good(tmp_path, _config()))  # tiny weights: left to the work's own checks
+    config = _config(features=(2048, 2048))
+    assert 64 * 1024**2 < weight_bytes(config) < ck.MAX_WEIGHT_BYTES
+    path = save_checkpoint(tmp_path / "big.pt", config=config, model_state={"w": torch.zeros(1)})
     with pytest.raises(CheckpointError, match="memory is free"):
         load_checkpoint(path)
 
