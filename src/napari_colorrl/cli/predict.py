@@ -12,7 +12,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="segment images with a trained model",
         description="Segment one image or a folder of images with a trained ColorRL model. "
         "Writes one label TIFF per image (same spatial shape as the input, uint16/uint32), "
-        "named like the input with .tif.",
+        "named like the input with .tif. Refuses, before loading the model, outputs that would "
+        "replace an input, ground truth, another output or (without --overwrite) any file.",
     )
     p.add_argument("--model", required=True, help="checkpoint file, or a bundled model name")
     p.add_argument("--input", required=True, type=Path, help="an image file or a folder of them")
@@ -25,6 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--save-steps", action="store_true",
         help="also write NAME_steps.tif (the T binary step maps) and NAME_colors.tif",
     )
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace label files an earlier colorrl predict wrote (never other files)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=run)
 
@@ -33,18 +38,28 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_colorrl.core.data.checks import ensure_writable
-    from napari_colorrl.core.data.files import list_images, read_image, write_labels, write_tiff
+    from napari_colorrl.core.data.files import (
+        PREDICTION_TAG,
+        list_images,
+        plan_outputs,
+        read_image,
+        write_labels,
+        write_tiff,
+    )
     from napari_colorrl.core.inference import Segmenter
 
     images = list_images(args.input)
+    # Before the model is loaded: nothing the user has may be replaced.
+    plans = plan_outputs(images, args.output, save_steps=args.save_steps,
+                         overwrite=args.overwrite)
     ensure_writable(args.output, what="label files")
     segmenter = Segmenter.load(args.model, device=args.device)
-    for path in tqdm(images, desc="segmenting", unit="image", disable=len(images) < 2):
-        image = read_image(path)
+    for plan in tqdm(plans, desc="segmenting", unit="image", disable=len(plans) < 2):
+        image = read_image(plan.source)
         result = segmenter.segment(image, min_size=args.min_size)
-        write_labels(args.output / f"{path.stem}.tif", result.instances)
-        if args.save_steps:
-            write_tiff(args.output / f"{path.stem}_steps.tif", result.steps)
-            write_tiff(args.output / f"{path.stem}_colors.tif", result.colors)
-    print(f"wrote {len(images)} label file(s) to {args.output}")
+        write_labels(plan.labels, result.instances, tag=PREDICTION_TAG)
+        if plan.steps is not None:
+            write_tiff(plan.steps, result.steps, tag=PREDICTION_TAG)
+            write_tiff(plan.colors, result.colors, tag=PREDICTION_TAG)
+    print(f"wrote {len(plans)} label file(s) to {args.output}")
     return 0

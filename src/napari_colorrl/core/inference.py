@@ -64,13 +64,11 @@ class Segmenter:
         """Load a checkpoint file (or a bundled model name) for inference (``fast_layout``: as
         in ``__init__``)."""
         from napari_colorrl.core.model.bundled import resolve_model_path
-        from napari_colorrl.core.model.checkpoint import load_checkpoint, load_weights
-        from napari_colorrl.core.model.networks import build_network
+        from napari_colorrl.core.model.checkpoint import load_checkpoint, network_from_checkpoint
 
         path = resolve_model_path(path)
         checkpoint = load_checkpoint(path, map_location="cpu")
-        model = build_network(checkpoint.config)
-        load_weights(model, checkpoint, path)
+        model = network_from_checkpoint(checkpoint, path)
         segmenter = cls(model, checkpoint.config, device=device, fast_layout=fast_layout)
         segmenter.source = str(path)
         return segmenter

@@ -1,8 +1,8 @@
 """Between napari layers and the core's arrays.
 
 Layers -> training samples (``samples_from_layers``), results -> Labels layers that are replaced
-on a re-run (``upsert_labels``), and the layer pickers the docks share (``LayerCombo``,
-``LayerPairList``).
+on a re-run only while they hold what the dock wrote (``write_result``), and the layer pickers
+the docks share (``LayerCombo``, ``LayerPairList``).
 """
 
 from __future__ import annotations
@@ -104,6 +104,51 @@ def samples_from_layers(image: Image, labels: Labels, ndim: int) -> SampleScan:
     return scan
 
 
+def data_fingerprint(data: Any) -> str:
+    """A hash of an array's dtype, shape and bytes: changes with any edit of the data."""
+    import hashlib
+
+    array = np.ascontiguousarray(np.asarray(data))
+    digest = hashlib.blake2b(f"{array.dtype.str}{array.shape}".encode(), digest_size=16)
+    digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+    return digest.hexdigest()
+
+
+def result_unedited(layer: Layer) -> bool:
+    """True for a layer a dock wrote whose data is still exactly what the dock wrote."""
+    info = layer.metadata.get(RESULT_KEY) if isinstance(layer.metadata, dict) else None
+    if not isinstance(info, dict) or "data_hash" not in info:
+        return False
+    return info["data_hash"] == data_fingerprint(layer_array(layer))
+
+
+def free_name(viewer: Any, name: str) -> str:
+    """``name``, or ``name [2]``, ``name [3]``, ... : the first one no layer has."""
+    if name not in viewer.layers:
+        return name
+    n = 2
+    while f"{name} [{n}]" in viewer.layers:
+        n += 1
+    return f"{name} [{n}]"
+
+
+def write_result(viewer: Any, data: np.ndarray, name: str, like: Layer, previous: str | None = None,
+                 **kwargs: Any) -> Labels:
+    """Write a result into the layer ``previous`` (default ``name``) only when a dock wrote it and
+    it is unchanged since; otherwise, a layer the user made or edited is kept and the result goes
+    to a new layer ``name [2]`` (``free_name``). The layer's metadata records a hash of the data
+    written (``result_unedited``)."""
+    target = previous if previous is not None else name
+    layer = viewer.layers[target] if target in viewer.layers else None
+    if layer is not None and not (isinstance(layer, Labels) and result_unedited(layer)):
+        target = free_name(viewer, name)
+    layer = upsert_labels(viewer, data, target, like, **kwargs)
+    info = dict(layer.metadata.get(RESULT_KEY, {}))
+    info["data_hash"] = data_fingerprint(layer_array(layer))
+    layer.metadata = {**layer.metadata, RESULT_KEY: info}
+    return layer
+
+
 def upsert_labels(viewer: Any, data: np.ndarray, name: str, like: Layer, **kwargs: Any) -> Labels:
     """Put ``data`` in the Labels layer called ``name``, adding it only when it is not there, so
     a re-run replaces results. Scale and translate come from the input layer ``like``."""
@@ -135,9 +180,11 @@ class LayerCombo(QComboBox):
         self.refresh()
 
     def candidates(self) -> list[Layer]:
+        """Layers of the type; results a dock wrote are left out until the user edits them."""
         return [
             layer for layer in self.viewer.layers
-            if isinstance(layer, self.layer_type) and RESULT_KEY not in layer.metadata
+            if isinstance(layer, self.layer_type)
+            and (RESULT_KEY not in layer.metadata or not result_unedited(layer))
         ]
 
     def refresh(self, *_: Any) -> None:

@@ -1,8 +1,10 @@
 """The "ColorRL Segmentation" dock: run a checkpoint on an image layer, step through the coloring.
 
 For an input layer ``X`` it writes the Labels layers ``X step 1`` .. ``X step T`` (binary
-actions), ``X colors`` and ``X instances``; a re-run replaces their data. The step slider shows
-the colors after the first k steps; a new minimum size re-runs only the post-processing.
+actions), ``X colors`` and ``X instances``; a re-run replaces their data only while they hold what
+this dock wrote: a layer the user made or edited is kept and the result goes to
+``X instances [2]``. The step slider shows the colors after the first k steps; a new minimum size
+re-runs only the post-processing.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from napari_colorrl.widgets._layers import (
     LayerCombo,
     frame_indices,
     layer_array,
+    result_unedited,
     spatial_shape,
-    upsert_labels,
+    write_result,
 )
 
 
@@ -66,6 +69,18 @@ def _segmentation_run(model: str, device: str, data: Any, shape: tuple[int, ...]
         return Failure(err)
 
 
+def _model_ndim(model: Any) -> int | None:
+    """2 or 3 for a bundled model (from its name, e.g. nuclei-2d), None when not known."""
+    from napari_colorrl.core.model.bundled import BUNDLED_MODELS
+
+    text = str(model or "")
+    if text in BUNDLED_MODELS:
+        for ndim in (2, 3):
+            if text.lower().endswith(f"-{ndim}d"):
+                return ndim
+    return None
+
+
 class SegmentationWidget(QWidget):
     """Segment an image layer with a trained ColorRL checkpoint."""
 
@@ -82,6 +97,8 @@ class SegmentationWidget(QWidget):
         self.stacked = False
         self.input_layer: Image | None = None
         self._browsed: list[str] = []
+        self._written: dict[str, str] = {}  # result name -> the layer it was last written to
+        self._problem = ""  # the problem message shown in the status line, if any
 
         self.image = LayerCombo(napari_viewer, Image)
         self.image.setToolTip("2D image, 3D volume, or a stack of 2D frames for a 2D model.")
@@ -136,6 +153,7 @@ class SegmentationWidget(QWidget):
         self._postprocess_timer.timeout.connect(self.update_instances)
         self.min_size.valueChanged.connect(lambda _: self._postprocess_timer.start())
         self.step_slider.valueChanged.connect(self.show_step)
+        self.image.currentTextChanged.connect(self.prefer_fitting_model)
         self.image.currentTextChanged.connect(self.refresh)
         self.model.currentIndexChanged.connect(self.refresh)
         trained_checkpoints.events.inserted.connect(self._on_trained)
@@ -159,7 +177,24 @@ class SegmentationWidget(QWidget):
         index = self.model.findData(current)
         self.model.setCurrentIndex(index if index >= 0 else 0)
         self.model.blockSignals(False)
+        if select is None:
+            self.prefer_fitting_model()
         self.refresh()
+
+    def prefer_fitting_model(self, *_: Any) -> None:
+        """When the chosen model is a bundled one of another dimensionality than the image
+        layer (the 2D nuclei model for a volume), choose the first model that may fit instead:
+        one of the layer's ndim, or a trained/chosen file (its ndim is known only when loaded)."""
+        layer = self.image.layer()
+        if layer is None:
+            return
+        want = len(spatial_shape(layer))
+        if _model_ndim(self.model.currentData()) in (None, want):
+            return
+        for index in range(self.model.count()):
+            if _model_ndim(self.model.itemData(index)) in (None, want):
+                self.model.setCurrentIndex(index)
+                return
 
     def reset_choices(self, *_: Any) -> None:
         """napari calls this when the layer list changes."""
@@ -197,10 +232,18 @@ class SegmentationWidget(QWidget):
         return found
 
     def refresh(self, *_: Any) -> None:
+        """Enable Segment; show the first problem, and clear only a problem shown before (the
+        result of the last run stays)."""
         found = self.problems()
         self.run_button.setEnabled(not found and not self.running)
-        if not self.running:
-            self.status.setText(found[0] if found else "")
+        if self.running:
+            return
+        if found:
+            self._problem = found[0]
+            self.status.setText(found[0])
+        elif self._problem and self.status.text() == self._problem:
+            self._problem = ""
+            self.status.setText("")
 
     # --- running --------------------------------------------------------------------------
     def run(self) -> None:
@@ -276,19 +319,19 @@ class SegmentationWidget(QWidget):
     def write_layers(self) -> None:
         """Add (or replace the data of) the step, colors and instances layers."""
         name, steps = self.input_layer.name, self.segmenter.steps
-        like = self.input_layer
         for k in range(1, steps + 1):
-            upsert_labels(self.viewer, self._stack([r.steps[k - 1] for r in self.results]),
-                          f"{name} step {k}", like, metadata=self.metadata("step", step=k),
-                          visible=False, opacity=0.5)
+            self._put(self._stack([r.steps[k - 1] for r in self.results]), f"{name} step {k}",
+                      metadata=self.metadata("step", step=k), visible=False, opacity=0.5)
         stale = steps + 1
-        while f"{name} step {stale}" in self.viewer.layers:  # a re-run with a smaller T
-            self.viewer.layers.remove(f"{name} step {stale}")
+        while f"{name} step {stale}" in self._written:  # a re-run with a smaller T
+            layer_name = self._written.pop(f"{name} step {stale}")
+            if layer_name in self.viewer.layers and result_unedited(self.viewer.layers[layer_name]):
+                self.viewer.layers.remove(layer_name)
             stale += 1
-        upsert_labels(self.viewer, self._stack([r.colors for r in self.results]), f"{name} colors",
-                      like, metadata=self.metadata("colors", after_step=steps), opacity=0.6)
-        upsert_labels(self.viewer, self._stack([r.instances for r in self.results]),
-                      f"{name} instances", like, metadata=self.metadata("instances"), opacity=0.6)
+        self._put(self._stack([r.colors for r in self.results]), f"{name} colors",
+                  metadata=self.metadata("colors", after_step=steps), opacity=0.6)
+        self._put(self._stack([r.instances for r in self.results]), f"{name} instances",
+                  metadata=self.metadata("instances"), opacity=0.6)
         self.step_slider.blockSignals(True)
         self.step_slider.setRange(1, steps)
         self.step_slider.setValue(steps)
@@ -299,13 +342,20 @@ class SegmentationWidget(QWidget):
         frames = f" in {len(self.results)} frames" if self.stacked else ""
         self.status.setText(f"T = {steps} steps, {count} objects{frames}.")
 
+    def _put(self, data: np.ndarray, name: str, **kwargs: Any):
+        """Write a result layer, never over one the user made or edited (``write_result``)."""
+        layer = write_result(self.viewer, data, name, self.input_layer,
+                             previous=self._written.get(name), **kwargs)
+        self._written[name] = layer.name
+        return layer
+
     def show_step(self, k: int) -> None:
         """Show the color map after the first ``k`` steps in 'X colors'."""
         if not self.results:
             return
         colors = self._stack([r.colors_after(k) for r in self.results])
-        layer = upsert_labels(self.viewer, colors, f"{self.input_layer.name} colors",
-                              self.input_layer, metadata=self.metadata("colors", after_step=k))
+        layer = self._put(colors, f"{self.input_layer.name} colors",
+                          metadata=self.metadata("colors", after_step=k))
         layer.visible = True
         self.step_label.setText(f"colors after step {k} of {self.segmenter.steps}")
 
@@ -316,7 +366,7 @@ class SegmentationWidget(QWidget):
         min_size = self.effective_min_size()
         instances = self._stack([
             self.segmenter.postprocess(r.colors, min_size=min_size) for r in self.results])
-        upsert_labels(self.viewer, instances, f"{self.input_layer.name} instances",
-                      self.input_layer, metadata=self.metadata("instances"))
+        self._put(instances, f"{self.input_layer.name} instances",
+                  metadata=self.metadata("instances"))
         count = int(instances.max()) if not self.stacked else sum(int(f.max()) for f in instances)
         self.status.setText(f"min. size {min_size}: {count} objects.")

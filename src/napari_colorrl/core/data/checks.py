@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,3 +119,24 @@ def ensure_writable(path: str | Path, what: str = "output") -> Path:
         with contextlib.suppress(OSError):
             probe.unlink()
     return folder
+
+
+def _size(n: float) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 / 10 else f"{n / 1024**2:.1f} MiB"
+
+
+def check_disk_space(folder: str | Path, needed_bytes: int, what: str = "the output") -> None:
+    """OSError naming the free and the needed space when ``folder`` (or, if it does not exist
+    yet, its nearest existing parent) has less than ``needed_bytes`` free."""
+    place = Path(folder).expanduser().absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        free = shutil.disk_usage(place).free
+    except OSError:
+        return  # unknown: the atomic write still keeps the previous file if the disk fills
+    if needed_bytes > free:
+        raise OSError(
+            f"Not enough disk space for {what} in {folder}: it needs about {_size(needed_bytes)} "
+            f"but only {_size(free)} is free. Free some space or write to another disk."
+        )

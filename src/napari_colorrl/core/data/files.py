@@ -143,8 +143,12 @@ def as_label_array(data: np.ndarray, source: str = "the labels") -> np.ndarray:
 
 
 # --- folders ------------------------------------------------------------------------------------
-def list_pairs(images_dir: str | Path, labels_dir: str | Path) -> list[tuple[Path, Path]]:
+def list_pairs(
+    images_dir: str | Path, labels_dir: str | Path, images: Iterable[Path] | None = None
+) -> list[tuple[Path, Path]]:
     """Pair every image of ``images_dir`` with the label file of the same stem in ``labels_dir``.
+
+    images: the files of ``images_dir`` to pair (default: all its image files).
 
     Suffixes may differ (``a.png`` pairs with ``a.tif``) and a label stem may end in ``_label``,
     ``_labels``, ``_mask`` or ``_masks``. Both folders may be the same folder. Label files
@@ -156,7 +160,8 @@ def list_pairs(images_dir: str | Path, labels_dir: str | Path) -> list[tuple[Pat
         if not folder.is_dir():
             raise FileNotFoundError(f"The {what} folder {folder} does not exist (or is no folder).")
     same = images_dir.resolve() == labels_dir.resolve()
-    images = [p for p in _images_in(images_dir) if not (same and _label_stem(p) != p.stem)]
+    images = [p for p in (_images_in(images_dir) if images is None else images)
+              if not (same and _label_stem(p) != p.stem)]
     labels = _images_in(labels_dir)
     if not images:
         raise ValueError(f"The images folder {images_dir} holds no image files ({_SUPPORTED}).")
@@ -191,6 +196,31 @@ def list_pairs(images_dir: str | Path, labels_dir: str | Path) -> list[tuple[Pat
             f"optionally ending in _label or _mask)."
         )
     return pairs
+
+
+def prediction_files(folder: str | Path) -> list[Path]:
+    """The label files of a predictions folder: its image files without the ``_steps`` and
+    ``_colors`` files ``predict --save-steps`` writes next to them. ValueError when two files
+    share a stem (``a.tif`` and ``a.png``), naming them: each would be scored as the same image."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"The predictions folder {folder} does not exist (or is no folder).")
+    files = _images_in(folder)
+    stems = {p.stem.casefold() for p in files}
+    labels = [p for p in files if not any(
+        p.stem.casefold().endswith(end) and p.stem.casefold()[: -len(end)] in stems
+        for end in PREDICTION_EXTRAS)]
+    by_stem: dict[str, list[Path]] = {}
+    for p in labels:
+        by_stem.setdefault(p.stem.casefold(), []).append(p)
+    twins = [" and ".join(p.name for p in group) for group in by_stem.values() if len(group) > 1]
+    if twins:
+        raise ValueError(
+            f"The predictions folder {folder} holds several files per image: {'; '.join(twins)}; "
+            f"keep one prediction per image (or predict into separate folders)."
+        )
+    return labels
 
 
 def load_pairs(pairs: Iterable[tuple[Path, Path]], ndim: int | None = None) -> list[Sample]:
@@ -242,24 +272,159 @@ def load_dataset_dir(root: str | Path) -> tuple[list[Sample], list[Sample]]:
     return train, val
 
 
+# --- planning predictions ---------------------------------------------------------------------
+#: The TIFF ``Software`` tag of every file ``colorrl predict`` writes: how it knows its own files.
+PREDICTION_TAG = "napari-colorrl predict"
+#: Extra outputs of ``predict --save-steps``, as endings of the label file's stem.
+PREDICTION_EXTRAS = ("_steps", "_colors")
+#: Folder names that hold ground truth (compared case-insensitively).
+GROUND_TRUTH_FOLDERS = ("masks", "mask", "labels", "label", "gt", "ground_truth", "groundtruth",
+                        "annotations")
+
+
+@dataclass
+class PlannedOutput:
+    """Where ``predict`` writes the results of one input image."""
+
+    source: Path
+    labels: Path
+    steps: Path | None = None
+    colors: Path | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        return [p for p in (self.labels, self.steps, self.colors) if p is not None]
+
+
+def plan_outputs(
+    inputs: Iterable[str | Path], folder: str | Path, save_steps: bool = False,
+    overwrite: bool = False,
+) -> list[PlannedOutput]:
+    """The files ``predict`` will write for ``inputs`` into ``folder``, checked before any work.
+
+    ``STEM.tif`` per input (and ``STEM_steps.tif``, ``STEM_colors.tif`` with ``save_steps``).
+    Raises ValueError, listing every case, when an output would be an input file, when two
+    outputs share a name (compared case-insensitively, so it holds on every filesystem), when
+    ``folder`` is a ground-truth folder (named like ``masks``/``labels``/``gt``, or the label
+    folder next to an ``images`` input folder, holding files ``predict`` did not write), or when
+    an output exists: without ``overwrite`` always, with it unless ``predict`` wrote that file.
+    """
+    inputs = [Path(p) for p in inputs]
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--output {folder} is a file; give a folder for the label files.")
+    plans = [
+        PlannedOutput(
+            source=src, labels=folder / f"{src.stem}.tif",
+            steps=folder / f"{src.stem}_steps.tif" if save_steps else None,
+            colors=folder / f"{src.stem}_colors.tif" if save_steps else None,
+        )
+        for src in inputs
+    ]
+    out_dir = folder.resolve()
+    # Every input file, keyed like an output in its folder: (resolved folder, casefolded name).
+    input_keys = {(p.parent.resolve(), p.name.casefold()): p for p in inputs}
+    owners: dict[str, list[str]] = {}
+    hits_input: list[str] = []
+    for plan in plans:
+        for path in plan.paths:
+            owners.setdefault(path.name.casefold(), []).append(
+                f"{plan.source.name}" + ("" if path == plan.labels else
+                                         f" ({path.stem.rsplit('_', 1)[-1]})"))
+            source = input_keys.get((out_dir, path.name.casefold()))
+            if source is not None:
+                hits_input.append(f"{path.name} would replace the input {source.name}")
+    clashes = [f"{name} <- {' and '.join(who)}" for name, who in owners.items() if len(who) > 1]
+    if hits_input or clashes:
+        problems = "; ".join([*hits_input, *(f"two outputs named {c}" for c in clashes)])
+        raise ValueError(
+            f"Predicting into {folder} would lose results or inputs: {problems}. Write to "
+            f"another --output folder, or rename the inputs so that their stems differ."
+        )
+    existing = {p.name.casefold(): p for p in folder.iterdir()} if folder.is_dir() else {}
+    _check_not_ground_truth(folder, inputs, existing)
+    foreign = []
+    for plan in plans:
+        for path in plan.paths:
+            old = existing.get(path.name.casefold())
+            if old is None:
+                continue
+            if old.is_dir():
+                foreign.append(f"{old.name} (a folder)")
+            elif not overwrite or not written_by_predict(old):
+                foreign.append(old.name)
+    if foreign:
+        shown = ", ".join(foreign[:_MAX_LISTED])
+        more = f" and {len(foreign) - _MAX_LISTED} more" if len(foreign) > _MAX_LISTED else ""
+        if overwrite:
+            raise ValueError(
+                f"--overwrite only replaces files colorrl predict wrote, but {folder} holds "
+                f"{shown}{more} from elsewhere (ground truth?); choose another --output folder."
+            )
+        raise ValueError(
+            f"{folder} already holds {shown}{more}; choose another --output folder, or pass "
+            f"--overwrite to replace earlier predictions."
+        )
+    return plans
+
+
+def written_by_predict(path: str | Path) -> bool:
+    """True for a TIFF that ``colorrl predict`` wrote (its Software tag is ``PREDICTION_TAG``)."""
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in TIFF_SUFFIXES:
+        return False
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return bool(tif.pages) and tif.pages[0].software == PREDICTION_TAG
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours
+        return False
+
+
+def _check_not_ground_truth(folder: Path, inputs: list[Path], existing: dict[str, Path]) -> None:
+    """ValueError when ``folder`` holds ground truth: image files ``predict`` did not write (and
+    that are not the inputs) in a folder named like ``masks``, or named like the inputs."""
+    own_inputs = {p.resolve() for p in inputs}
+    foreign = [p for p in existing.values()
+               if is_image_file(p) and p.resolve() not in own_inputs and not written_by_predict(p)]
+    if not foreign:
+        return
+    stems = {p.stem.casefold() for p in inputs}
+    matching = [p for p in foreign if _label_stem(p).casefold() in stems]
+    named = folder.name.casefold() in GROUND_TRUTH_FOLDERS
+    if named or matching:
+        why = (f"it is named {folder.name!r}" if named else
+               f"it holds label files named like the inputs, e.g. {matching[0].name}")
+        raise ValueError(
+            f"--output {folder} looks like a ground-truth folder ({why}, and {len(foreign)} "
+            f"file(s) in it were not written by colorrl predict); write predictions to a new "
+            f"folder."
+        )
+
+
 # --- writing ------------------------------------------------------------------------------------
-def write_labels(path: str | Path, labels: np.ndarray) -> Path:
-    """Write labels as a zlib-compressed TIFF in uint16, or uint32 when ids exceed 65535."""
+def write_labels(path: str | Path, labels: np.ndarray, tag: str | None = None) -> Path:
+    """Write labels as a zlib-compressed TIFF in uint16, or uint32 when ids exceed 65535.
+
+    tag: the TIFF Software tag (``PREDICTION_TAG`` for predictions), default tifffile's."""
     path = _tiff_path(path)
     data = as_label_array(labels, source="The labels to write")
     top = int(data.max()) if data.size else 0
     if top > np.iinfo(np.uint32).max:
         raise ValueError(f"Label id {top} does not fit in uint32; relabel the objects 1..N.")
     data = np.ascontiguousarray(data.astype(_smallest_uint(top, (np.uint16, np.uint32))))
-    return _write_tiff_atomic(path, data, photometric="minisblack", what="label file")
+    return _write_tiff_atomic(path, data, photometric="minisblack", what="label file", tag=tag)
 
 
-def write_tiff(path: str | Path, array: np.ndarray) -> Path:
-    """Write any array as a zlib-compressed TIFF (booleans as uint8; (H, W, 3|4) uint8 as RGB)."""
+def write_tiff(path: str | Path, array: np.ndarray, tag: str | None = None) -> Path:
+    """Write any array as a zlib-compressed TIFF (booleans as uint8; (H, W, 3|4) uint8 as RGB);
+    tag: as in ``write_labels``."""
     path = _tiff_path(path)
     data = np.ascontiguousarray(array, dtype=np.uint8 if np.asarray(array).dtype == bool else None)
     rgb = data.ndim == 3 and data.shape[-1] in (3, 4) and data.dtype == np.uint8
-    return _write_tiff_atomic(path, data, photometric="rgb" if rgb else "minisblack", what="TIFF")
+    return _write_tiff_atomic(path, data, photometric="rgb" if rgb else "minisblack", what="TIFF",
+                              tag=tag)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str = "file") -> Path:
@@ -295,10 +460,14 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str 
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _write_tiff_atomic(path: Path, data: np.ndarray, photometric: str, what: str) -> Path:
+def _write_tiff_atomic(
+    path: Path, data: np.ndarray, photometric: str, what: str, tag: str | None = None
+) -> Path:
     import tifffile
 
     options = {"photometric": photometric, "compression": "zlib"}
+    if tag is not None:
+        options["software"] = tag
     return atomic_write(path, lambda fh: tifffile.imwrite(fh, data, **options), what=what)
 
 

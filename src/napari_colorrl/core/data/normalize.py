@@ -16,15 +16,23 @@ def split_channels(image: np.ndarray, ndim: int) -> tuple[np.ndarray, bool]:
     """Return ``(array (C, *S), had_channels)`` for a grayscale or multi-channel image.
 
     A 2D image may be (H, W), (H, W, C) or (C, H, W) with C in 1..4; a 3D volume (Z, Y, X),
-    (Z, Y, X, C) or (C, Z, Y, X). Channels last are preferred when both ends could be channels.
+    (Z, Y, X, C) or (C, Z, Y, X). When both ends could be channels (e.g. (3, 100, 4)) the image
+    is ambiguous and raises ValueError.
     """
     image = np.asarray(image)
     if image.ndim == ndim:
         return image[None], False
     if image.ndim == ndim + 1:
-        if image.shape[-1] <= 4:
+        first, last = image.shape[0] <= 4, image.shape[-1] <= 4
+        if first and last:
+            raise ValueError(
+                f"The image has shape {image.shape}: both its first and its last axis could be "
+                f"colour channels; give it as channels-last (..., C) with a spatial size over 4 "
+                f"pixels, or crop/pad the narrow axis."
+            )
+        if last:
             return np.moveaxis(image, -1, 0), True
-        if image.shape[0] <= 4:
+        if first:
             return image, True
     kind = "2D image (Y, X)" if ndim == 2 else "3D volume (Z, Y, X)"
     other = 3 if ndim == 2 else 2
@@ -45,24 +53,49 @@ def normalize_image(
 ) -> np.ndarray:
     """Scale ``image`` to float32 (C, *S) in [0, 1], with C = config.channels.
 
-    RGBA drops alpha; RGB given to a grayscale model is averaged; grayscale given to an RGB model
-    is repeated. NaN and inf are replaced by the image's finite minimum. A constant image becomes
-    all zeros. Each channel is scaled separately.
+    A grayscale model gets the mean of all channels (2, 3 or 4: a constant alpha channel only
+    shifts the mean, which the scaling removes). An RGB model gets RGB as is, the first three
+    channels of four (a fourth that is not constant is dropped with a warning), and the
+    grayscale (or two-channel mean) repeated. NaN and inf are replaced by the image's finite
+    minimum. Values beyond float32 (e.g. float64 near 1e300) raise ValueError. A constant image
+    becomes all zeros. Each channel is scaled separately.
     """
     channels, _ = split_channels(image, ndim)
-    data = channels.astype(np.float32, copy=True)
-    if data.shape[0] == 4:
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = channels.astype(np.float32, copy=True)
+    if channels.dtype.kind == "f" and channels.dtype.itemsize > 4:
+        _check_float32_range(channels, data)
+    if config.channels == 3 and data.shape[0] == 4:
+        if data[3].min() != data[3].max():
+            from napari_colorrl.core.data.checks import warn
+
+            warn(
+                "The image has 4 channels and the model takes RGB: the 4th channel was "
+                "dropped as alpha, but it is not constant. If it holds signal, give the model "
+                "the channels it was trained on."
+            )
         data = data[:3]
-    if data.shape[0] == 2:
-        data = data[:1]
     if config.channels == 1 and data.shape[0] != 1:
         data = data.mean(axis=0, keepdims=True)
-    elif config.channels == 3 and data.shape[0] == 1:
-        data = np.repeat(data, 3, axis=0)
+    elif config.channels == 3 and data.shape[0] != 3:
+        data = np.repeat(data.mean(axis=0, keepdims=True), 3, axis=0)
     out = np.empty_like(data)
     for c in range(data.shape[0]):
         out[c] = _scale(data[c], config)
     return out
+
+
+def _check_float32_range(original: np.ndarray, data: np.ndarray) -> None:
+    """ValueError when finite values of ``original`` became inf in its float32 copy ``data``."""
+    if np.isfinite(data).all():
+        return
+    overflow = np.isinf(data) & np.isfinite(original)
+    if overflow.any():
+        top = float(np.abs(original[overflow]).max())
+        raise ValueError(
+            f"The image holds values up to {top:.3g}, beyond float32 (about 3.4e38); rescale it "
+            f"(e.g. divide by its maximum) or convert it to float32 first."
+        )
 
 
 def _scale(channel: np.ndarray, config: NormalizationConfig) -> np.ndarray:

@@ -347,3 +347,41 @@ def count_flops(
         for h in handles:
             h.remove()
     return int(total)
+
+
+def parameter_count(config: ColorRLConfig) -> int:
+    """``count_parameters(build_network(config))``, computed from the config alone.
+
+    Nothing is allocated, so a config asking for an absurd network (features [100000, 100000])
+    can be refused before it is built. Mirrors the layer layout of ``ColorRLNet`` exactly.
+    """
+    ndim = int(config.ndim)
+    k3, k2 = 3**ndim, 2**ndim
+    net = config.network
+    features = [int(f) for f in net.features]
+
+    def conv(i: int, o: int, kernel: int, bias: bool) -> int:
+        return i * o * kernel + (o if bias else 0)
+
+    def block(i: int, o: int) -> int:
+        shortcut = 0 if i == o else conv(i, o, 1, False)
+        return conv(i, o, k3, False) + conv(o, o, k3, False) + 4 * o + shortcut
+
+    def gate(skip: int, g: int) -> int:
+        inter = max(skip // 2, 1)
+        return conv(skip, inter, 1, False) + conv(g, inter, 1, False) + 4 * inter + conv(
+            inter, 1, 1, True)
+
+    width = int(net.input_features)
+    total = sum(block(c, width) + block(width, width)
+                for c in (int(config.normalization.channels), int(config.steps)))
+    in_ch = 2 * width
+    for f in features:
+        total += block(in_ch, f)
+        in_ch = f
+    for i in range(len(features) - 1):
+        big, small = features[i + 1], features[i]
+        total += conv(big, small, k2, True) + block(2 * small, small)
+        if net.attention:
+            total += gate(small, small)
+    return total + conv(features[0], 2, 1, True) + conv(features[0], 1, 1, True)
