@@ -16,12 +16,12 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import torch  # noqa: E402
+from test_widgets import WAIT_MS, configure_tiny  # noqa: E402
 
 from napari_colorrl.core.config import ColorRLConfig  # noqa: E402
 from napari_colorrl.core.data.synthetic import make_cells_2d  # noqa: E402
 from napari_colorrl.core.model.checkpoint import save_checkpoint  # noqa: E402
 from napari_colorrl.core.model.networks import build_network  # noqa: E402
-from test_widgets import WAIT_MS, configure_tiny  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

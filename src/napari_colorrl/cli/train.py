@@ -52,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "lr 1e-4; the default) or 'fast' (lr 6e-4 with clipping, normalised "
                            "advantages: learns more per CPU-minute); --config and the setting "
                            "flags override it")
+    run_group.add_argument("--overwrite", action="store_true",
+                           help="replace an existing --out checkpoint (and its best model)")
     run_group.add_argument("--config", type=Path, help="JSON file of settings (partial is fine)")
     run_group.add_argument("--resume", type=Path, help="continue from this checkpoint")
     run_group.add_argument("--log", "--log-file", dest="log", type=Path, default=None,
@@ -132,12 +134,14 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_colorrl.core.data.checks import ensure_writable
+    from napari_colorrl.core.data.checks import check_disk_space, ensure_writable
+    from napari_colorrl.core.model.checkpoint import check_checkpoint_output, training_disk_bytes
     from napari_colorrl.core.training.distributed import is_main_process
     from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
     from napari_colorrl.core.training.trainer import train
 
-    # Before reading any data: an unwritable output would only fail at the first checkpoint.
+    # Before reading any data: a bad output would only fail at the first checkpoint.
+    check_checkpoint_output(args.out, resume=args.resume, overwrite=args.overwrite)
     ensure_writable(args.out.parent, what="checkpoint")
     if args.log is not None:
         ensure_writable(args.log.parent, what="log")
@@ -147,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         recipe=args.recipe, resume=args.resume, settings=settings_from_args(args),
     )
     setup = prepare_training(request)
+    check_disk_space(args.out.parent, training_disk_bytes(setup.config, bool(setup.val)),
+                     what="the checkpoints")
     generator = train(setup.config, setup.train, setup.val, out=args.out, resume=args.resume)
     if not is_main_process():  # a torchrun worker other than rank 0: train, print nothing
         for _ in generator:

@@ -221,11 +221,20 @@ class TrainingWidget(TrainingForm):
             show_error(str(err))
             return
         from napari_colorrl.core.data.checks import ensure_writable
+        from napari_colorrl.core.model.checkpoint import (
+            best_path,
+            check_checkpoint_output,
+            fresh_output_path,
+        )
 
         out = Path(self.output.text()).expanduser()
+        if self.auto_output and (out.exists() or best_path(out).exists()):
+            out = fresh_output_path(out.parent)  # never over an earlier run's checkpoint
+            self.output.setText(str(out))
         try:
+            check_checkpoint_output(out, resume=request.resume)
             ensure_writable(out.parent, what="checkpoint")
-        except PermissionError as err:
+        except (ValueError, OSError) as err:
             show_error(str(err))
             return
         self._stop = threading.Event()

@@ -7,7 +7,6 @@ progress and the live plot on top of it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from napari_colorrl.core.config import (
     TRAINING_RECIPES,
     ColorRLConfig,
 )
+from napari_colorrl.core.model.checkpoint import fresh_output_path
 from napari_colorrl.widgets._layers import LayerPairList, SampleScan
 from napari_colorrl.widgets._settings import read_value, set_value, setting_editor
 
@@ -168,8 +168,9 @@ class TrainingForm(QWidget):
         self.device = QComboBox()
         self.device.addItems(available_devices())
         self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU.")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.output = QLineEdit(str(Path.home() / "colorrl-models" / f"colorrl-{stamp}.pt"))
+        self.output = QLineEdit(str(fresh_output_path(Path.home() / "colorrl-models")))
+        self.auto_output = True  # the dock's own proposal: a fresh one at every Start
+        self.output.textEdited.connect(lambda _: setattr(self, "auto_output", False))
         self.output.setToolTip("Checkpoint to write (also on Stop); the best one by validation "
                                "SBD goes next to it as .best.pt.")
         self.resume = QLineEdit()

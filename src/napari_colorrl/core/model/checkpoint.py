@@ -247,17 +247,16 @@ def fresh_output_path(folder: str | Path, stem: str = "colorrl") -> Path:
 
 def checkpoint_bytes(config: ColorRLConfig) -> int:
     """Rough size of one training checkpoint of ``config``: float32 weights and Adam's moments
-    (three copies, four with amsgrad, one more with a weight average), plus 1 MiB of the rest."""
-    copies = 3 + int(bool(getattr(config.train, "amsgrad", False)))
-    copies += int(bool(getattr(config.train, "weight_average", 0)))
+    (three copies, four with amsgrad), plus 1 MiB of the rest."""
+    copies = 3 + int(bool(config.train.amsgrad))
     return copies * weight_bytes(config) + 1024**2
 
 
 def training_disk_bytes(config: ColorRLConfig, validation: bool) -> int:
     """Disk space a training run needs for its outputs: the checkpoint twice (an atomic save
     writes the new file before the old one is removed) and, with validation data, the best
-    model (weights only) twice."""
-    best = 2 * (weight_bytes(config) + 1024**2) if validation else 0
+    model (a checkpoint too) twice."""
+    best = 2 * checkpoint_bytes(config) if validation else 0
     return 2 * checkpoint_bytes(config) + best
 
 

@@ -15,7 +15,13 @@ import numpy as np
 import torch
 
 from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.model.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from napari_colorrl.core.model.checkpoint import (
+    check_model_state,
+    check_training_state,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -56,6 +62,8 @@ class TrainingState:
                optimizer: torch.optim.Optimizer, device: torch.device) -> None:
         """Load the weights, optimizer and state saved in ``path`` into this run."""
         ckpt = load_checkpoint(path, map_location=device)
+        check_model_state(ckpt.model_state, ckpt.config, path)
+        check_training_state(ckpt, path)  # random states and optimizer: sizes before use
         if ckpt.config.steps != config.steps or ckpt.config.ndim != config.ndim:
             raise ValueError(
                 f"Cannot resume from {path}: it has T = {ckpt.config.steps}, "

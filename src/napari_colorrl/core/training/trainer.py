@@ -18,6 +18,7 @@ import torch
 
 from napari_colorrl.core.config import ColorRLConfig, TrainConfig
 from napari_colorrl.core.data.checks import check_training_samples, ensure_writable
+from napari_colorrl.core.model.checkpoint import best_path
 from napari_colorrl.core.model.fast_layers import use_fast_layout
 from napari_colorrl.core.model.networks import build_network
 from napari_colorrl.core.runtime import check_training_memory, release_memory
@@ -117,8 +118,9 @@ def train(
         ``image`` and ``labels`` (``core.data.files.Sample``). out: checkpoint path, written every
         ``config.train.checkpoint_every`` updates, at the end and when the generator is closed.
         When validation samples are given, the best model by validation SBD + AP50 is also kept
-        as ``<out>.best.pt``, and (``train.tune_min_size``) the minimum object size is chosen on
-        the validation images and saved in the checkpoints' config. resume: continue from a
+        as ``checkpoint.best_path(out)`` (run.pt: run.best.pt), and (``train.tune_min_size``)
+        the minimum object size is chosen on the validation images and saved in the
+        checkpoints' config. resume: continue from a
         checkpoint (weights, optimizer, counters, random state).
 
     Under torchrun (see ``training.distributed``) every process runs this generator as one
@@ -180,7 +182,7 @@ def train(
                     config = config.replace(min_size=int(validation["min_size"]))
                 if selection_score(validation) > state.best_score:
                     state.best_score = selection_score(validation)
-                    save(out.with_suffix(".best.pt"))
+                    save(best_path(out))
             if state.update % tcfg.checkpoint_every == 0 or done:
                 checkpoint = last_checkpoint = save(out)
             yield _report(stats, state, budget, lr, validation, checkpoint, done)
