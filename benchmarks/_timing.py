@@ -8,6 +8,7 @@ The networks have random weights (seed 0): the work done does not depend on them
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import math
@@ -24,6 +25,22 @@ from .recipes import load_recipe
 DATA_HELP = ("folder holding the data sets by name (cvppp_a1, dsb2018_fluo, gonuclear3d, each "
              "with val/images and val/masks); their first validation images are used. Without "
              "it, or for a set not in it: synthetic images")
+
+
+def speed_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of a speed benchmark with the options they share: --data, --device, --threads
+    (``apply_threads`` sets the last)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {name}", description=doc.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's default, all cores)")
+    return parser
+
+
+def apply_threads(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,16 +12,19 @@ their ratio, and whether every bfloat16 loss was finite, as a Markdown block.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-from pathlib import Path
-
-import torch
 
 from napari_colorrl.core.config import PRECISIONS
 
 from ._report import header
-from ._timing import DATA_HELP, size_text, speed_config, time_training, training_samples
+from ._timing import (
+    apply_threads,
+    size_text,
+    speed_config,
+    speed_parser,
+    time_training,
+    training_samples,
+)
 
 #: (name, recipe, data set, T)
 CASES = (
@@ -31,14 +34,11 @@ CASES = (
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    parser = speed_parser(__spec__.name, __doc__)
     parser.add_argument("--updates", type=int, default=12, help="timed updates per precision")
     parser.add_argument("--quick", action="store_true", help="4 timed updates per precision")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    apply_threads(args)
     updates = 4 if args.quick else args.updates
     rows = []
     for name, recipe, dataset, steps in CASES:
@@ -46,7 +46,7 @@ def main() -> int:
         samples, source = training_samples(config, args.data, dataset, 4)
         configs = {p: config.replace(train=dataclasses.replace(config.train, precision=p))
                    for p in PRECISIONS}
-        res = time_training(configs, samples, updates, warmup=2)
+        res = time_training(configs, samples, updates, 2, args.device)
         ratio = res["float32"]["seconds"] / res["bfloat16"]["seconds"]
         case = (f"{name}, {size_text(config.input_size)}, T = {config.steps}, batch "
                 f"{config.train.batch_size}")

@@ -11,20 +11,19 @@ without ``--data``). Prints a Markdown block with one table each.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from ._report import header
 from ._timing import (
-    DATA_HELP,
+    apply_threads,
     case_image,
     fmt,
     segment_call,
     segmenter_for,
     speed_config,
+    speed_parser,
     table,
     training_samples,
     training_update,
@@ -50,15 +49,10 @@ def profile_top(fn: Callable[[], object], rows: int = 8, device: str | torch.dev
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help=DATA_HELP)
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser = speed_parser(__spec__.name, __doc__)
     parser.add_argument("--rows", type=int, default=8, help="operators per table")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     config = speed_config("cvppp", steps=6, size=176)
     image, image_source = case_image(config, args.data, "cvppp_a1")

@@ -12,19 +12,17 @@ Markdown block and draws docs/images/speed-size.png and speed-steps.png (``--plo
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-
-import torch
 
 from ._report import ROOT, header
 from ._timing import (
-    DATA_HELP,
+    apply_threads,
     case_image,
     dump_json,
     fmt,
     matmul_gflops,
     speed_config,
+    speed_parser,
     table,
     time_inference,
 )
@@ -83,12 +81,8 @@ def plot(sizes: dict, steps: dict, out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    parser = speed_parser(__spec__.name, __doc__)
     parser.add_argument("--quick", action="store_true", help="one repeat, sizes up to 512")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed calls per point (default 3, quick 1)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None,
@@ -99,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for speed-size.png and speed-steps.png (default docs/images)")
     parser.add_argument("--json", type=Path, default=None, help="also write all numbers here")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     repeats = args.repeats or (1 if args.quick else 3)
     sizes = args.sizes or ([128, 256, 512] if args.quick else [128, 256, 512, 1024])
     t_values = args.steps or ([2, 4, 6, 8] if args.quick else [2, 3, 4, 5, 6, 7, 8])

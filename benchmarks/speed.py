@@ -34,7 +34,7 @@ import torch
 
 from ._report import ROOT, header
 from ._timing import (
-    DATA_HELP,
+    apply_threads,
     case_image,
     dump_json,
     fmt,
@@ -43,6 +43,7 @@ from ._timing import (
     segmenter_for,
     size_text,
     speed_config,
+    speed_parser,
     synthetic_samples,
     table,
     time_inference,
@@ -136,13 +137,8 @@ def reward_share_check(updates: int, device: str = "cpu") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    parser = speed_parser(__spec__.name, __doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and updates")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's default, all cores)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed calls per inference case (default 7, quick 2)")
     parser.add_argument("--updates", type=int, default=None,
@@ -155,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.memory_worker:
         return _memory_worker(args.memory_worker)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     skip, quick = set(args.skip), args.quick
     repeats = args.repeats or (2 if quick else 7)
     updates = args.updates or (2 if quick else 5)
