@@ -1,7 +1,7 @@
 """The fast layers and layout change no result: the fast paths against plain references.
 
-Plain references: PyTorch's own InstanceNorm and NCDHW 3D convolutions (``fast_layers
-.stock_copy``), and, written here, the coloring loop under ``no_grad``, the int64 color sum, the
+Plain references, written here: the network with PyTorch's own InstanceNorm and Conv3d layers
+in the NC(D)HW layout (``plain``), the coloring loop under ``no_grad``, the int64 color sum, the
 open-mesh nearest resize, small components dropped and the rest relabelled, and the per-step
 ``float(masked_mean(...))`` reward bookkeeping.
 """
@@ -26,8 +26,16 @@ from napari_colorrl.core.training.environment import Environment
 
 
 def plain(model: nn.Module) -> nn.Module:
-    """The network as it was: stock InstanceNorm and Conv3d, no fast 3D layout."""
-    return fast_layers.stock_copy(model)
+    """A copy of ``model`` (same weights) with PyTorch's stock ``InstanceNorm`` and ``Conv3d``
+    layers and no fast layout."""
+    stock = copy.deepcopy(model)
+    swap = {fast_layers.InstanceNorm2d: nn.InstanceNorm2d,
+            fast_layers.InstanceNorm3d: nn.InstanceNorm3d, fast_layers.Conv3d: nn.Conv3d}
+    for module in stock.modules():
+        module.__class__ = swap.get(type(module), type(module))
+        if hasattr(module, "fast_layout"):
+            module.fast_layout = False
+    return stock.to(memory_format=torch.contiguous_format)
 
 
 def config_for(ndim: int, steps: int = 3) -> ColorRLConfig:
