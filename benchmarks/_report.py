@@ -1,24 +1,20 @@
-"""Shared by the benchmark scripts: the machine's description and docs/benchmarks.md sections."""
+"""Shared by the benchmarks: the machine's description, the header of a printed result, the
+options of the training benchmarks and the run folder's config."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
-import re
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from .recipes import deep_update, load_recipe, recipe_names, write_recipe
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
-HEADER = """# Benchmarks
-
-Every figure on this page was printed by a script in `benchmarks/`; each section names the
-machine, the command and the date of its latest run. Re-run the command to refresh a section.
-"""
+RUNS = ROOT / "runs"
 
 
 def machine() -> str:
@@ -41,53 +37,71 @@ def machine() -> str:
 
 
 def command() -> str:
-    """The command line of this run (a --note and its text are left out: the section has it)."""
-    script = Path(sys.argv[0])
-    args = [script.relative_to(ROOT).as_posix() if script.is_absolute()
-            and ROOT in script.parents else sys.argv[0]]
-    rest = iter(sys.argv[1:])
-    for arg in rest:
-        if arg == "--note":
-            next(rest, None)
-        elif not arg.startswith("--note="):
-            args.append(arg)
-    return "python " + " ".join(shlex.quote(a) for a in args)
+    """The command line of this run, as ``python -m benchmarks.NAME ...``."""
+    script = Path(sys.argv[0]).resolve()
+    if script.parent == ROOT / "benchmarks":
+        head = ["-m", f"benchmarks.{script.stem}"]
+    else:
+        head = [sys.argv[0]]
+    return "python " + " ".join(shlex.quote(a) for a in head + sys.argv[1:])
 
 
 def stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
-def write_section(key: str, body: str, doc: Path = DOC) -> None:
-    """Replace (or append) the section marked ``key`` in docs/benchmarks.md."""
-    begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    text = doc.read_text() if doc.exists() else HEADER
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-    print(f"updated section {key!r} of {doc}")
+def header(title: str) -> list[str]:
+    """The first lines of a printed result: title, machine, command and date."""
+    return [f"## {title}", "", f"- machine: {machine()}", f"- command: `{command()}`",
+            f"- date: {stamp()}"]
 
 
-def add_run_arguments(parser, *, minutes: float, config_help: str, quick_help: str) -> None:
-    """The options every training benchmark shares: data, config, budget, T, seed, name,
-    --quick and --no-doc."""
+def add_run_arguments(parser, *, minutes: float, quick_help: str) -> None:
+    """The options every training benchmark shares: data, recipe (or a config file), budget, T,
+    seed, name and --quick."""
     parser.add_argument("--data", type=Path, required=True, help="folder with train/ and val/")
-    parser.add_argument("--config", type=Path, required=True, help=config_help)
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--recipe", choices=recipe_names(), metavar="NAME",
+                       help="a recipe of benchmarks/recipes: " + ", ".join(recipe_names()))
+    given.add_argument("--config", type=Path, help="a JSON config file of your own instead")
     parser.add_argument("--minutes", type=float, default=minutes,
                         help=f"training budget (default {minutes:g})")
-    parser.add_argument("--steps", default="auto", help="T, or auto")
+    parser.add_argument("--steps", default=None, help="T, or auto (default: the recipe's T, "
+                        "else auto)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default=None, help="name of the run (default: data folder)")
+    parser.add_argument("--name", default=None,
+                        help="name of the run (default: the recipe, else the data folder)")
     parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/")
 
 
-def pick(parser, text: str, known, what: str) -> list[str]:
+def run_name(args) -> str:
+    return args.name or args.recipe or args.data.name
+
+
+def recipe_config(args) -> dict:
+    """The config dict the run starts from: the recipe, or the user's config file."""
+    import json
+
+    return load_recipe(args.recipe) if args.recipe else json.loads(args.config.read_text())
+
+
+def prepare_run(args, folder: Path, *, minutes: float, changes: dict | None = None,
+                resume: Path | None = None):
+    """Write the run's config (recipe, then ``changes``, budget and seed) to folder/config.json
+    and prepare training from it as ``colorrl train --config`` does; print its messages."""
+    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
+
+    config = deep_update(recipe_config(args), changes or {})
+    config = deep_update(config, {"train": {"minutes": minutes, "seed": args.seed}})
+    path = write_recipe(config, folder / "config.json")
+    setup = prepare_training(TrainingRequest(data=args.data, config_file=path,
+                                             steps=args.steps, resume=resume))
+    for line in setup.messages:
+        print(line)
+    return setup
+
+
+def pick(parser: argparse.ArgumentParser, text: str, known, what: str) -> list[str]:
     """The comma-separated names in ``text``; a parser error names the unknown ones."""
     names = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [v for v in names if v not in known]

@@ -12,8 +12,8 @@
   gets without splitting touching objects.
 
 Choices are made with the score ColorRL's own minimum-size choice maximises (SBD + AP50,
-``core.validation.selection_score``), on the same validation images that are then scored, as for
-ColorRL's minimum object size.
+``core.training.selection.selection_score``), on the same validation images that are then
+scored, as for ColorRL's minimum object size.
 """
 
 from __future__ import annotations

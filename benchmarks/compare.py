@@ -3,8 +3,8 @@
 Each method trains on ``DATA/train`` for the same number of minutes on this machine and is scored
 on every image of ``DATA/val`` at full size with the project's metrics (SBD, |DiC|, AP50, mAP):
 
-* ColorRL (this project), trained with ``colorrl train``'s own code path and the given config;
-  minimum object size chosen on validation, as training does.
+* ColorRL (this project), trained with ``colorrl train``'s own code path and the given recipe
+  (or config file); minimum object size chosen on validation, as training does.
 * U-Net + CC and U-Net + watershed (the paper's baselines) on the project's own U-Net
   (``benchmarks/baselines.py``): threshold and minimum peak distance chosen on validation.
 * Cellpose 3 (``cellpose<4``) trained from scratch in its own venv
@@ -13,26 +13,34 @@ on every image of ``DATA/val`` at full size with the project's metrics (SBD, |Di
 
 Methods run one after the other (never two at once: the timings would mean nothing on 2 cores).
 Results go to ``runs/compare-NAME/results.json`` and are merged there, so methods can be run in
-separate calls (``--methods``); the docs section always shows every stored row.
+separate calls (``--methods``); the printed table always shows every stored row.
 
-    python benchmarks/compare.py --data ../shared/data/dsb2018_fluo \\
-        --config benchmarks/configs/dsb_fast.json --minutes 30 --name dsb
-    python benchmarks/compare.py --data ../shared/data/cvppp_a1 \\
-        --config benchmarks/configs/cvppp_fast.json --steps 6 --quick --no-doc
+    python -m benchmarks.compare --data DATA/dsb2018_fluo --recipe dsb --minutes 30
+    python -m benchmarks.compare --data DATA/cvppp_a1 --recipe cvppp --quick --methods colorrl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, add_run_arguments, command, machine, pick, stamp, write_section  # noqa: E402
+from ._report import RUNS, add_run_arguments, command, header, pick, prepare_run, run_name, stamp
+from .baselines import (
+    MIN_DISTANCES,
+    THRESHOLDS,
+    ForegroundUNet,
+    cc_instances,
+    choose,
+    perfect_foreground_cc,
+    watershed_instances,
+)
+from .learn import train_logged
+from .peer_cellpose import run_cellpose as train_cellpose
+from .plot_curve import read_log
 
 METHODS = ("colorrl", "unet", "cellpose", "perfect")
 COLUMNS = ("sbd", "abs_dic", "ap50", "map")
@@ -53,15 +61,13 @@ def score(preds: dict[str, np.ndarray], val) -> dict[str, float]:
 
 
 def run_colorrl(args, setup, work: Path) -> dict:
-    from learn import train_logged
-
     from napari_colorrl.core.inference import Segmenter
     from napari_colorrl.core.training.trainer import train
 
     out, log = work / "colorrl.pt", work / "colorrl.jsonl"
     log.write_text("")
     train_logged(train(setup.config, setup.train, setup.val, out=out), log, "ColorRL")
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = read_log(log)
     best = out.with_suffix(".best.pt")
     segmenter = Segmenter.load(best if best.is_file() else out, device="cpu")
     preds, seconds = {}, []
@@ -76,14 +82,6 @@ def run_colorrl(args, setup, work: Path) -> dict:
 
 
 def run_unet(args, setup, minutes: float, work: Path) -> dict:
-    from baselines import (
-        MIN_DISTANCES,
-        THRESHOLDS,
-        ForegroundUNet,
-        cc_instances,
-        choose,
-        watershed_instances,
-    )
     from tqdm import tqdm
 
     from napari_colorrl.core.training.selection import min_size_candidates
@@ -132,8 +130,6 @@ def run_unet(args, setup, minutes: float, work: Path) -> dict:
 
 
 def run_cellpose(args, setup, minutes: float, work: Path) -> dict:
-    from peer_cellpose import run_cellpose as train_cellpose
-
     from napari_colorrl.core.data.files import read_labels
 
     result = train_cellpose(args.data, minutes, work / "cellpose", quick=args.quick)
@@ -152,39 +148,31 @@ def run_cellpose(args, setup, minutes: float, work: Path) -> dict:
 
 
 def run_perfect(setup) -> dict:
-    from baselines import perfect_foreground_cc
-
     preds = {s.name: perfect_foreground_cc(s.labels) for s in setup.val}
     return {"perfect": {**score(preds, setup.val), "train_minutes": None, "updates": None,
                         "infer_ms": None, "choice": "true foreground"}}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
     add_run_arguments(parser, minutes=30.0,
-                      config_help="ColorRL JSON config (the U-Net baselines use its network, "
-                      "input size and normalisation)",
-                      quick_help="2 minutes per method, 4 validation images")
+                      quick_help="2 minutes per method, 4 validation images (the U-Net "
+                      "baselines use the recipe's network, input size and normalisation)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {','.join(METHODS)}")
     args = parser.parse_args()
-
-    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
 
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to compare")
         return 1
     methods = pick(parser, args.methods, METHODS, "method")
     minutes = 2.0 if args.quick else args.minutes
-    name = args.name or args.data.name
-    work = ROOT / "runs" / f"compare-{name}{'-quick' if args.quick else ''}"
+    name = run_name(args)
+    work = RUNS / f"compare-{name}{'-quick' if args.quick else ''}"
     work.mkdir(parents=True, exist_ok=True)
-    overrides = {"train": {"val_max_images": 4}} if args.quick else {}
-    setup = prepare_training(TrainingRequest(data=args.data, config_file=args.config,
-                                             minutes=minutes, steps=args.steps, seed=args.seed,
-                                             overrides=overrides))
-    for line in setup.messages:
-        print(line)
+    setup = prepare_run(args, work, minutes=minutes,
+                        changes={"train": {"val_max_images": 4}} if args.quick else None)
     if args.quick:
         setup.val = setup.val[:4]
 
@@ -205,8 +193,8 @@ def main() -> int:
         results.update(new)
         store.write_text(json.dumps(results, indent=2))
         print(table(results))
-    if not args.no_doc and not args.quick:
-        write_section(f"compare-{name}", section(name, args, setup, results))
+    print()
+    print(section(name, args, setup, results))
     return 0
 
 
@@ -238,15 +226,14 @@ def section(name: str, args, setup, results: dict) -> str:
     dates = sorted({row["date"] for row in results.values()})
     budgets = sorted({row["budget_minutes"] for row in results.values()})
     lines = [
-        f"## Comparison: {name}",
-        "",
-        f"- machine: {machine()}",
+        *header(f"Comparison: {name}")[:3],
         *[f"- command: `{c}`" for c in commands],
         f"- date: {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else ""),
         f"- data: `{args.data.name}`, {len(setup.train)} training and {len(setup.val)} "
         f"validation images, all scored at full size; training budget "
         f"{' / '.join(f'{b:g}' for b in budgets)} min per method, one method at a time",
-        f"- ColorRL: T = {config.steps}, network {list(config.network.features)} at "
+        f"- ColorRL: recipe `{args.recipe or args.config}`, T = {config.steps}, network "
+        f"{list(config.network.features)} at "
         f"{'x'.join(map(str, config.input_size))} ({config.input_mode}), batch "
         f"{config.train.batch_size}; the U-Net baselines use the same network (one step channel, "
         f"held at zero), input size, normalisation, augmentation and batch",

@@ -13,24 +13,21 @@ For a run that plateaus below its bar this tells which part of the method to wor
   (a greedy coloring of the true neighbour graph: every object one color, neighbours apart), at
   the network's resolution, summed over the T steps, mean per pixel.
 
-    python benchmarks/diagnose.py --model runs/learn-cvppp-small-batch2/model.best.pt \\
-        --data ../shared/data/cvppp_a1 --name cvppp-small-batch2
+    python -m benchmarks.diagnose --model runs/learn-cvppp/model.best.pt --data DATA/cvppp_a1
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command, machine, stamp, write_section  # noqa: E402
+from napari_colorrl.core.method.rewards import PART_NAMES
 
-from napari_colorrl.core.method.rewards import PART_NAMES  # noqa: E402
+from ._report import header
 
 SEPARATION = ("sbd", "abs_dic", "ap50", "voi_split", "voi_merge", "arand")
 
@@ -132,11 +129,7 @@ def report(result: dict, model: Path, n_images: int, name: str) -> str:
     e = result["errors"]
     share = {k: e[k] / max(1, e["objects"]) for k in ("merged", "missed", "split")}
     lines = [
-        f"## Diagnosis: {name}",
-        "",
-        f"- machine: {machine()}",
-        f"- command: `{command()}`",
-        f"- date: {stamp()}",
+        *header(f"Diagnosis: {name}"),
         f"- model: `{model}`, {n_images} validation images, scored at full size",
         f"- foreground Dice {result['foreground_dice']:.3f}, predicted / true foreground area "
         f"{result['foreground_ratio']:.3f}",
@@ -158,13 +151,13 @@ def report(result: dict, model: Path, n_images: int, name: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="checkpoint to diagnose")
     parser.add_argument("--data", type=Path, required=True, help="folder with val/")
-    parser.add_argument("--name", default=None, help="name of the section (default: data folder)")
+    parser.add_argument("--name", default=None, help="name in the title (default: data folder)")
     parser.add_argument("--max-images", type=int, default=0, help="first N images (0: all)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-doc", action="store_true", help="print only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -180,8 +173,6 @@ def main() -> int:
     text = report(diagnose(segmenter, samples), args.model, len(samples),
                   args.name or args.data.name)
     print(text)
-    if not args.no_doc:
-        write_section(f"diagnosis-{args.name or args.data.name}", text)
     return 0
 
 

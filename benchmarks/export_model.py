@@ -1,33 +1,29 @@
 """Make the bundled pretrained model from a training checkpoint, and score it.
 
-The shipped ``nuclei-2d`` model is trained on the CC0 ``dsb2018_fluo`` set (the only shared set
-the package may redistribute a model of):
+The shipped ``nuclei-2d`` model is trained on the CC0 ``dsb2018_fluo`` set (the only one of the
+benchmark sets the package may redistribute a model of):
 
-    python benchmarks/learn.py --data ../shared/data/dsb2018_fluo \\
-        --config benchmarks/configs/dsb_small.json --minutes 60 --name dsb-small
-    python benchmarks/export_model.py runs/learn-dsb-small/model.best.pt \\
-        --data ../shared/data/dsb2018_fluo
+    python -m benchmarks.learn --data DATA/dsb2018_fluo --recipe dsb --minutes 60
+    python -m benchmarks.export_model runs/learn-dsb/model.best.pt --data DATA/dsb2018_fluo
 
 Export keeps the configuration (T, input size, network, the minimum size chosen on validation)
 and the network weights in float16 (half the size; they are cast back to float32 on loading),
 drops the optimizer state, and records where the weights came from. Then both the source
-checkpoint and the exported file are scored on every validation image, so the doc shows that the
-cast changed nothing that matters.
+checkpoint and the exported file are scored on every validation image and printed side by side,
+to show whether the cast changed anything that matters.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, command, machine, stamp, write_section  # noqa: E402
+from ._report import ROOT, header
 
-DEFAULT_OUT = ROOT / "src" / "napari_colorrl" / "models" / "nuclei-2d.pt"
+DEFAULT_OUT = ROOT / "src" / "napari_colorrl" / "core" / "model" / "weights" / "nuclei-2d.pt"
 COLUMNS = ("sbd", "abs_dic", "ap50", "map", "aji")
 
 
@@ -49,13 +45,13 @@ def export(source: Path, out: Path, note: str) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by training")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data", type=Path, default=None,
-                        help="score both files on DATA/val (and write the docs section)")
+                        help="score both files on DATA/val and print the scores")
     parser.add_argument("--name", default="nuclei-2d")
-    parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
 
     from tqdm import tqdm
@@ -65,8 +61,8 @@ def main() -> int:
     from napari_colorrl.core.metrics import evaluate, mean_metrics
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    note = (f"trained by benchmarks/learn.py on dsb2018_fluo (CC0); exported from "
-            f"{args.checkpoint.name} by benchmarks/export_model.py")
+    note = (f"trained by benchmarks.learn on dsb2018_fluo (CC0); exported from "
+            f"{args.checkpoint.name} by benchmarks.export_model")
     out = export(args.checkpoint, args.out, note)
     size_mb = out.stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.2f} MB)")
@@ -83,17 +79,11 @@ def main() -> int:
         timing[label] = 1000 * (time.perf_counter() - start) / max(1, len(val))
         scores[label] = mean_metrics(results)
         print(f"{label}: " + ", ".join(f"{k} {scores[label][k]:.3f}" for k in COLUMNS))
-    if args.no_doc:
-        return 0
     config = Segmenter.load(out, device="cpu").config
     lines = [
-        f"## Pretrained model: {args.name}",
         "",
-        f"- machine: {machine()}",
-        f"- command: `{command()}` (after the `learn.py` run named in its docstring; see "
-        f"Learning: dsb-small)",
-        f"- date: {stamp()}",
-        f"- file: `src/napari_colorrl/models/{out.name}`, {size_mb:.2f} MB; weights float16; "
+        *header(f"Pretrained model: {args.name}"),
+        f"- file: `{out}`, {size_mb:.2f} MB; weights float16; "
         f"T = {config.steps}; network {list(config.network.features)} at "
         f"{'x'.join(map(str, config.input_size))} ({config.input_mode}); minimum object size "
         f"{config.min_size} px",
@@ -106,7 +96,7 @@ def main() -> int:
         *[f"| {label} | " + " | ".join(f"{s[k]:.3f}" for k in COLUMNS)
           + f" | {timing[label]:.0f} |" for label, s in scores.items()],
     ]
-    write_section(f"pretrained-{args.name}", "\n".join(lines))
+    print("\n".join(lines))
     return 0
 
 

@@ -1,29 +1,25 @@
 """Does the agent learn? Train on a real set's train/ for a time budget, score on val/.
 
-Trains ColorRL with ``colorrl train``'s own code path (same config handling, same generator),
-logs every update, then scores the best checkpoint (by validation SBD + AP50, with the minimum
-object size chosen on validation) on every validation image at full size with the project's
-metrics. Prints the figures, plots the learning curve (reward parts and validation scores against
-time) to docs/images/learning-NAME.png and writes a section of docs/benchmarks.md.
+Trains ColorRL with ``colorrl train``'s own code path (same config handling, same generator) from
+a recipe of ``benchmarks/recipes`` (or a config file), logs every update to
+runs/learn-NAME/log.jsonl, then scores the best checkpoint (by validation SBD + AP50, with the
+minimum object size chosen on validation) on every validation image at full size with the
+project's metrics. Plots the learning curve (reward parts and validation scores against time) and
+prints the result as a Markdown block (machine, command, date, tables).
 
-    python benchmarks/learn.py --data ../shared/data/cvppp_a1 \\
-        --config benchmarks/configs/cvppp_small_split2.json --steps 6 --minutes 60 \\
-        --name cvppp-small-split2
-    python benchmarks/learn.py --data ../shared/data/cvppp_a1 \\
-        --config benchmarks/configs/cvppp_fast.json --quick --name cvppp-quick --no-doc
+    python -m benchmarks.learn --data DATA/cvppp_a1 --recipe cvppp --minutes 60 --seed 0
+    python -m benchmarks.learn --data DATA/cvppp_a1 --recipe cvppp_small_split3 --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, add_run_arguments, command, machine, stamp, write_section  # noqa: E402
+from ._report import RUNS, add_run_arguments, header, prepare_run, run_name
+from .plot_curve import plot, read_log
 
 SUMMARY_2D = ("sbd", "abs_dic", "ap50", "map", "aji")
 SUMMARY_3D = ("sbd", "abs_dic", "ap50", "voi_split", "voi_merge", "arand")
@@ -35,58 +31,44 @@ def summary(config) -> tuple[str, ...]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_run_arguments(parser, minutes=60.0, config_help="JSON config of the run",
-                      quick_help="3 minutes, 4 validation images")
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
+    add_run_arguments(parser, minutes=60.0, quick_help="3 minutes, 4 validation images")
     parser.add_argument("--resume", type=Path, default=None)
-    parser.add_argument("--note", default="", help="a line added to the docs section (e.g. "
-                        "the training command of a --score-only run)")
     parser.add_argument("--score-only", action="store_true",
                         help="no training: score runs/learn-NAME/model(.best).pt and plot its "
                         "log.jsonl (e.g. a run made with colorrl train --out/--log there)")
+    parser.add_argument("--curve", type=Path, default=None,
+                        help="where to draw the learning curve (default runs/learn-NAME/curve.png)")
     args = parser.parse_args()
 
-    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
     from napari_colorrl.core.training.trainer import train
 
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to measure")
         return 1
-    name = args.name or args.data.name
-    minutes = 3.0 if args.quick else args.minutes
-    overrides = {"train": {"val_max_images": 4}} if args.quick else {}
-    run_dir = ROOT / "runs" / f"learn-{name}"
+    name = run_name(args)
+    run_dir = RUNS / f"learn-{name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path, out = run_dir / "log.jsonl", run_dir / "model.pt"
     if args.resume is None and not args.score_only:
         log_path.write_text("")
-    setup = prepare_training(TrainingRequest(
-        data=args.data, config_file=args.config, minutes=minutes, steps=args.steps,
-        seed=args.seed, overrides=overrides, resume=args.resume))
-    for line in setup.messages:
-        print(line)
+    setup = prepare_run(args, run_dir, minutes=3.0 if args.quick else args.minutes,
+                        changes={"train": {"val_max_images": 4}} if args.quick else None,
+                        resume=args.resume)
     config = setup.config
     if not args.score_only:
         train_logged(train(config, setup.train, setup.val, out=out, resume=args.resume), log_path,
-               name)
+                     name)
 
     scored, segmenter, mean, per_image, seconds = score_run(out, setup,
                                                              choose_size=args.score_only)
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    print(f"\n{name}: {len(setup.val)} validation images, model {scored.name} "
-          f"(min_size {segmenter.config.min_size}), {rows[-1]['update']} updates, "
-          f"{rows[-1]['episodes']} episodes in {rows[-1]['elapsed'] / 60:.1f} min")
-    print("  " + ", ".join(f"{k} {mean[k]:.3f}" for k in summary(config)))
+    rows = read_log(log_path)
     (run_dir / "scores.json").write_text(json.dumps({"mean": mean, "images": per_image},
                                                     indent=2))
-    if args.no_doc:
-        return 0
-
-    curve = ROOT / "docs" / "images" / f"learning-{name}.png"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "plot_curve.py"), str(log_path),
-                    "--out", str(curve), "--title", f"ColorRL on {args.data.name}"], check=True)
-    write_section(f"learning-{name}", _section(name, args, setup, rows, mean, scored,
-                                               segmenter.config, seconds, curve))
+    curve = plot(rows, args.curve or run_dir / "curve.png", f"ColorRL on {args.data.name}")
+    print()
+    print(_section(name, args, setup, rows, mean, scored, segmenter.config, seconds, curve))
     return 0
 
 
@@ -147,12 +129,8 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
     vals = [(r["elapsed"] / 60, r["update"], r["validation"]) for r in rows if r["validation"]]
     last = rows[-1]
     lines = [
-        f"## Learning: {name}",
-        "",
-        f"- machine: {machine()}",
-        f"- command: `{command()}`",
-        f"- date: {stamp()}",
-        *([f"- note: {args.note}"] if args.note else []),
+        *header(f"Learning: {name}"),
+        f"- recipe: `{args.recipe or args.config}`",
         f"- data: `{args.data.name}`, {len(setup.train)} training and {len(setup.val)} "
         f"validation images; network input {'x'.join(map(str, config.input_size))} "
         f"({config.input_mode}), scored at full size; T = {config.steps}; network "
@@ -173,37 +151,11 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
         "Validation during training (first images of val/, size chosen at each point):",
         "",
     ]
-    if vals and "average_sbd" in vals[0][2]:
-        # Weight averaging (train.weight_average): both sets of weights on the same images.
-        lines += [
-            "| minutes | update | SBD training / average | abs DiC training / average "
-            "| AP50 training / average |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [f"| {m:.1f} | {u} | {v['training_sbd']:.3f} / {v['average_sbd']:.3f} "
-                  f"| {v['training_abs_dic']:.2f} / {v['average_abs_dic']:.2f} "
-                  f"| {v['training_ap50']:.3f} / {v['average_ap50']:.3f} |"
-                  for m, u, v in vals]
-        lines += ["", _average_gain(vals)]
-    else:
-        lines += ["| minutes | update | SBD | abs DiC | AP50 |", "|---|---|---|---|---|"]
-        lines += [f"| {m:.1f} | {u} | {v['sbd']:.3f} | {v['abs_dic']:.2f} | {v['ap50']:.3f} |"
-                  for m, u, v in vals]
-    lines += ["", f"![learning curve on {name}](images/{curve.name})", ""]
+    lines += ["| minutes | update | SBD | abs DiC | AP50 |", "|---|---|---|---|---|"]
+    lines += [f"| {m:.1f} | {u} | {v['sbd']:.3f} | {v['abs_dic']:.2f} | {v['ap50']:.3f} |"
+              for m, u, v in vals]
+    lines += ["", f"Learning curve: `{curve}`", ""]
     return "\n".join(lines)
-
-
-def _average_gain(vals) -> str:
-    """One line: the averaged weights against the training weights, same run, same images."""
-    later = vals[len(vals) // 2:]
-    ratio = (sum(v["average_sbd"] for _, _, v in later)
-             / max(1e-9, sum(v["training_sbd"] for _, _, v in later)))
-    wins = sum(v["average_sbd"] > v["training_sbd"] for _, _, v in vals)
-    best_t = max(v["training_sbd"] for _, _, v in vals)
-    best_a = max(v["average_sbd"] for _, _, v in vals)
-    return (f"Averaged weights against training weights: higher SBD at {wins} of {len(vals)} "
-            f"validations; mean SBD over the second half of the run {ratio:.3f}x; best SBD "
-            f"{best_a:.3f} against {best_t:.3f}.")
 
 
 def _mean(rows: list[dict], key: str) -> float:

@@ -1,36 +1,31 @@
 """Which training levers help? The same budget per variant, one after the other, scored alike.
 
-Every variant trains from the same base config (a ``benchmarks/configs`` JSON) with a few
-settings changed, for the same number of minutes, on the same train/ images, with the same seed,
-and its best checkpoint is scored on every validation image at full size (minimum object size
-chosen on validation, as training does). The table reports each variant against the first one
-(the base recipe) in the same run, so that machine and load cancel out: run nothing else
-meanwhile. Writes runs/levers-NAME/results.json and a section of docs/benchmarks.md.
+Every variant trains from the same recipe (``--recipe``, or a config file) with a few settings
+changed, for the same number of minutes, on the same train/ images, with the same seed, and its
+best checkpoint is scored on every validation image at full size (minimum object size chosen on
+validation, as training does). The table reports each variant against the first one (the recipe
+as it is) in the same run, so that machine and load cancel out: run nothing else meanwhile.
+Writes runs/levers-NAME/results.json and prints the table as a Markdown block.
 
-    python benchmarks/levers.py --data ../shared/data/dsb2018_fluo \\
-        --config benchmarks/configs/dsb_fast.json --minutes 8 --name dsb
-    python benchmarks/levers.py --data ../shared/data/dsb2018_fluo \\
-        --config benchmarks/configs/dsb_fast.json --quick --no-doc
+    python -m benchmarks.levers --data DATA/dsb2018_fluo --recipe dsb --minutes 8
+    python -m benchmarks.levers --data DATA/dsb2018_fluo --recipe dsb --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, add_run_arguments, command, machine, pick, stamp, write_section  # noqa: E402
-from learn import score_run, summary, train_logged  # noqa: E402
+from ._report import RUNS, add_run_arguments, header, pick, prepare_run, run_name
+from .learn import score_run, summary, train_logged
+from .plot_curve import read_log
+from .recipes import deep_update, experiment, experiment_names
 
 # name -> (what it changes, overrides of the base config). "base" is the recipe as it is.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "base": ("the base recipe unchanged", {}),
     "small-net": ("network features [8, 16, 32, 64, 128] (more updates per minute)",
                   {"network": {"features": [8, 16, 32, 64, 128]}}),
-    "epochs-2": ("each batch of episodes used for 2 PPO-clipped update epochs",
-                 {"train": {"update_epochs": 2}}),
     "batch-2": ("2 episodes per update instead of 4 (twice the updates)",
                 {"train": {"batch_size": 2}}),
     "batch-8": ("8 episodes per update instead of 4 (half the updates, less noise)",
@@ -44,50 +39,50 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 
 
-def _deep(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _deep(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
+def changes_of(name: str) -> tuple[str, dict]:
+    """(what it changes, changes) of a variant above or of an experiment file."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    spec = experiment(name)
+    return spec["why"], spec["changes"]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_run_arguments(parser, minutes=8.0, config_help="base JSON config",
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
+    add_run_arguments(parser, minutes=8.0,
                       quick_help="1 minute per variant, 4 validation images during training")
-    parser.add_argument("--variants", default="base,small-net,epochs-2,entropy-low",
-                        help="comma-separated, the first is the reference; known: "
-                        + ", ".join(VARIANTS))
+    parser.add_argument("--variants", default="base,small-net,entropy-low",
+                        help="comma-separated, the first is the reference: "
+                        + ", ".join(VARIANTS) + ", or an experiment of benchmarks/recipes "
+                        "(its changes applied to the recipe given)")
     args = parser.parse_args()
 
-    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
     from napari_colorrl.core.training.trainer import train
 
     if not args.data.is_dir():
         print(f"data set {args.data} not found: nothing to measure")
         return 1
-    names = pick(parser, args.variants, VARIANTS, "variant")
-    name = args.name or args.data.name
+    names = pick(parser, args.variants, [*VARIANTS, *experiment_names()], "variant")
+    name = run_name(args)
     minutes = 1.0 if args.quick else args.minutes
     common = {"train": {"val_max_images": 4}} if args.quick else {}
-    run_dir = ROOT / "runs" / f"levers-{name}"
+    run_dir = RUNS / f"levers-{name}"
     results_path = run_dir / "results.json"
     results = {}
     metrics: tuple[str, ...] = ()
     for variant in names:
-        what, extra = VARIANTS[variant]
+        what, extra = changes_of(variant)
         print(f"\n== {variant}: {what}")
         vdir = run_dir / variant
         vdir.mkdir(parents=True, exist_ok=True)
         log_path, out = vdir / "log.jsonl", vdir / "model.pt"
         log_path.write_text("")
-        setup = prepare_training(TrainingRequest(
-            data=args.data, config_file=args.config, minutes=minutes, steps=args.steps,
-            seed=args.seed, overrides=_deep(common, extra)))
+        setup = prepare_run(args, vdir, minutes=minutes, changes=deep_update(common, extra))
         metrics = summary(setup.config)
         train_logged(train(setup.config, setup.train, setup.val, out=out), log_path, variant)
         _, segmenter, mean, _, seconds = score_run(out, setup)
-        rows = [json.loads(line) for line in log_path.read_text().splitlines() if line]
+        rows = read_log(log_path)
         last = rows[-1]
         results[variant] = {
             "what": what, "overrides": extra, "updates": last["update"],
@@ -98,24 +93,18 @@ def main() -> int:
             f"{k} {mean[k]:.3f}" for k in metrics))
         results_path.write_text(json.dumps(results, indent=2))
 
-    table = _table(results, names, metrics)
-    print("\n" + table)
-    if not args.no_doc:
-        write_section(f"levers-{name}", "\n".join([
-            f"## Training levers: {name}",
-            "",
-            f"- machine: {machine()}",
-            f"- command: `{command()}`",
-            f"- date: {stamp()}",
-            f"- data: `{args.data.name}`; base config `{args.config.as_posix()}`; {minutes:g} min "
-            f"of training per variant, one variant at a time, seed {args.seed}; best checkpoint "
-            "scored on all validation images at full size",
-            "",
-            table,
-            "",
-            "Ratios are against the first row, trained in the same run. A short budget favours "
-            "variants that learn fast early; what a lever does over 60 minutes can differ.",
-            ""]))
+    print("\n".join([
+        "",
+        *header(f"Training levers: {name}"),
+        f"- data: `{args.data.name}`; recipe `{args.recipe or args.config}`; {minutes:g} min of "
+        f"training per variant, one variant at a time, seed {args.seed}; best checkpoint scored "
+        "on all validation images at full size",
+        "",
+        _table(results, names, metrics),
+        "",
+        "Ratios are against the first row, trained in the same run. A short budget favours "
+        "variants that learn fast early; what a lever does over 60 minutes can differ.",
+    ]))
     return 0
 
 

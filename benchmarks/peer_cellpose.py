@@ -1,13 +1,15 @@
 """The Cellpose 3 "peer" row of the ColorRL comparison: Cellpose trained from scratch.
 
 Cellpose lives in its own virtual environment (runs/cellpose-venv), never in the package's
-dependencies; benchmarks/_cellpose_worker.py runs there and this module drives it. No weights
+dependencies; benchmarks/_cellpose_worker.py runs there (as a script: it never imports the
+project) and this module drives it. No weights
 are downloaded: the network starts from random weights, the worker blocks Cellpose's download
 functions and sockets, and CELLPOSE_LOCAL_MODELS_PATH points under runs/ (never ~/.cellpose).
 
-    python benchmarks/peer_cellpose.py --data ../shared/data/dsb2018_fluo --quick
+    python -m benchmarks.peer_cellpose --data DATA/dsb2018_fluo --quick
 
-API (for benchmarks/compare.py): ensure_venv(), run_cellpose(), time_cellpose(), score_masks().
+API (for benchmarks.compare and benchmarks.peer_speed): ensure_venv(), run_cellpose(),
+time_cellpose(), score_masks().
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, SHARED_DATA  # noqa: E402
+from ._report import RUNS
 
-VENV = ROOT / "runs" / "cellpose-venv"
-MODELS_DIR = ROOT / "runs" / "cellpose-models"  # CELLPOSE_LOCAL_MODELS_PATH; stays empty
+VENV = RUNS / "cellpose-venv"
+MODELS_DIR = RUNS / "cellpose-models"  # CELLPOSE_LOCAL_MODELS_PATH; stays empty
 WORKER = Path(__file__).resolve().with_name("_cellpose_worker.py")
 # torch first and pinned: the machine has a local CPU wheel of it; an unpinned torch would pull
 # a multi-GB CUDA build from PyPI. The pin is repeated with cellpose so pip keeps it.
@@ -227,8 +228,9 @@ def score_masks(masks_dir: Path, gt_dir: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=SHARED_DATA / "dsb2018_fluo",
+    p = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True,
                    help="a folder with train/ and val/, each images/ and masks/")
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget")
     p.add_argument("--quick", action="store_true",
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "train" / "images").is_dir():
         print(f"no data at {args.data} (expects train/images, train/masks, val/images)")
         return 2
-    work_dir = args.work_dir or ROOT / "runs" / "peer-cellpose" / args.data.name
+    work_dir = args.work_dir or RUNS / "peer-cellpose" / args.data.name
     t0 = time.perf_counter()
     res = run_cellpose(args.data, args.minutes, work_dir, quick=args.quick,
                        threads=args.threads)

@@ -3,7 +3,7 @@
 Top: the reward parts (foreground, background, split, merge; running mean) against training
 time. Bottom: validation SBD and AP50 (and |DiC| on a second axis) against training time.
 
-    python benchmarks/plot_curve.py run.jsonl --out docs/images/cvppp-curve.png --title CVPPP
+    python -m benchmarks.plot_curve run.jsonl --out docs/images/cvppp-curve.png --title CVPPP
 """
 
 from __future__ import annotations
@@ -24,34 +24,26 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("log", type=Path, nargs="+", help="JSON-lines log(s) of one run")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--title", default="ColorRL training")
-    parser.add_argument("--window", type=int, default=25, help="running-mean window (updates)")
-    args = parser.parse_args()
-
+def plot(rows: list[dict], out: Path, title: str = "ColorRL training", window: int = 25) -> Path:
+    """Draw the curve of the log rows (one dict per update) to ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for path in args.log for line in path.read_text().splitlines()
-            if line.strip()]
     if not rows:
-        raise SystemExit("the log is empty")
+        raise ValueError("the log is empty")
     minutes = np.array([r["elapsed"] for r in rows]) / 60.0
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     for key, label in [("reward_foreground", "foreground (step 0)"),
                        ("reward_background", "background"), ("reward_split", "split"),
                        ("reward_merge", "merge"), ("reward", "total")]:
-        values = running_mean(np.array([r[key] for r in rows]), args.window)
+        values = running_mean(np.array([r[key] for r in rows]), window)
         top.plot(minutes, values, label=label, lw=1.5 if key == "reward" else 1.0)
     top.axhline(0, color="k", lw=0.5)
     top.set_ylabel("reward per pixel (sum over steps)")
     top.legend(fontsize=8, ncol=3)
-    top.set_title(args.title)
+    top.set_title(title)
     val = [(m, r["validation"]) for m, r in zip(minutes, rows) if r.get("validation")]
     if val:
         t = [m for m, _ in val]
@@ -67,10 +59,32 @@ def main() -> None:
         bottom.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize=8, loc="upper left")
     bottom.set_xlabel("training time (minutes)")
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def read_log(*paths: Path) -> list[dict]:
+    """The rows of JSON-lines logs, in order."""
+    return [json.loads(line) for path in paths for line in path.read_text().splitlines()
+            if line.strip()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("log", type=Path, nargs="+", help="JSON-lines log(s) of one run")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--title", default="ColorRL training")
+    parser.add_argument("--window", type=int, default=25, help="running-mean window (updates)")
+    args = parser.parse_args()
+    rows = read_log(*args.log)
+    if not rows:
+        raise SystemExit("the log is empty")
+    print(f"wrote {plot(rows, args.out, args.title, args.window)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

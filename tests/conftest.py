@@ -1,4 +1,3 @@
-import importlib.util
 import os
 from pathlib import Path
 
@@ -12,17 +11,6 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-def load_benchmark(name: str):
-    """The module benchmarks/NAME.py, or skip the test when benchmarks/ is absent."""
-    path = ROOT / "benchmarks" / f"{name}.py"
-    if not path.is_file():
-        pytest.skip("benchmarks/ not present")
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_config(ndim: int = 2, **changes):

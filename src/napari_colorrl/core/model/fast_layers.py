@@ -11,7 +11,6 @@ volumes PyTorch would pick its slow reference 3D convolution for most layers.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -77,20 +76,6 @@ class Conv3d(nn.Conv3d):
                 # A 1-channel input is contiguous in both layouts and oneDNN then answers NCDHW.
                 return out.contiguous(memory_format=torch.channels_last_3d)
         return super()._conv_forward(x, weight, bias)
-
-
-def stock_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with PyTorch's stock ``InstanceNorm`` and ``Conv3d`` layers and no fast
-    layout: the network as it computed before the speed work (same weights). Tests and
-    ``benchmarks/bench_speed.py`` compare the fast layers against it."""
-    stock = copy.deepcopy(model)
-    swap = {InstanceNorm2d: nn.InstanceNorm2d, InstanceNorm3d: nn.InstanceNorm3d,
-            Conv3d: nn.Conv3d}
-    for module in stock.modules():
-        module.__class__ = swap.get(type(module), type(module))
-        if hasattr(module, "fast_layout"):
-            module.fast_layout = False
-    return stock.to(memory_format=torch.contiguous_format)
 
 
 def use_fast_layout(

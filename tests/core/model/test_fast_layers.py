@@ -1,8 +1,9 @@
-"""The speed work changes no result: the fast paths against the plain ones they replaced.
+"""The fast layers and layout change no result: the fast paths against plain references.
 
-Plain references: PyTorch's InstanceNorm and NCDHW 3D convolutions (the network before), the
-int64 color sum, the open-mesh nearest resize, the per-step ``float(masked_mean(...))`` reward
-bookkeeping, and the benchmark's rebuilt "before" segmentation (benchmarks/bench_speed.py).
+Plain references, written here: the network with PyTorch's own InstanceNorm and Conv3d layers
+in the NC(D)HW layout (``plain``), the coloring loop under ``no_grad``, the int64 color sum, the
+open-mesh nearest resize, small components dropped and the rest relabelled, and the per-step
+``float(masked_mean(...))`` reward bookkeeping.
 """
 
 import copy
@@ -12,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import load_benchmark
 from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.data.files import Sample
 from napari_colorrl.core.data.normalize import resize_nearest
@@ -26,8 +26,16 @@ from napari_colorrl.core.training.environment import Environment
 
 
 def plain(model: nn.Module) -> nn.Module:
-    """The network as it was: stock InstanceNorm and Conv3d, no fast 3D layout."""
-    return fast_layers.stock_copy(model)
+    """A copy of ``model`` (same weights) with PyTorch's stock ``InstanceNorm`` and ``Conv3d``
+    layers and no fast layout."""
+    stock = copy.deepcopy(model)
+    swap = {fast_layers.InstanceNorm2d: nn.InstanceNorm2d,
+            fast_layers.InstanceNorm3d: nn.InstanceNorm3d, fast_layers.Conv3d: nn.Conv3d}
+    for module in stock.modules():
+        module.__class__ = swap.get(type(module), type(module))
+        if hasattr(module, "fast_layout"):
+            module.fast_layout = False
+    return stock.to(memory_format=torch.contiguous_format)
 
 
 def config_for(ndim: int, steps: int = 3) -> ColorRLConfig:
@@ -178,22 +186,6 @@ def test_optimized_inference_gives_the_plain_step_maps_and_instances(ndim):
     ids[keep] = np.arange(1, keep.sum() + 1)
     np.testing.assert_array_equal(result.instances, ids[components])
     assert result.instances.dtype == np.uint16
-
-
-@pytest.mark.parametrize("ndim", [2, 3])
-def test_benchmark_before_path_reproduces_segment(ndim):
-    bench = load_benchmark("bench_speed")
-    config = config_for(ndim, steps=3)
-    torch.manual_seed(0)
-    model = decisive(build_network(config))
-    image = (make_cells_2d(shape=(45, 40), n_objects=5, seed=1) if ndim == 2
-             else make_nuclei_3d(shape=(16, 16, 20), n_objects=4, seed=1))[0]
-    after = Segmenter(model, config, device="cpu").segment(image)
-    steps, colors, instances = bench.segment_before(
-        Segmenter(bench.plain_model(model), config, device="cpu"), image)
-    np.testing.assert_array_equal(after.steps, steps)
-    np.testing.assert_array_equal(after.colors, colors)
-    np.testing.assert_array_equal(after.instances, instances)
 
 
 def _samples(ndim: int) -> list[Sample]:

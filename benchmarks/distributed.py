@@ -4,17 +4,15 @@ Every run is the real command line: ``python -m napari_colorrl train`` for one p
 ``torchrun --standalone --nproc-per-node P -m napari_colorrl train`` for several, on a synthetic
 2D data set written to a temporary folder, on the CPU (gloo). Throughput is read from the
 JSON-lines log (rank 0): episodes (all processes) over training time, after warm-up updates,
-so start-up and the first updates are not counted. The table is printed and written to the
-section "Distributed scaling" of docs/benchmarks.md (other sections are left as they are).
+so start-up and the first updates are not counted. Prints the table as a Markdown block.
 
-    nice -n 15 python benchmarks/bench_distributed.py --quick      # about 1-2 minutes
-    python benchmarks/bench_distributed.py --processes 1 2 4 --batch-sizes 1 2 4 8
+    nice -n 15 python -m benchmarks.distributed --quick
+    python -m benchmarks.distributed --processes 1 2 4 --batch-sizes 1 2 4 8
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import os
@@ -26,10 +24,7 @@ import textwrap
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, write_section  # noqa: E402
-
-SECTION = "Distributed scaling"
+from ._report import ROOT, header, machine
 
 
 def write_dataset(folder: Path, count: int, size: int) -> Path:
@@ -87,9 +82,10 @@ def summary(results: list[tuple]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="small network, few updates: about 1-2 minutes in all")
+                        help="small network, few updates, small inputs")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                         help="environments per process (default 1 2 4, quick 1 2 4)")
@@ -100,9 +96,6 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=None, help="input size (default 96, quick 48)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1,
                         help="CPU threads shared by the processes of a run (default: all)")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--no-doc", action="store_true", help="print only")
-    parser.add_argument("--note", default="", help="a sentence added to the doc section")
     args = parser.parse_args()
 
     quick = args.quick
@@ -150,24 +143,21 @@ def main() -> int:
                   f"{wall:.0f} s with start-up", flush=True)
 
     base = results[0][4]
-    header = ("| processes | threads each | environments each | effective batch | episodes/s "
-              "| median s/update | vs. first row |")
-    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| processes | threads each | environments each | effective batch | episodes/s "
+             "| median s/update | vs. first row |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for processes, threads, batch, effective, rate, per_update in results:
         lines.append(f"| {processes} | {threads} | {batch} | {effective} | {rate:.2f} | "
                      f"{per_update:.3f} | {rate / base:.2f}x |")
     table = "\n".join(lines)
-    print()
-    print(table)
 
-    command = "python benchmarks/bench_distributed.py " + " ".join(sys.argv[1:])
     shared = ""
     if load_before is not None and load_before > 0.5:
         shared = textwrap.fill(
             f"The CPU was shared: the load average was {load_before:.1f} when the benchmark "
             f"started (another job ran beside it), so the figures are lower and noisier than on "
             f"an idle machine.", width=100) + "\n"
-    body = f"""
+    body = "\n".join(header("Distributed scaling")) + f"""
+
 Training throughput of `colorrl train` on a synthetic 2D set ({size}x{size} inputs, T = 3,
 network features {tuple(features)}), on the CPU: one plain process, or several started by
 `torchrun --standalone` (gloo, gradients averaged by DistributedDataParallel). Episodes per
@@ -175,20 +165,14 @@ second count the episodes of all processes per update over the median time of an
 rank 0's clock, after {warmup} warm-up updates; the machine's threads are split between the
 processes.
 
-- Machine: {machine()}
-- Command: `{command.strip()}`
-- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC
-
 {table}
 
 {summary(results)}
 
-{shared}{args.note}
-See docs/cluster.md for multi-GPU machines and SLURM.
+{shared}See docs/cluster.md for multi-GPU machines and SLURM.
 """
-    if not args.no_doc:
-        write_section("distributed-scaling", f"## {SECTION}\n\n{body.strip()}", doc=args.doc)
-        print(f"\nwrote section '{SECTION}' of {args.doc}")
+    print()
+    print(body)
     return 0
 
 

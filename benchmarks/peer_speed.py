@@ -1,14 +1,14 @@
 """Inference speed of ColorRL against Cellpose 3 on the same images, in one run.
 
-Both models are the ones ``benchmarks/compare.py`` trained (``runs/compare-NAME/``), so they
+Both models are the ones ``benchmarks.compare`` trained (``runs/compare-NAME/``), so they
 have seen the same data for the same minutes. Each image of ``DATA/val`` is resized to the
-network size of the ColorRL config (CVPPP 176 x 176, DSB 256 x 256), then segmented by ColorRL
+network size of the ColorRL model's config, then segmented by ColorRL
 (``Segmenter.segment``: normalisation, T steps, post-processing) and by Cellpose
 (``model.eval``: network, flows, mask reconstruction; in its own venv, after one warm-up call,
 with the object diameter it was trained at scaled to the resized images). Medians per image.
 
-    python benchmarks/bench_peer_speed.py --data ../shared/data/dsb2018_fluo --name dsb
-    python benchmarks/bench_peer_speed.py --data ../shared/data/cvppp_a1 --name cvppp --images 8
+    python -m benchmarks.peer_speed --data DATA/dsb2018_fluo --name dsb
+    python -m benchmarks.peer_speed --data DATA/cvppp_a1 --name cvppp --images 8
 """
 
 from __future__ import annotations
@@ -16,39 +16,39 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, command, machine, stamp, write_section  # noqa: E402
+from ._report import RUNS, header
+from .peer_cellpose import time_cellpose
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--name", required=True, help="the compare.py run (runs/compare-NAME)")
+    parser.add_argument("--name", required=True,
+                        help="the benchmarks.compare run (runs/compare-NAME)")
     parser.add_argument("--images", type=int, default=12, help="validation images timed")
     parser.add_argument("--quick", action="store_true", help="3 images")
-    parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
 
     import torch
-    from peer_cellpose import time_cellpose
     from tqdm import tqdm
 
     from napari_colorrl.core.data.files import load_dataset_dir
     from napari_colorrl.core.data.normalize import resize_image
     from napari_colorrl.core.inference import Segmenter
 
-    work = ROOT / "runs" / f"compare-{args.name}"
+    work = RUNS / f"compare-{args.name}"
     colorrl_model = work / "colorrl.best.pt"
     cellpose_model = work / "cellpose" / "cellpose_model.pt"
     for path in (colorrl_model, cellpose_model):
         if not path.is_file():
-            print(f"{path} not found: run benchmarks/compare.py --name {args.name} first")
+            print(f"{path} not found: run python -m benchmarks.compare --name {args.name} "
+                  "first")
             return 1
     torch.set_num_threads(2)
     segmenter = Segmenter.load(colorrl_model, device="cpu")
@@ -77,13 +77,10 @@ def main() -> int:
     cellpose_s = [float(s) for s in peer["seconds"]]
     ours, theirs = statistics.median(colorrl_s), statistics.median(cellpose_s)
     lines = [
-        f"## Speed against Cellpose 3: {args.name}",
         "",
-        f"- machine: {machine()}",
-        f"- command: `{command()}`",
-        f"- date: {stamp()}",
+        *header(f"Speed against Cellpose 3: {args.name}"),
         f"- {len(images)} validation images of `{args.data.name}` resized to "
-        f"{'x'.join(map(str, size))}; models trained by `compare.py` (10 minutes each); "
+        f"{'x'.join(map(str, size))}; models trained by `benchmarks.compare`; "
         f"ColorRL T = {segmenter.config.steps}; Cellpose {peer['version']} with diameter "
         f"{diameter:.1f} px; 2 threads each, one after the other",
         "",
@@ -94,11 +91,9 @@ def main() -> int:
         f"time |",
         "",
         f"Peak memory of the Cellpose process: {peer['peak_rss_mb']:.0f} MB (ColorRL's peak "
-        f"memory at these sizes is in the Speed section).",
+        f"memory: `python -m benchmarks.speed`).",
     ]
-    print("\n".join(lines[8:]))
-    if not args.no_doc and not args.quick:
-        write_section(f"speed-vs-cellpose-{args.name}", "\n".join(lines))
+    print("\n".join(lines))
     return 0
 
 

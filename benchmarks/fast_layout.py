@@ -2,12 +2,12 @@
 
 ``Segmenter`` puts a model's weights in the CPU's fast memory layout (``fast_layers
 .use_fast_layout``); validation during training uses the stock layout. Float rounding differs
-between the two, so near-tie pixel decisions can flip. ``bench_speed.py`` measures this with
-random weights; this script measures it on trained checkpoints, on a real validation split:
+between the two, so near-tie pixel decisions can flip (tests/core/model/test_fast_layers.py
+checks the layers against stock PyTorch with random weights); this benchmark measures it on a
+trained checkpoint, on a real validation split:
 
-    python benchmarks/check_fast_layout.py nuclei-2d --data ../shared/data/dsb2018_fluo
-    python benchmarks/check_fast_layout.py runs/learn-cvppp-small/model.best.pt \\
-        --data ../shared/data/cvppp_a1
+    python -m benchmarks.fast_layout nuclei-2d --data DATA/dsb2018_fluo
+    python -m benchmarks.fast_layout runs/learn-cvppp/model.best.pt --data DATA/cvppp_a1
 
 It prints the share of step-map pixels that differ and the mean SBD / AP50 with each layout.
 """
@@ -15,15 +15,17 @@ It prints the share of step-map pixels that differ and the mean SBD / AP50 with 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ._report import header
+
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("model", help="checkpoint file or bundled model name")
     parser.add_argument("--data", type=Path, required=True, help="folder with val/")
     parser.add_argument("--images", type=int, default=0, help="first N val images (0: all)")
@@ -51,13 +53,17 @@ def main() -> int:
                                  ap(result.instances, sample.labels, 0.5)))
         differing += int((results["stock"].steps != results["fast"].steps).sum())
         total += results["stock"].steps.size
-    print(f"{args.model}: {len(val)} images of {args.data.name}/val, {args.threads} thread(s)")
-    print(f"  step-map pixels that differ: {differing} of {total} ({100 * differing / total:.3f}%)")
+    lines = [*header(f"Fast layout: {args.model}"),
+             f"- {len(val)} images of `{args.data.name}/val`, {args.threads} thread(s); "
+             f"step-map pixels that differ: {differing} of {total} "
+             f"({100 * differing / total:.3f}%)", "",
+             "| layout | SBD | AP50 |", "|---|---|---|"]
     for name, rows in scores.items():
         sbd_mean, ap_mean = np.mean(rows, axis=0)
-        print(f"  {name:5s} layout: SBD {sbd_mean:.4f}, AP50 {ap_mean:.4f}")
+        lines.append(f"| {name} | {sbd_mean:.4f} | {ap_mean:.4f} |")
+    print("\n".join(lines))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

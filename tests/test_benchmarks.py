@@ -1,0 +1,83 @@
+"""The benchmarks package: every module imports, every runnable one answers ``--help``, and every
+recipe (a base or an experiment) is a valid config. Nothing is measured or trained."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from benchmarks.recipes import base_names, experiment, experiment_names, load_recipe, recipe_names
+
+from napari_colorrl.core.config import ColorRLConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "__init__")
+RUNNABLE = [m for m in MODULES if not m.startswith("_")
+            and 'if __name__ == "__main__":' in (ROOT / "benchmarks" / f"{m}.py").read_text()]
+
+# What ``python -m NAME --help`` does (runpy runs the module as __main__), for every module in one
+# process, so that torch is imported once.
+HELP_ALL = """
+import contextlib, io, json, runpy, sys
+codes = {}
+for name in sys.argv[1:]:
+    sys.argv = [name, "--help"]
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        try:
+            runpy.run_module(name, run_name="__main__", alter_sys=True)
+            codes[name] = "no exit"
+        except SystemExit as done:
+            codes[name] = done.code if "usage: python -m " + name in text.getvalue() else "no usage"
+print(json.dumps(codes))
+"""
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_imports(name):
+    importlib.import_module(f"benchmarks.{name}")
+
+
+def test_every_benchmark_answers_help():
+    assert {"learn", "levers", "compare", "speed", "scaling", "profile_ops"} <= set(RUNNABLE)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH"))
+                                        if p)
+    done = subprocess.run([sys.executable, "-c", HELP_ALL, *(f"benchmarks.{m}" for m in RUNNABLE)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    codes = json.loads(done.stdout.strip().splitlines()[-1])
+    assert codes == {f"benchmarks.{m}": 0 for m in RUNNABLE}
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_recipe_is_a_valid_config(name):
+    ColorRLConfig.from_dict(load_recipe(name))
+
+
+def _no_op_changes(base: dict, changes: dict, path: str = "") -> list[str]:
+    found = []
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            found += _no_op_changes(base.get(key, {}), value, f"{path}{key}.")
+        elif key in base and base[key] == value:
+            found.append(path + key)
+    return found
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_experiments_change_only_what_differs_from_their_base(name):
+    spec = experiment(name)
+    assert set(spec) == {"base", "why", "changes"}
+    assert spec["base"] in base_names()
+    assert spec["why"].strip() and "\n" not in spec["why"]
+    assert spec["changes"]
+    assert _no_op_changes(load_recipe(spec["base"]), spec["changes"]) == []
+    assert name not in base_names()
+
+
+def test_unknown_recipe_names_the_known_ones():
+    with pytest.raises(ValueError, match="cvppp, dsb, gonuclear3d"):
+        load_recipe("no-such-recipe")
