@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from napari_colorrl.core.config import PRECISIONS
+from napari_colorrl.core.config import SETTINGS_BY_PATH
 
 from ._report import header
 from ._timing import (
@@ -25,6 +25,8 @@ from ._timing import (
     time_training,
     training_samples,
 )
+
+PRECISIONS = SETTINGS_BY_PATH["train.precision"].choices
 
 #: (name, recipe, data set, T)
 CASES = (

@@ -56,7 +56,6 @@ def main() -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_colorrl.core.data.synthetic import make_cells_2d
     from napari_colorrl.sample_data import nuclei_3d
     from napari_colorrl.widgets.launch import setup_demo, show_dock
 
@@ -66,17 +65,13 @@ def main() -> int:
     viewer.window._qt_window.resize(1680, 1050)
     app = QApplication.instance()
 
-    # 2D: the demo (cells sample, small network) with a validation pair, trained for a while.
+    # 2D: the demo (training and validation cells, small network), trained for a while.
     training, segmentation = setup_demo(viewer, args.minutes, out, start=False)
-    val_image, val_labels = make_cells_2d(seed=1)
-    viewer.add_image(val_image, name="validation cells", visible=False)
-    viewer.add_labels(val_labels, name="validation ground truth", visible=False)
-    training.val_pairs.add_row("validation cells", "validation ground truth")
     training.every.setValue(10)
     train_and_shoot(app, viewer, training, "training-2d.png")
 
-    segment(app, segmentation, "cells (synthetic)")
-    viewer.layers["cells ground truth"].visible = False
+    segment(app, segmentation, "cells (training)")
+    viewer.layers["cells training ground truth"].visible = False
     segmentation.step_slider.setValue(segmentation.step_slider.maximum() - 1)
     viewer.screenshot(str(IMAGES / "segmentation-2d.png"), canvas_only=False)
 

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from napari_colorrl.core.config import deep_update
+
 FOLDER = Path(__file__).resolve().parent
 EXPERIMENTS = FOLDER / "experiments"
 
@@ -49,17 +51,6 @@ def load_recipe(name: str) -> dict[str, Any]:
         raise ValueError(f"Experiment {name!r} names the base {spec.get('base')!r}; the bases "
                          f"are {', '.join(base_names())}.")
     return deep_update(load_recipe(spec["base"]), spec.get("changes", {}))
-
-
-def deep_update(base: dict, changes: dict) -> dict:
-    """A copy of ``base`` with ``changes`` applied, nested dicts merged key by key."""
-    out = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_update(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def write_recipe(config: dict[str, Any], path: Path) -> Path:

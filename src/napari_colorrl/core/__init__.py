@@ -1,5 +1,20 @@
 """Qt-free engine of napari-colorrl: numpy/torch only, usable on a headless node.
 
-Submodules are imported on demand (``from napari_colorrl.core.metrics import evaluate``), so
-importing ``napari_colorrl.core`` does not import torch.
+Reading order:
+
+1. ``config``: the one table of settings (defaults, ranges, help), recipes and presets.
+2. The method (``method/``): ``coloring`` (T binary steps, Algorithm 1), ``targets`` (interiors,
+   rings, neighbours of each object), ``rewards`` (the dense per-pixel rewards), ``steps``
+   (N_b and the number of steps T), ``postprocess`` (connected components per color).
+3. The networks (``model/``): ``networks`` (the policy/value U-Net), ``fast_layers``,
+   ``checkpoint`` (save, load and check model files), ``bundled`` (models shipped inside).
+4. Training (``training/``): ``environment`` (batches of augmented episodes), ``rollout`` (one
+   actor-critic update: play, loss, step), ``trainer`` (the generator of reports), ``state``
+   (save and resume), ``setup`` (from folders, layers and settings to a run), ``selection``
+   (validation and the minimum size), ``distributed`` (torchrun workers).
+5. Inference and scoring: ``inference`` (``Segmenter``), ``metrics``.
+
+Around them: ``data/`` (files, input checks, normalisation, augmentation, synthetic samples),
+``runtime`` (devices and memory checks) and ``demo`` (the demo's data and settings).
+Submodules are imported on demand, so importing ``napari_colorrl.core`` does not import torch.
 """

@@ -4,6 +4,7 @@ output paths that never replace another run's files, disk space (issue 20, point
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from collections import namedtuple
 from pathlib import Path
@@ -72,16 +73,24 @@ def _good(tmp_path: Path, config: ColorRLConfig, name="m.pt", **kwargs) -> Path:
 
 
 def test_huge_network_refused_before_building(tmp_path, monkeypatch):
-    path = save_checkpoint(tmp_path / "huge.pt", config=_config(features=(12000, 12000)),
-                           model_state={"w": torch.zeros(1)})
-    assert path.stat().st_size < 10_000
-
     def no_build(config):
         raise AssertionError("the network was built")
 
     monkeypatch.setattr(networks, "build_network", no_build)
-    with pytest.raises(CheckpointError, match=r"12000.*GiB of weights.*smaller network"):
+    # Within the settings table's range, but far too many weights.
+    path = save_checkpoint(tmp_path / "huge.pt", config=_config(features=(4096, 4096)),
+                           model_state={"w": torch.zeros(1)})
+    assert path.stat().st_size < 10_000
+    with pytest.raises(CheckpointError, match=r"4096.*GiB of weights.*smaller network"):
         load_checkpoint(path)
+    # The crafted 2.5 KB file of the issue: [12000, 12000] is outside the table's range.
+    crafted = torch.load(path, weights_only=True)
+    config = json.loads(crafted["config"])
+    config["network"]["features"] = [12000, 12000]
+    crafted["config"] = json.dumps(config)
+    torch.save(crafted, tmp_path / "crafted.pt")
+    with pytest.raises(CheckpointError, match=r"network\.features must be .* <= 4096"):
+        load_checkpoint(tmp_path / "crafted.pt")
 
 
 def test_network_larger_than_free_memory_refused(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 Images: TIFF (2D, 3D ZYX, RGB) through tifffile, PNG/JPEG through PIL. Labels: integer instance
 ids (0 = background); CVPPP-style palette PNGs are read as palette *indices*. Training folders
 pair images and labels by file name stem; ``load_dataset_dir`` reads the ``train/`` and ``val/``
-layout of ``../shared/data`` (``images/`` with ``masks/`` or ``labels/``).
+layout of a data-set folder (``images/`` with ``masks/`` or ``labels/`` in each).
 """
 
 from __future__ import annotations

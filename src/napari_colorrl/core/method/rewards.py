@@ -3,7 +3,7 @@
 Targets are prepared once per image (:mod:`napari_colorrl.core.method.targets`, re-exported
 here), collated into a :class:`BatchTargets` whose instance ids are offset per sample so one
 ``torch.bincount`` covers the whole batch, and :func:`step_rewards` turns the colors of a step
-into rewards (COLORRL.md, "Rewards"). With c_t = sum_{k<=t} a_k 2^k:
+into rewards (docs/method.md, "Rewards"). With c_t = sum_{k<=t} a_k 2^k:
 
 - step 0 (``foreground`` part): a foreground pixel gets +(1 - beta) for a_0 = 1, -(1 - beta)
   for a_0 = 0; a background pixel +beta for a_0 = 0, -beta for a_0 = 1. Nothing else at step 0.

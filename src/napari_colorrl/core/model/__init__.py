@@ -1,0 +1,1 @@
+"""The policy/value network, its CPU-fast layers, checkpoint files and the bundled models."""

@@ -1,8 +1,8 @@
 """CPU-fast layers of the ColorRL network and its fast memory layout.
 
-The speed work (docs/benchmarks.md, "Speed"): the instance norms are computed by
-``group_norm`` with one group per channel (the same normalisation, the same parameters and
-state-dict keys; PyTorch's CPU ``instance_norm`` is several times slower). On the CPU the 3D
+The instance norms are computed by ``group_norm`` with one group per channel (the same
+normalisation, the same parameters and state-dict keys; PyTorch's CPU ``instance_norm`` is
+slower; docs/results.md, "Speed", has the measurements). On the CPU the 3D
 network runs in the ``channels_last_3d`` layout with oneDNN convolutions, and 2D inference in
 ``channels_last`` (``ColorRLNet.fast_layout``; weights converted by ``use_fast_layout``): in
 NC(D)HW oneDNN reorders every activation and weight at every convolution, and for batch-1
@@ -51,7 +51,7 @@ def _onednn_ready(x: Tensor) -> bool:
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` that sends ``channels_last_3d`` CPU float32 (or bfloat16) input to oneDNN.
 
-    PyTorch chooses its reference convolution (im2col + GEMM, about 10x slower here) for batch-1
+    PyTorch chooses its slow reference convolution (im2col + GEMM) for batch-1
     volumes whose first axes are small (N*C*D*H <= 20480), which are most layers of a 3D U-Net at
     inference; for larger batches it picks oneDNN itself (the same kernel as here, backward
     included). For contiguous (NCDHW) input, on any other device or dtype, or with ``onednn``
@@ -85,9 +85,9 @@ def use_fast_layout(
     CPU in the fast layout (in place; returned).
 
     3D: ``channels_last_3d``, for training and inference (with NCDHW weights oneDNN reorders
-    them at every convolution and its backward: a 3D update takes about 1.5x as long).
-    2D: ``channels_last`` with ``inference=True`` only (about 1.4x faster inference; training
-    gains nothing from it, so 2D training keeps its plain NCHW path). The values do not change,
+    them at every convolution and its backward).
+    2D: ``channels_last`` with ``inference=True`` only (faster inference; training gains
+    nothing from it, so 2D training keeps its plain NCHW path). The values do not change,
     only their memory order, so checkpoints, optimizers and DDP are unaffected. Anything else
     (other modules, devices, ``fast_layout = False``) is returned untouched.
     """

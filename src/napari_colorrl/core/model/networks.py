@@ -1,6 +1,6 @@
 """Policy/value network of ColorRL: a (2D or 3D) residual U-Net with two input modules.
 
-Layout (see COLORRL.md, "Networks")::
+Layout::
 
     image (B, C, *S) --> image input module --.
                                                concat --> U-Net core --> 1x1 policy head (2 logits)
