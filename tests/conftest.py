@@ -30,6 +30,21 @@ def tiny_config(ndim: int = 2, **changes):
     return ColorRLConfig.from_dict(deep_update(base, changes))
 
 
+def tiny_samples(ndim: int = 2, n: int = 2, shape: tuple[int, ...] | None = None) -> list:
+    """``n`` small synthetic samples (touching cells in 2D, nuclei in 3D), seeds 0..n-1."""
+    from napari_colorrl.core.data.files import Sample
+    from napari_colorrl.core.data.synthetic import make_cells_2d, make_nuclei_3d
+
+    out = []
+    for i in range(n):
+        if ndim == 2:
+            image, labels = make_cells_2d(shape=shape or (40, 40), n_objects=5, seed=i)
+        else:
+            image, labels = make_nuclei_3d(shape=shape or (14, 20, 20), n_objects=4, seed=i)
+        out.append(Sample(name=f"s{i}", image=image, labels=labels))
+    return out
+
+
 def shared_dataset(name: str) -> Path:
     """Path of a real data set in ../shared/data, or skip the test when it is absent."""
     path = SHARED_DATA / name

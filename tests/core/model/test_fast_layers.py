@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_samples
 from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.data.files import Sample
 from napari_colorrl.core.data.normalize import resize_nearest
@@ -189,14 +190,7 @@ def test_optimized_inference_gives_the_plain_step_maps_and_instances(ndim):
 
 
 def _samples(ndim: int) -> list[Sample]:
-    out = []
-    for i in range(2):
-        if ndim == 2:
-            image, labels = make_cells_2d(shape=(36, 36), n_objects=5, seed=i)
-        else:
-            image, labels = make_nuclei_3d(shape=(18, 20, 20), n_objects=4, seed=i)
-        out.append(Sample(name=f"s{i}", image=image, labels=labels))
-    return out
+    return tiny_samples(ndim, 2, (36, 36) if ndim == 2 else (18, 20, 20))
 
 
 def _one_update(model, config, samples, monkeypatch=None):

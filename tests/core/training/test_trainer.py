@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import tiny_config as shared_tiny_config
+from conftest import tiny_samples
 from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.data.files import Sample
-from napari_colorrl.core.data.synthetic import make_cells_2d, make_nuclei_3d
 from napari_colorrl.core.method.steps import auto_steps
 from napari_colorrl.core.model.checkpoint import load_checkpoint
 from napari_colorrl.core.training.environment import Environment
@@ -19,14 +19,7 @@ def tiny_config(ndim: int, **train) -> ColorRLConfig:
 
 
 def samples(ndim: int, n: int = 2) -> list[Sample]:
-    out = []
-    for i in range(n):
-        if ndim == 2:
-            image, labels = make_cells_2d(shape=(40, 40), n_objects=5, seed=i)
-        else:
-            image, labels = make_nuclei_3d(shape=(14, 20, 20), n_objects=4, seed=i)
-        out.append(Sample(name=f"s{i}", image=image, labels=labels))
-    return out
+    return tiny_samples(ndim, n)
 
 
 @pytest.mark.parametrize("ndim", [2, 3])

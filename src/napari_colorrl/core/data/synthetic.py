@@ -66,6 +66,21 @@ def _place_seeds(
     return np.asarray(pts, float).reshape(-1, len(shape))
 
 
+def _fragments(labels: np.ndarray) -> np.ndarray:
+    """Pixels of each object outside its largest connected piece."""
+    stray = np.zeros(labels.shape, bool)
+    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        mask = labels[sl] == lab
+        comp, k = ndi.label(mask)
+        if k > 1:
+            sizes = np.bincount(comp.ravel())
+            sizes[0] = 0
+            stray[sl] |= mask & (comp != int(np.argmax(sizes)))
+    return stray
+
+
 def _clean_labels(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Each label one (face-)connected component, tiny objects dropped, ids 1..N as uint16.
 
@@ -74,16 +89,7 @@ def _clean_labels(labels: np.ndarray, min_size: int) -> np.ndarray:
     """
     labels = labels.astype(np.int32, copy=True)
     for _ in range(3):
-        stray = np.zeros(labels.shape, bool)
-        for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-            if sl is None:
-                continue
-            mask = labels[sl] == lab
-            comp, k = ndi.label(mask)
-            if k > 1:
-                sizes = np.bincount(comp.ravel())
-                sizes[0] = 0
-                stray[sl] |= mask & (comp != int(np.argmax(sizes)))
+        stray = _fragments(labels)
         if not stray.any():
             break
         fg = labels > 0
@@ -93,15 +99,7 @@ def _clean_labels(labels: np.ndarray, min_size: int) -> np.ndarray:
         labels[stray] = nearest[stray]
         labels[~fg] = 0
     else:  # still fragmented after 3 rounds: drop the fragments
-        for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-            if sl is None:
-                continue
-            mask = labels[sl] == lab
-            comp, k = ndi.label(mask)
-            if k > 1:
-                sizes = np.bincount(comp.ravel())
-                sizes[0] = 0
-                labels[sl][mask & (comp != int(np.argmax(sizes)))] = 0
+        labels[_fragments(labels)] = 0
     sizes = np.bincount(labels.ravel())
     keep = sizes >= max(int(min_size), 1)
     keep[0] = False
