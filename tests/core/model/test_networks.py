@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from napari_colorrl.core.config import ColorRLConfig, NetworkConfig, NormalizationConfig
+from conftest import tiny_config as shared_tiny_config
+from napari_colorrl.core.config import ColorRLConfig, NetworkConfig
 from napari_colorrl.core.model.networks import (
     ColorRLNet,
     build_network,
@@ -13,14 +14,9 @@ torch.set_num_threads(2)
 
 
 def small_config(ndim=2, attention=True, channels=1, steps=3):
-    size = (16,) * ndim
-    return ColorRLConfig(
-        ndim=ndim,
-        steps=steps,
-        input_size=size,
-        normalization=NormalizationConfig(channels=channels),
-        network=NetworkConfig(features=(4, 8, 16), attention=attention, input_features=4),
-    )
+    return shared_tiny_config(ndim, steps=steps, input_size=[16] * ndim,
+                              normalization={"channels": channels},
+                              network={"features": [4, 8, 16], "attention": attention})
 
 
 def inputs(config, spatial, batch=2, seed=0):
