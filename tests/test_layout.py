@@ -32,15 +32,19 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module named by an import anywhere in the file (lazy imports included)."""
+def _imports(path: Path, name: str) -> set[str]:
+    """Every module named by an import anywhere in the file (lazy and relative imports
+    included, relative ones resolved against the module ``name``)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}
     return found
 
 
@@ -57,7 +61,7 @@ def test_imports_go_one_way_and_the_core_imports_no_front_end():
     problems = []
     for name, path in modules.items():
         layer = _layer(name)
-        for imported in _imports(path):
+        for imported in _imports(path, name):
             front = any(imported == f or imported.startswith(f + ".") for f in FRONT_END)
             if name.startswith("napari_colorrl.core") and front:
                 problems.append(f"{name} imports the front end {imported}")
@@ -69,7 +73,7 @@ def test_imports_go_one_way_and_the_core_imports_no_front_end():
 
 def test_no_import_cycles():
     modules = _modules()
-    graph = {name: {m for m in _imports(path) if m in modules and m != name}
+    graph = {name: {m for m in _imports(path, name) if m in modules and m != name}
              for name, path in modules.items()}
     # A package's __init__ is imported by its modules implicitly; only explicit edges count.
     state: dict[str, int] = {}

@@ -19,8 +19,8 @@ def demo_samples(n_train: int = 12, n_val: int = 3, seed: int = 0, size: int = 1
                  ) -> tuple[list, list]:
     """Synthetic training and validation samples (``core.data.files.Sample``), 10 touching
     cells each."""
-    from napari_colorrl.core.data.files import Sample
-    from napari_colorrl.core.data.synthetic import make_cells_2d
+    from .data.files import Sample
+    from .data.synthetic import make_cells_2d
 
     def make(i: int) -> Sample:
         image, labels = make_cells_2d(shape=(size, size), n_objects=10, seed=seed + i)
@@ -38,7 +38,7 @@ def demo_settings(minutes: float, device: str = "auto", seed: int = 0) -> dict[s
 def demo_request(minutes: float, device: str = "auto", seed: int = 0):
     """The ``TrainingRequest`` of the headless demo (the napari demo fills the dock with the
     same samples, recipe and settings)."""
-    from napari_colorrl.core.training.setup import TrainingRequest
+    from .training.setup import TrainingRequest
 
     train, val = demo_samples(seed=seed)
     return TrainingRequest(samples=train, val_samples=val, ndim=2, recipe=DEMO_RECIPE,

@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.data.checks import check_image
-from napari_colorrl.core.data.normalize import (
+from .config import ColorRLConfig
+from .data.checks import check_image
+from .data.normalize import (
     normalize_image,
     resize_image,
     resize_nearest,
     split_channels,
 )
-from napari_colorrl.core.method.coloring import colors_from_steps, run_coloring
-from napari_colorrl.core.method.postprocess import instances_from_colors
-from napari_colorrl.core.model.fast_layers import use_fast_layout
-from napari_colorrl.core.runtime import check_inference_memory, resolve_device
+from .method.coloring import colors_from_steps, run_coloring
+from .method.postprocess import instances_from_colors
+from .model.fast_layers import use_fast_layout
+from .runtime import check_inference_memory, resolve_device
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class Segmenter:
              ) -> Segmenter:
         """Load a checkpoint file (or a bundled model name) for inference (``fast_layout``: as
         in ``__init__``)."""
-        from napari_colorrl.core.model.bundled import resolve_model_path
-        from napari_colorrl.core.model.checkpoint import load_checkpoint, network_from_checkpoint
+        from .model.bundled import resolve_model_path
+        from .model.checkpoint import load_checkpoint, network_from_checkpoint
 
         path = resolve_model_path(path)
         checkpoint = load_checkpoint(path, map_location="cpu")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from napari_colorrl.core.config import ColorRLConfig
+from .config import ColorRLConfig
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

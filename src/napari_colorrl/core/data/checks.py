@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_colorrl.core.data.files import Sample, as_label_array, shapes_match
+from .files import Sample, as_label_array, shapes_match
 
 #: Label ids above this are relabelled 1..N: the training core works on int32 ids.
 MAX_LABEL_ID = np.iinfo(np.int32).max

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.transform import resize
 
-from napari_colorrl.core.config import ColorRLConfig, NormalizationConfig
+from ..config import ColorRLConfig, NormalizationConfig
 
 
 def split_channels(image: np.ndarray, ndim: int) -> tuple[np.ndarray, bool]:
@@ -67,7 +67,7 @@ def normalize_image(
         _check_float32_range(channels, data)
     if config.channels == 3 and data.shape[0] == 4:
         if data[3].min() != data[3].max():
-            from napari_colorrl.core.data.checks import warn
+            from .checks import warn
 
             warn(
                 "The image has 4 channels and the model takes RGB: the 4th channel was "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import label as label_regions
 
-from napari_colorrl.core.data.normalize import resize_nearest
+from ..data.normalize import resize_nearest
 
 
 def label_dtype(n_labels: int) -> np.dtype:

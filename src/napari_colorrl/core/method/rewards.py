@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_colorrl.core.config import RewardConfig
-from napari_colorrl.core.method.targets import RewardTargets
+from ..config import RewardConfig
+from .targets import RewardTargets
 
 PART_NAMES = ("foreground", "background", "split", "merge", "total")
 

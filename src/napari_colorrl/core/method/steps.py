@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.data.checks import warn
-from napari_colorrl.core.data.normalize import network_labels
-from napari_colorrl.core.method.targets import grown_box, relabel
+from ..config import ColorRLConfig
+from ..data.checks import warn
+from ..data.normalize import network_labels
+from .targets import grown_box, relabel
 
 
 def max_neighbours(labels: np.ndarray, radius: float) -> int:

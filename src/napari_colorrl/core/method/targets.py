@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential
 
-from napari_colorrl.core.config import RewardConfig
+from ..config import RewardConfig
 
 
 @dataclass

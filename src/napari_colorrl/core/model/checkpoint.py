@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.data.files import atomic_write
+from ..config import ColorRLConfig
+from ..data.files import atomic_write
 
 FORMAT = "napari-colorrl"
 FORMAT_VERSION = 1
@@ -70,7 +70,7 @@ def save_checkpoint(
     numpy scalars and arrays are converted to Python numbers and tensors. Anything else raises
     TypeError naming the entry. A folder that cannot be written raises PermissionError.
     """
-    from napari_colorrl import __version__
+    from ... import __version__
 
     if not isinstance(config, ColorRLConfig):
         raise TypeError(f"config must be a ColorRLConfig, got {type(config).__name__}.")
@@ -283,7 +283,7 @@ def _size(n: float) -> str:
 
 def weight_bytes(config: ColorRLConfig) -> int:
     """Bytes of the float32 weights of the network ``config`` describes (nothing is built)."""
-    from napari_colorrl.core.model.networks import parameter_count
+    from .networks import parameter_count
 
     return 4 * parameter_count(config)
 
@@ -294,7 +294,7 @@ def check_network_size(config: ColorRLConfig, limit: int | None = None) -> None:
     Too large: more than ``limit`` bytes of float32 weights (default ``MAX_WEIGHT_BYTES``) or more
     than the free memory. Computed from the config alone, so it runs before anything is allocated.
     """
-    from napari_colorrl.core.runtime import available_bytes
+    from ..runtime import available_bytes
 
     needed = weight_bytes(config)
     limit = MAX_WEIGHT_BYTES if limit is None else int(limit)
@@ -320,7 +320,7 @@ def expected_state_shapes(config: ColorRLConfig) -> dict[str, tuple[int, ...]]:
 
     Built on torch's meta device: shapes without memory. Call ``check_network_size`` first.
     """
-    from napari_colorrl.core.model.networks import build_network
+    from .networks import build_network
 
     with torch.device("meta"):
         model = build_network(config)
@@ -379,7 +379,7 @@ def check_model_state(
 def network_from_checkpoint(checkpoint: Checkpoint, path: str | Path) -> torch.nn.Module:
     """The checkpoint's network with its weights: size and every tensor's name and shape are
     checked before the network is built (``load_checkpoint`` already checked the size)."""
-    from napari_colorrl.core.model.networks import build_network
+    from .networks import build_network
 
     try:
         check_network_size(checkpoint.config)
@@ -452,7 +452,7 @@ def _check_optimizer_state(checkpoint: Checkpoint, path: str | Path) -> None:
 
 def expected_parameter_shapes(config: ColorRLConfig) -> list[tuple[int, ...]]:
     """Shapes of ``build_network(config).parameters()`` in order (a meta-device build)."""
-    from napari_colorrl.core.model.networks import build_network
+    from .networks import build_network
 
     with torch.device("meta"):
         model = build_network(config)

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.model.fast_layers import Conv3d, InstanceNorm2d, InstanceNorm3d
+from ..config import ColorRLConfig
+from .fast_layers import Conv3d, InstanceNorm2d, InstanceNorm3d
 
 _CONV = {2: nn.Conv2d, 3: Conv3d}
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}

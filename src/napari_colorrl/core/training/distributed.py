@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from napari_colorrl.core.runtime import resolve_device
+from ..runtime import resolve_device
 
 
 @dataclass(frozen=True)

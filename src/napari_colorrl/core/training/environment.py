@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.data import augment
-from napari_colorrl.core.data.normalize import network_labels, normalize_image, resize_image
-from napari_colorrl.core.method.rewards import BatchTargets, collate_targets
-from napari_colorrl.core.method.targets import RewardTargets, choose_subset, prepare_targets
+from ..config import ColorRLConfig
+from ..data import augment
+from ..data.normalize import network_labels, normalize_image, resize_image
+from ..method.rewards import BatchTargets, collate_targets
+from ..method.targets import RewardTargets, choose_subset, prepare_targets
 
 #: Share of episodes that get a fresh affine/elastic deformation (and so fresh targets).
 DEFORM_PROBABILITY = 0.25

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from napari_colorrl.core.config import ColorRLConfig, TrainConfig
-from napari_colorrl.core.method.coloring import step_value
-from napari_colorrl.core.method.rewards import step_rewards
-from napari_colorrl.core.training.environment import Episode
-from napari_colorrl.core.training.timing import SectionTimer, UpdateClock
+from ..config import ColorRLConfig, TrainConfig
+from ..method.coloring import step_value
+from ..method.rewards import step_rewards
+from .environment import Episode
+from .timing import SectionTimer, UpdateClock
 
 PARTS = ("foreground", "background", "split", "merge")
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.inference import Segmenter
-from napari_colorrl.core.metrics import abs_dic, ap, sbd
+from ..config import ColorRLConfig
+from ..inference import Segmenter
+from ..metrics import abs_dic, ap, sbd
 
 VALIDATION_METRICS = ("sbd", "abs_dic", "ap50")
 

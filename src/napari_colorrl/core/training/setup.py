@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_colorrl.core.config import (
+from ..config import (
     ColorRLConfig,
     apply_recipe,
     deep_update,
     read_config_file,
     settings_dict,
 )
-from napari_colorrl.core.data.checks import check_training_samples
-from napari_colorrl.core.data.normalize import split_channels
-from napari_colorrl.core.method.steps import auto_steps, check_steps
-from napari_colorrl.core.training.distributed import describe
+from ..data.checks import check_training_samples
+from ..data.normalize import split_channels
+from ..method.steps import auto_steps, check_steps
+from .distributed import describe
 
 
 @dataclass
@@ -61,7 +61,7 @@ class TrainingSetup:
 
 def load_samples(request: TrainingRequest) -> tuple[list, list]:
     """Training and validation samples from the request's folders or arrays."""
-    from napari_colorrl.core.data.files import list_pairs, load_dataset_dir, load_pairs
+    from ..data.files import list_pairs, load_dataset_dir, load_pairs
 
     if request.samples is not None:
         return list(request.samples), list(request.val_samples or [])
@@ -97,7 +97,7 @@ def build_config(request: TrainingRequest, ndim: int) -> tuple[ColorRLConfig, in
     recipe, then the config file, then the settings."""
     data: dict[str, Any] = {"ndim": ndim}
     if request.resume is not None:
-        from napari_colorrl.core.model.checkpoint import load_checkpoint
+        from ..model.checkpoint import load_checkpoint
 
         data = load_checkpoint(request.resume).config.to_dict()
     if request.recipe is not None:

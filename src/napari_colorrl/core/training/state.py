@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_colorrl.core.config import ColorRLConfig
-from napari_colorrl.core.model.checkpoint import (
+from ..config import ColorRLConfig
+from ..model.checkpoint import (
     check_model_state,
     check_training_state,
     load_checkpoint,

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import torch
 
-from napari_colorrl.core.config import ColorRLConfig, TrainConfig
-from napari_colorrl.core.data.checks import check_training_samples, ensure_writable
-from napari_colorrl.core.model.checkpoint import best_path
-from napari_colorrl.core.model.fast_layers import use_fast_layout
-from napari_colorrl.core.model.networks import build_network
-from napari_colorrl.core.runtime import check_training_memory, release_memory
-from napari_colorrl.core.training import distributed
-from napari_colorrl.core.training.environment import Environment
-from napari_colorrl.core.training.rollout import RolloutStats, run_update
-from napari_colorrl.core.training.selection import selection_score, validate
-from napari_colorrl.core.training.state import TrainingState
+from ..config import ColorRLConfig, TrainConfig
+from ..data.checks import check_training_samples, ensure_writable
+from ..model.checkpoint import best_path
+from ..model.fast_layers import use_fast_layout
+from ..model.networks import build_network
+from ..runtime import check_training_memory, release_memory
+from . import distributed
+from .environment import Environment
+from .rollout import RolloutStats, run_update
+from .selection import selection_score, validate
+from .state import TrainingState
 
 
 class TrainingError(RuntimeError):
