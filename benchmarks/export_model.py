@@ -36,7 +36,7 @@ def export(source: Path, out: Path, note: str) -> Path:
              for k, v in checkpoint.model_state.items()}
     extra = {"source": note, "trained_updates": checkpoint.step,
              "trained_episodes": checkpoint.episodes}
-    for key in ("best_score", "best_sbd", "validation"):
+    for key in ("best_score", "best_sbd", "validation", "training_scale"):
         if key in checkpoint.extra:
             extra[key] = checkpoint.extra[key]
     out.parent.mkdir(parents=True, exist_ok=True)

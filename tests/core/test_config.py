@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.config import CONFIG_VERSION, ColorRLConfig
 
 
 def test_json_round_trip_2d_and_3d():
@@ -84,7 +84,7 @@ def test_a_version_1_config_with_removed_options_still_loads():
     old["version"] = 1
     old["train"].update(update_epochs=1, weight_average=0.995)
     config = ColorRLConfig.from_dict(old)
-    assert config.version == 2 and not hasattr(config.train, "weight_average")
+    assert config.version == CONFIG_VERSION and not hasattr(config.train, "weight_average")
 
 
 def test_3d_defaults_and_recipes_come_from_one_table():

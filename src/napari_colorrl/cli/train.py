@@ -20,7 +20,7 @@ SHORT_FLAGS = {
     "train.device": "--device", "train.seed": "--seed", "train.threads": "--threads",
 }
 SECTIONS = {"": "method", "reward": "rewards", "network": "network",
-            "normalization": "normalisation", "train": "training"}
+            "normalization": "normalisation", "train": "training", "inference": "inference"}
 _SETTING_DEST = "setting:"
 
 

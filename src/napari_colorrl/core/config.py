@@ -27,8 +27,9 @@ from typing import Any
 
 #: Bumped when the meaning of a saved config or of the saved weights changes incompatibly.
 #: Version 2 removed ``train.update_epochs`` and ``train.weight_average`` (measured as not
-#: helping, docs/experiments.md); a saved version-1 config holding them still loads.
-CONFIG_VERSION = 2
+#: helping, docs/experiments.md); a saved version-1 config holding them still loads. Version 3
+#: added the ``inference`` section (tiles); an older config without it gets its defaults.
+CONFIG_VERSION = 3
 _REMOVED_IN_2 = ("update_epochs", "weight_average")
 
 
@@ -137,6 +138,20 @@ class TrainConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """How an image larger than one tile is segmented (docs/method.md, "Scale and tiles")."""
+
+    tile_size: tuple[int, ...] = setting(
+        (1024, 1024), "tile size per axis at the network's input: a larger image (after "
+        "rescaling to the training scale) is segmented in overlapping tiles of this size, so "
+        "memory is bounded by the tile", low=16, high=65536)
+    tile_overlap: int = setting(
+        64, "overlap of neighbouring tiles in pixels at the network's input; each object is "
+        "kept by the tile that holds its centre, so give at least the object size (at most "
+        "half the tile)", low=0, high=32768)
+
+
+@dataclass
 class ColorRLConfig:
     """Everything a model needs to be trained, saved, loaded and run."""
 
@@ -157,6 +172,7 @@ class ColorRLConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -183,6 +199,16 @@ class ColorRLConfig:
                 f"({self.normalization.high}); e.g. 1 and 99.8.")
         if not self.reward.radii:
             raise ValueError("reward.radii needs at least one radius, e.g. [12, 28].")
+        tile = tuple(self.inference.tile_size)
+        if len(tile) != self.ndim:
+            raise ValueError(
+                f"inference.tile_size {tile} has {len(tile)} axes but ndim is {self.ndim}; give "
+                f"one size per spatial axis.")
+        if 2 * self.inference.tile_overlap > min(tile):
+            raise ValueError(
+                f"inference.tile_overlap ({self.inference.tile_overlap}) must be at most half "
+                f"the smallest inference.tile_size ({min(tile)}); lower the overlap or raise "
+                f"the tile size.")
 
     @staticmethod
     def default_for(ndim: int) -> ColorRLConfig:
@@ -214,6 +240,7 @@ class ColorRLConfig:
             network=_build(NetworkConfig, merged["network"], "network"),
             reward=_build(RewardConfig, merged["reward"], "reward"),
             train=_build(TrainConfig, merged["train"], "train"),
+            inference=_build(InferenceConfig, merged["inference"], "inference"),
             version=CONFIG_VERSION,
         )
 
@@ -239,6 +266,7 @@ DEFAULTS_3D: dict[str, Any] = {
     "input_size": [64, 64, 64], "input_mode": "crop", "min_size": 50,
     "network": {"features": [8, 16, 32, 64, 128], "attention": False, "input_features": 8},
     "reward": {"radii": [6, 12], "interior_shrink": 1.0, "split_form": "proximity"},
+    "inference": {"tile_size": [128, 128, 128], "tile_overlap": 32},
 }
 
 #: Named sets of trainer settings. "paper": the authors' A3C settings (lr 1e-4 then 1e-5,

@@ -1,42 +1,100 @@
-"""Running a trained model on an image: normalise, color in T steps, post-process.
+"""Running a trained model on an image: at the model's scale, in tiles, stitched.
 
-The CLI, the segmentation dock and the benchmarks all call ``Segmenter``.
+``Segmenter.segment`` (what the CLI, the segmentation dock and the benchmarks call) rescales the
+image so its objects have the size the model was trained on (``data.scale.TrainingScale``;
+the user may give the size of their objects), cuts it into overlapping tiles at the network's
+scale (``tiling.TileGrid``), colors each tile in T steps and stitches the instances of the tiles
+into labels at the image's own shape (``tiling.Stitcher``). Memory is bounded by one tile; the
+labels (and, if asked, the step maps and colors) go into arrays the caller gives, which may be
+files (``Segmenter.iter_segment``). An image that fits in one tile is segmented exactly as
+before tiles existed: normalised and resized whole.
+
+``network_input`` / ``color_maps`` / ``postprocess`` are the untiled engine: one pass over the
+whole image at the network's input, as validation during training uses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .config import ColorRLConfig
+from .config import SETTINGS_BY_PATH, ColorRLConfig
 from .data.checks import check_image
+from .data.lazy import ImageSource
 from .data.normalize import (
+    apply_levels,
+    channel_levels,
+    model_channels,
     normalize_image,
     resize_image,
     resize_nearest,
     split_channels,
 )
-from .method.coloring import colors_from_steps, run_coloring
-from .method.postprocess import instances_from_colors
+from .data.scale import TrainingScale, derived_scale, object_size_pixels
+from .method.coloring import color_dtype, colors_from_steps, run_coloring
+from .method.postprocess import instances_from_colors, label_dtype, remove_small
 from .model.fast_layers import use_fast_layout
-from .runtime import check_inference_memory, resolve_device
+from .runtime import check_inference_memory, check_tile_memory, resolve_device
+from .tiling import Stitcher, TileGrid, sample_window, upsample_to_window
+
+#: The most a user's object size may shrink or enlarge an image (a factor beyond this is
+#: almost surely a wrong unit: microns for pixels).
+MAX_RESCALE = 32.0
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """How one image is segmented: its shape at the network's scale, the tiles, and why.
+
+    squeeze: a 'resize' model on an image of a training shape: resized whole to the network's
+    input, as in training (one tile). note: how the scale was chosen, for messages.
+    """
+
+    image_shape: tuple[int, ...]
+    network_shape: tuple[int, ...]
+    grid: TileGrid
+    squeeze: bool
+    note: str
+
+    @property
+    def tiles(self) -> int:
+        return len(self.grid)
+
+    @property
+    def factors(self) -> tuple[float, ...]:
+        """Network pixels per image pixel, per axis."""
+        return tuple(n / s for n, s in zip(self.network_shape, self.image_shape))
+
+    def describe(self) -> str:
+        size = " x ".join(map(str, self.network_shape))
+        tiles = (f"{self.tiles} tiles of up to {' x '.join(map(str, self.grid.tile_shape))}"
+                 if self.tiles > 1 else "one tile")
+        return f"{self.note}: {size} at the network's scale, {tiles}"
 
 
 @dataclass(frozen=True)
 class Segmentation:
     """Result for one image, at the image's own spatial shape.
 
-    steps: (T, *S) uint8 binary action maps. colors: (*S) color map (uint8 for T <= 8).
-    instances: (*S) uint16/uint32 labels after small-object removal.
+    steps: (T, *S) uint8 binary action maps (None when not asked for). colors: (*S) color map
+    (uint8 for T <= 8; None with the steps). instances: (*S) uint16/uint32 labels after
+    small-object removal. objects: the stitched objects before it (uint32), from which
+    ``Segmenter.instances_of`` removes another minimum size without recoloring. plan: how the
+    image was segmented. (With tiles, the colors of neighbouring tiles are chosen separately:
+    the instances come from the tiles, not from the color map.)
     """
 
-    steps: np.ndarray
-    colors: np.ndarray
+    steps: np.ndarray | None
+    colors: np.ndarray | None
     instances: np.ndarray
+    objects: np.ndarray | None = None
+    plan: InferencePlan | None = None
 
     def colors_after(self, k: int) -> np.ndarray:
         """The color map after the first ``k`` steps (1 <= k <= T)."""
@@ -47,29 +105,35 @@ class Segmenter:
     """A model ready to segment images: ``Segmenter.load(path).segment(image)``."""
 
     def __init__(self, model: torch.nn.Module, config: ColorRLConfig, device: str = "auto",
-                 *, fast_layout: bool = True):
+                 *, fast_layout: bool = True, scale: TrainingScale | None = None):
         """fast_layout: put the model's weights in the CPU's fast memory layout for inference
         (``fast_layers.use_fast_layout``, in place); validation during training passes False so
-        the training model keeps the trainer's layout."""
+        the training model keeps the trainer's layout. scale: the scale the model was trained
+        at (default: derived from the config, ``data.scale.derived_scale``)."""
         self.config = config
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         if fast_layout:
             use_fast_layout(self.model, self.device, inference=True)
+        self.scale = scale if scale is not None else derived_scale(config)
         self.source = "in-memory model"
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", *, fast_layout: bool = True
              ) -> Segmenter:
         """Load a checkpoint file (or a bundled model name) for inference (``fast_layout``: as
-        in ``__init__``)."""
+        in ``__init__``). A checkpoint saved without its training scale gets the scale derived
+        from its config, with one ``ColorRLWarning`` saying so."""
+        from .data.scale import scale_from_extra
         from .model.bundled import resolve_model_path
         from .model.checkpoint import load_checkpoint, network_from_checkpoint
 
         path = resolve_model_path(path)
         checkpoint = load_checkpoint(path, map_location="cpu")
         model = network_from_checkpoint(checkpoint, path)
-        segmenter = cls(model, checkpoint.config, device=device, fast_layout=fast_layout)
+        scale = scale_from_extra(checkpoint.extra, checkpoint.config, str(path))
+        segmenter = cls(model, checkpoint.config, device=device, fast_layout=fast_layout,
+                        scale=scale)
         segmenter.source = str(path)
         return segmenter
 
@@ -77,8 +141,10 @@ class Segmenter:
     def steps(self) -> int:
         return self.config.steps
 
+    # --- the untiled engine (validation) ----------------------------------------------------
     def network_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-        """Normalised (C, *S_net) float32 array and the image's spatial shape.
+        """Normalised (C, *S_net) float32 array and the image's spatial shape (one pass: the
+        image resized to the input size in 'resize' mode, as it is in 'crop' mode).
 
         Checks first: a wrong number of axes or an empty image raises ValueError, an image too
         large for the free memory ``MemoryCheckError`` (before anything big is allocated); NaN/inf
@@ -96,12 +162,10 @@ class Segmenter:
     def color(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         """Step maps (T, *S_net) uint8 at the network's resolution, and the image's shape."""
         data, shape = self.network_input(image)
-        tensor = torch.from_numpy(data)[None].to(self.device)
-        result = run_coloring(self.model, tensor, self.config.steps)
-        return result.steps[0], shape
+        return self._color_tile(data), shape
 
     def color_maps(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Step maps (T, *S) uint8 and the color map (*S) at the image's own shape."""
+        """Step maps (T, *S) uint8 and the color map (*S) at the image's own shape (one pass)."""
         return self.maps_at(*self.color(image))
 
     @staticmethod
@@ -110,22 +174,6 @@ class Segmenter:
         steps = resize_nearest(steps, (steps.shape[0], *shape))
         return steps, colors_from_steps(steps)
 
-    def segment(
-        self,
-        image: np.ndarray,
-        *,
-        min_size: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> Segmentation:
-        """Segment one 2D image or 3D volume (grayscale or RGB)."""
-        steps, colors = self.color_maps(image)
-        if progress is not None:
-            progress(1, 2)
-        instances = self.postprocess(colors, min_size=min_size)
-        if progress is not None:
-            progress(2, 2)
-        return Segmentation(steps=steps, colors=colors, instances=instances)
-
     def postprocess(self, colors: np.ndarray, *, min_size: int | None = None) -> np.ndarray:
         """Instances from a color map at the image's shape (cheap: re-run for a new min_size)."""
         return instances_from_colors(
@@ -133,3 +181,220 @@ class Segmenter:
             min_size=self.config.min_size if min_size is None else min_size,
             connectivity=self.config.connectivity,
         )
+
+    def _color_tile(self, data: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(data))[None].to(self.device)
+        return run_coloring(self.model, tensor, self.config.steps).steps[0]
+
+    # --- scale and tiles --------------------------------------------------------------------
+    def plan(self, shape: Sequence[int], *, object_size: Sequence[float] | float | None = None,
+             pixel_size: Sequence[float] | float | None = None,
+             tile_size: Sequence[int] | int | None = None,
+             tile_overlap: int | None = None) -> InferencePlan:
+        """How an image of spatial ``shape`` is segmented (nothing is read or allocated).
+
+        The scale: with ``object_size`` (the diameter of the image's objects in pixels, one
+        number or one per axis; in physical units with ``pixel_size``, the size of a pixel in
+        the same units) the image is rescaled so its objects get the model's training size.
+        Without it, a 'resize' model resizes an image of one of its training shapes to its
+        input size, as in training; any other image is seen at the training scale (the
+        network pixels per image pixel of training: no squeeze of a large image). Then the
+        tiles: ``tile_size`` and ``tile_overlap`` (default: the model's ``inference`` settings)
+        at the network's scale; the overlap is raised to the model's object size when it is
+        smaller, so an object whose centre lies in a tile's core fits in the tile.
+        ValueError, naming the problem, for sizes that cannot work.
+        """
+        ndim, config, scale = self.config.ndim, self.config, self.scale
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != ndim or min(shape) < 1:
+            raise ValueError(f"A {ndim}D model segments images of {ndim} spatial axes; got the "
+                             f"spatial shape {shape}.")
+        train = " x ".join(f"{v:.1f}" for v in scale.object_size)
+        squeeze = False
+        if object_size is not None:
+            size = object_size_pixels(object_size, pixel_size, ndim)
+            if isinstance(size, float):
+                factors = (scale.diameter / size,) * ndim
+                shown = f"{size:.1f}"
+            else:
+                factors = tuple(t / u for t, u in zip(scale.object_size, size))
+                shown = " x ".join(f"{v:.1f}" for v in size)
+            for factor in factors:
+                if not 1 / MAX_RESCALE <= factor <= MAX_RESCALE:
+                    how = "shrunk" if factor < 1 else "enlarged"
+                    times = max(factor, 1 / factor)
+                    raise ValueError(
+                        f"The object size {shown} px would have the image {how} {times:.0f}x to "
+                        f"match the model's objects ({train} px at its input); at most "
+                        f"{MAX_RESCALE:g}x is allowed. Check the value: it is the diameter of "
+                        f"the objects in pixels (or, with a pixel size, in the same units as "
+                        f"the pixel size).")
+            network = tuple(max(1, round(s * f)) for s, f in zip(shape, factors))
+            note = f"objects of {shown} px rescaled to the model's {train} px"
+        elif pixel_size is not None:
+            raise ValueError("A pixel size only converts an object size given in the same "
+                             "units: give the object size too.")
+        elif config.input_mode == "resize" and (
+                scale.resizes(shape) or shape == tuple(config.input_size)):
+            network, squeeze = tuple(config.input_size), True
+            note = ("resized to the network's input, as the training images of this shape"
+                    if scale.image_shapes else "resized to the network's input")
+        else:
+            network = tuple(max(1, round(s * f)) for s, f in zip(shape, scale.image_scale))
+            note = f"at the training scale (objects of {train} px at the network's input)"
+        tile, overlap = self._tiling(tile_size, tile_overlap)
+        overlap = min(max(overlap, math.ceil(max(scale.object_size))), min(tile) // 2)
+        return InferencePlan(shape, network, TileGrid.make(shape, network, tile, overlap),
+                             squeeze, note)
+
+    def _tiling(self, tile_size, tile_overlap) -> tuple[tuple[int, ...], int]:
+        """Tile size and overlap (the model's unless given), checked against the settings
+        table (ValueError naming the setting and its range)."""
+        ndim = self.config.ndim
+        tile = self.config.inference.tile_size if tile_size is None else tile_size
+        tile = (tile,) * ndim if isinstance(tile, (int, np.integer)) else tuple(tile)
+        if len(tile) == 1:
+            tile = tile * ndim
+        overlap = self.config.inference.tile_overlap if tile_overlap is None else tile_overlap
+        spec_tile = SETTINGS_BY_PATH["inference.tile_size"]
+        spec_overlap = SETTINGS_BY_PATH["inference.tile_overlap"]
+        spec_tile.check(list(tile))
+        spec_overlap.check(overlap)
+        tile, overlap = spec_tile.parse(list(tile)), spec_overlap.parse(overlap)
+        if len(tile) != ndim:
+            raise ValueError(f"inference.tile_size needs one size or {ndim}, got {list(tile)}.")
+        if 2 * overlap > min(tile):
+            raise ValueError(f"inference.tile_overlap ({overlap}) must be at most half the "
+                             f"tile size ({min(tile)}).")
+        return tile, overlap
+
+    # --- segmenting -------------------------------------------------------------------------
+    def segment(
+        self,
+        image: Any,
+        *,
+        min_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        object_size: Sequence[float] | float | None = None,
+        pixel_size: Sequence[float] | float | None = None,
+        tile_size: Sequence[int] | int | None = None,
+        tile_overlap: int | None = None,
+        keep_steps: bool = True,
+    ) -> Segmentation:
+        """Segment one 2D image or 3D volume (grayscale or RGB; numpy or lazy) into labels held
+        in memory, at the image's own shape.
+
+        progress(done, total) is called after each tile. keep_steps: also return the step maps
+        and the color map (T + 1 bytes per pixel more). The scale and tile arguments are those
+        of ``plan``. MemoryCheckError, before any work, when a tile or the results do not fit.
+        """
+        source = ImageSource(image, self.config.ndim)
+        plan = self.plan(source.shape, object_size=object_size, pixel_size=pixel_size,
+                         tile_size=tile_size, tile_overlap=tile_overlap)
+        pixels = math.prod(source.shape)
+        per_pixel = 4 + 4 + (self.steps + color_dtype(self.steps).itemsize if keep_steps else 0)
+        self.check_memory(plan, source, results=pixels * per_pixel)
+        objects = np.zeros(source.shape, np.uint32)
+        steps = np.zeros((self.steps, *source.shape), np.uint8) if keep_steps else None
+        colors = np.zeros(source.shape, color_dtype(self.steps)) if keep_steps else None
+        run = self.iter_segment(source, objects, steps=steps, colors=colors, min_size=0,
+                                plan=plan, checked=True)
+        for done, total in run:
+            if progress is not None:
+                progress(done, total)
+        instances = self.instances_of(objects, min_size)
+        return Segmentation(steps=steps, colors=colors, instances=instances, objects=objects,
+                            plan=plan)
+
+    def instances_of(self, objects: np.ndarray | Segmentation, min_size: int | None = None
+                     ) -> np.ndarray:
+        """Instances 1..N (uint16, or uint32 from 65536 objects) of stitched ``objects`` (or of
+        a ``Segmentation``) without those smaller than ``min_size`` (default: the model's), in
+        pixels of the image: cheap, so a new minimum size re-runs only this."""
+        if isinstance(objects, Segmentation):
+            if objects.objects is None:
+                return self.postprocess(objects.colors, min_size=min_size)
+            objects = objects.objects
+        size = self.config.min_size if min_size is None else int(min_size)
+        if size <= 1:
+            count = int(objects.max()) if objects.size else 0
+            return objects.astype(label_dtype(count))
+        return remove_small(objects, size)
+
+    def check_memory(self, plan: InferencePlan, source: ImageSource, results: int = 0) -> None:
+        """MemoryCheckError when the largest tile of ``plan`` (or ``results`` bytes kept for the
+        whole image) does not fit; the message speaks of the tile."""
+        grid = plan.grid
+        window = tuple(math.ceil(t / f) + 1 for t, f in zip(grid.tile_shape, plan.factors))
+        window = tuple(min(w, s) for w, s in zip(window, plan.image_shape))
+        check_tile_memory(self.config, grid.tile_shape, grid.read_shape, window,
+                          source.channels, self.device, tiles=plan.tiles, results=results,
+                          image=plan.image_shape)
+
+    def iter_segment(
+        self,
+        image: Any,
+        labels: Any,
+        *,
+        steps: Any = None,
+        colors: Any = None,
+        min_size: int | None = None,
+        object_size: Sequence[float] | float | None = None,
+        pixel_size: Sequence[float] | float | None = None,
+        tile_size: Sequence[int] | int | None = None,
+        tile_overlap: int | None = None,
+        plan: InferencePlan | None = None,
+        checked: bool = False,
+    ) -> Generator[tuple[int, int], None, int]:
+        """Segment ``image`` tile by tile into ``labels``; yields (tiles done, tiles) after each
+        tile and returns the number of objects written.
+
+        labels: a zero-filled uint32 array of the image's spatial shape that takes numpy
+        windows (numpy, a memory-mapped TIFF, a zarr array); steps (T, *S) uint8 and colors
+        (*S): the same, optional. Only one tile's windows are in memory at a time, and the
+        image is read a tile's window at a time (plus a subsample for the intensity levels).
+        Objects smaller than ``min_size`` (default: the model's) are not written. Stopping the
+        generator stops after the tile at hand.
+        """
+        source = image if isinstance(image, ImageSource) else ImageSource(image, self.config.ndim)
+        if plan is None:
+            plan = self.plan(source.shape, object_size=object_size, pixel_size=pixel_size,
+                             tile_size=tile_size, tile_overlap=tile_overlap)
+        if tuple(labels.shape) != source.shape:
+            raise ValueError(f"The labels array has shape {tuple(labels.shape)}, the image's "
+                             f"spatial shape is {source.shape}.")
+        if not checked:
+            self.check_memory(plan, source)
+        whole = plan.tiles == 1 and not source.lazy
+        levels = None
+        if not source.lazy:
+            check_image(source.array)
+        if not whole:
+            sample = source.sample()
+            if source.lazy:  # the warnings (NaN, constant) as far as the subsample tells
+                check_image(np.moveaxis(sample, 0, -1) if source.channel_axis is not None
+                            else sample[0])
+            levels = channel_levels(model_channels(sample, self.config.normalization),
+                                    self.config.normalization)
+        min_size = self.config.min_size if min_size is None else int(min_size)
+        stitcher = Stitcher(labels, min_size=min_size, connectivity=self.config.connectivity)
+        grid, total = plan.grid, plan.tiles
+        for done, tile in enumerate(grid, start=1):
+            if whole:
+                data = normalize_image(source.array, self.config.normalization,
+                                       self.config.ndim)
+                data = resize_image(data, plan.network_shape)
+            else:
+                data = model_channels(source.read(tile.read), self.config.normalization)
+                data = sample_window(apply_levels(data, levels), grid, tile)
+            tile_steps = upsample_to_window(self._color_tile(data), grid, tile)
+            tile_colors = colors_from_steps(tile_steps)
+            stitcher.add(tile_colors, tile)
+            inner = tile.core_in_window
+            if steps is not None:
+                steps[(slice(None), *tile.core)] = tile_steps[(slice(None), *inner)]
+            if colors is not None:
+                colors[tile.core] = tile_colors[inner]
+            del data, tile_steps, tile_colors
+            yield done, total
+        return stitcher.count

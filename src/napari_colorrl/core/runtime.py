@@ -120,6 +120,50 @@ def inference_bytes(
     return int(host), int(4 * _network_floats(config, net_shape, backward=False))
 
 
+def tile_bytes(config: ColorRLConfig, tile: Sequence[int], read: Sequence[int],
+               window: Sequence[int], channels: int = 1) -> tuple[int, int]:
+    """Peak (host, network) bytes of one tile of tiled inference.
+
+    tile: its network shape; read: the image window read for it; window: the image pixels it
+    covers. Host: the window read (float32 copies, the anti-aliasing filter), the tile's input,
+    its T step maps and color map at the window's size, its connected components (int64) and
+    the output window (uint32). Network: one pass at the tile's shape.
+    """
+    read_px = math.prod(int(s) for s in read)
+    window_px = math.prod(int(s) for s in window)
+    tile_px = math.prod(int(s) for s in tile)
+    c = max(channels, config.normalization.channels)
+    host = read_px * 12 * c + tile_px * 4 * c + window_px * (config.steps + 30)
+    return int(host), int(4 * _network_floats(config, tile, backward=False))
+
+
+def check_tile_memory(config: ColorRLConfig, tile: Sequence[int], read: Sequence[int],
+                      window: Sequence[int], channels: int, device: object, *, tiles: int,
+                      results: int = 0, image: Sequence[int] = ()) -> None:
+    """Raise MemoryCheckError before tiled inference whose tile cannot fit.
+
+    results: bytes of the outputs kept in memory for the whole image (0 when they are written
+    to a file); they are checked separately, with their own advice.
+    """
+    shape = " x ".join(map(str, tile))
+    what = (f"Segmenting one {shape} tile (of {tiles}, at the network's scale)" if tiles > 1
+            else f"Segmenting this image as one {shape} tile (at the network's scale)")
+    advice = ("Lower the tile size (inference.tile_size: --tile-size, or the dock's tile "
+              "field), or give a larger object size to segment at a coarser scale.")
+    if results:
+        size = " x ".join(map(str, image))
+        check_memory(
+            results, "cpu", f"Holding the results of this {size} image in memory (labels, "
+            f"step maps and colors)",
+            "Write the labels to a file instead, in tiles (colorrl predict --output "
+            "labels.zarr or labels.tif), or segment a part of the image.")
+    host, network = tile_bytes(config, tile, read, window, channels)
+    on_cpu = getattr(device, "type", str(device).split(":")[0]) == "cpu"
+    check_memory(host + network if on_cpu else host, "cpu", what, advice)
+    if not on_cpu:
+        check_memory(network, device, what, advice)
+
+
 def training_bytes(config: ColorRLConfig) -> int:
     """Bytes of one training update: the graph of T steps for a batch of input-size crops."""
     per_episode = _network_floats(config, config.input_size, backward=True) * config.steps
@@ -144,10 +188,12 @@ def check_memory(needed: int, device: object, what: str, advice: str) -> None:
 def check_inference_memory(
     config: ColorRLConfig, spatial: Sequence[int], channels: int, device: object
 ) -> None:
-    """Raise MemoryCheckError before segmenting an image that cannot fit."""
+    """Raise MemoryCheckError before segmenting an image in one pass that cannot fit (the
+    untiled path of validation; ``Segmenter.segment`` checks its tiles with
+    ``check_tile_memory``)."""
     shape = " x ".join(map(str, spatial))
     advice = (
-        "Segment a crop or a downscaled copy, or split the image into tiles"
+        "Segment it in tiles (Segmenter.segment, colorrl predict), a crop or a downscaled copy"
         + (", or use a model trained with input_mode 'resize'" if config.input_mode == "crop"
            else "")
         + "."

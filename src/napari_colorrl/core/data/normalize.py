@@ -6,46 +6,62 @@ images scaled the way it was trained.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from skimage.transform import resize
 
 from ..config import ColorRLConfig, NormalizationConfig
 
 
-def split_channels(image: np.ndarray, ndim: int) -> tuple[np.ndarray, bool]:
-    """Return ``(array (C, *S), had_channels)`` for a grayscale or multi-channel image.
+def channel_axis(shape: tuple[int, ...], ndim: int) -> int | None:
+    """Where the colour channels of an image of ``shape`` are: None (grayscale), 0 or -1.
 
     A 2D image may be (H, W), (H, W, C) or (C, H, W) with C in 1..4; a 3D volume (Z, Y, X),
     (Z, Y, X, C) or (C, Z, Y, X). When both ends could be channels (e.g. (3, 100, 4)) the image
-    is ambiguous and raises ValueError.
+    is ambiguous and raises ValueError. Reads the shape only (a lazy array stays unread).
     """
-    image = np.asarray(image)
-    if image.ndim == ndim:
-        return image[None], False
-    if image.ndim == ndim + 1:
-        first, last = image.shape[0] <= 4, image.shape[-1] <= 4
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == ndim:
+        return None
+    if len(shape) == ndim + 1:
+        first, last = shape[0] <= 4, shape[-1] <= 4
         if first and last:
             raise ValueError(
-                f"The image has shape {image.shape}: both its first and its last axis could be "
+                f"The image has shape {shape}: both its first and its last axis could be "
                 f"colour channels; give it as channels-last (..., C) with a spatial size over 4 "
                 f"pixels, or crop/pad the narrow axis."
             )
         if last:
-            return np.moveaxis(image, -1, 0), True
+            return -1
         if first:
-            return image, True
+            return 0
     kind = "2D image (Y, X)" if ndim == 2 else "3D volume (Z, Y, X)"
     other = 3 if ndim == 2 else 2
-    fix = f"use a {other}D model for {other}D data, or " if image.ndim in (other, other + 1) else ""
+    fix = f"use a {other}D model for {other}D data, or " if len(shape) in (other, other + 1) else ""
     raise ValueError(
-        f"The image has shape {image.shape}, but this {ndim}D model expects a {kind}, optionally "
+        f"The image has shape {shape}, but this {ndim}D model expects a {kind}, optionally "
         f"with up to 4 colour channels: {fix}pick one frame or channel of the image."
     )
 
 
+def split_channels(image: np.ndarray, ndim: int) -> tuple[np.ndarray, bool]:
+    """Return ``(array (C, *S), had_channels)`` for a grayscale or multi-channel image, in the
+    layouts :func:`channel_axis` accepts (ValueError for the others)."""
+    image = np.asarray(image)
+    axis = channel_axis(image.shape, ndim)
+    if axis is None:
+        return image[None], False
+    return (np.moveaxis(image, -1, 0) if axis == -1 else image), True
+
+
 def spatial_shape(image: np.ndarray, ndim: int) -> tuple[int, ...]:
     """Spatial shape of an image that may carry a channel axis."""
-    return tuple(split_channels(image, ndim)[0].shape[1:])
+    shape = tuple(np.shape(image))
+    axis = channel_axis(shape, ndim)
+    if axis is None:
+        return shape
+    return shape[:-1] if axis == -1 else shape[1:]
 
 
 def normalize_image(
@@ -61,12 +77,24 @@ def normalize_image(
     becomes all zeros. Each channel is scaled separately.
     """
     channels, _ = split_channels(image, ndim)
+    data = model_channels(channels, config, warn_alpha=True)
+    out = np.empty_like(data)
+    for c in range(data.shape[0]):
+        out[c] = _scale(data[c], config)
+    return out
+
+
+def model_channels(channels: np.ndarray, config: NormalizationConfig,
+                   warn_alpha: bool = False) -> np.ndarray:
+    """The float32 channels (C, *S) the network takes from an image's channels (C_in, *S):
+    RGB as is, a 4th (alpha) channel dropped, grayscale averaged or repeated (as
+    ``normalize_image`` says). warn_alpha: warn when a dropped 4th channel is not constant."""
     with np.errstate(over="ignore", invalid="ignore"):
         data = channels.astype(np.float32, copy=True)
     if channels.dtype.kind == "f" and channels.dtype.itemsize > 4:
         _check_float32_range(channels, data)
     if config.channels == 3 and data.shape[0] == 4:
-        if data[3].min() != data[3].max():
+        if warn_alpha and data[3].min() != data[3].max():
             from .checks import warn
 
             warn(
@@ -79,9 +107,39 @@ def normalize_image(
         data = data.mean(axis=0, keepdims=True)
     elif config.channels == 3 and data.shape[0] != 3:
         data = np.repeat(data.mean(axis=0, keepdims=True), 3, axis=0)
-    out = np.empty_like(data)
-    for c in range(data.shape[0]):
-        out[c] = _scale(data[c], config)
+    return data
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Per network channel: the value mapped to 0 (``low``), the one mapped to 1 (``high``),
+    and the value that replaces NaN and inf (``fill``: the finite minimum)."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    fill: tuple[float, ...]
+
+
+def channel_levels(data: np.ndarray, config: NormalizationConfig) -> Levels:
+    """The ``Levels`` of network channels ``data`` (C, *S), found as ``normalize_image`` finds
+    them: percentiles of a subsample of about a million values, or the minimum and maximum."""
+    found = [_levels(channel, config) for channel in data]
+    return Levels(*(tuple(v[i] for v in found) for i in range(3)))
+
+
+def apply_levels(data: np.ndarray, levels: Levels) -> np.ndarray:
+    """Network channels (C, *S) scaled to float32 [0, 1] by ``levels``: what
+    ``normalize_image`` does with the levels of the whole image, for one tile of it."""
+    out = np.empty(data.shape, np.float32)
+    for c, channel in enumerate(data):
+        finite = np.isfinite(channel)
+        if not finite.all():
+            channel = np.where(finite, channel, np.float32(levels.fill[c]))
+        low, high = levels.low[c], levels.high[c]
+        if high <= low:
+            out[c] = 0.0
+        else:
+            out[c] = np.clip((channel - low) / (high - low), 0.0, 1.0)
     return out
 
 
@@ -98,19 +156,30 @@ def _check_float32_range(original: np.ndarray, data: np.ndarray) -> None:
         )
 
 
-def _scale(channel: np.ndarray, config: NormalizationConfig) -> np.ndarray:
+def _levels(channel: np.ndarray, config: NormalizationConfig) -> tuple[float, float, float]:
+    """(low, high, fill) of one channel; low and high keep the types the scaling of
+    ``_scale`` has always computed with (float64 percentiles, Python floats for min/max)."""
     finite = np.isfinite(channel)
+    fill = 0.0
     if not finite.all():
-        fill = channel[finite].min() if finite.any() else 0.0
-        channel = np.where(finite, channel, fill)
+        fill = float(channel[finite].min()) if finite.any() else 0.0
+        channel = np.where(finite, channel, np.float32(fill))
     if config.mode == "percentile":
         # Percentiles of a subsample: exact enough and fast on large volumes.
         flat = channel.ravel()
         if flat.size > 1_000_000:
             flat = flat[:: flat.size // 1_000_000]
-        low, high = np.percentile(flat, [config.low, config.high])
+        low, high = np.percentile(flat, [config.low, config.high])  # float64 scalars
     else:
         low, high = float(channel.min()), float(channel.max())
+    return low, high, fill
+
+
+def _scale(channel: np.ndarray, config: NormalizationConfig) -> np.ndarray:
+    low, high, fill = _levels(channel, config)
+    finite = np.isfinite(channel)
+    if not finite.all():
+        channel = np.where(finite, channel, np.float32(fill))
     if high <= low:
         return np.zeros_like(channel, dtype=np.float32)
     return np.clip((channel - low) / (high - low), 0.0, 1.0).astype(np.float32)

@@ -34,6 +34,9 @@ class TrainingState:
     elapsed_before: float = 0.0  # seconds of training before this process started
     best_score: float = -1.0
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    #: The scale of the training data (``data.scale.TrainingScale.to_dict()``), saved with the
+    #: model so inference can rescale images to it.
+    training_scale: dict | None = None
 
     @classmethod
     def start(cls, seed: int) -> TrainingState:
@@ -54,6 +57,7 @@ class TrainingState:
                 "torch_rng": torch.get_rng_state(),
                 **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda"
                    else {}),
+                **({"training_scale": self.training_scale} if self.training_scale else {}),
             },
         )
         return str(path)

@@ -18,6 +18,7 @@ import torch
 
 from ..config import ColorRLConfig, TrainConfig
 from ..data.checks import check_training_samples, ensure_writable
+from ..data.scale import measure_training_scale
 from ..model.checkpoint import best_path
 from ..model.fast_layers import use_fast_layout
 from ..model.networks import build_network
@@ -138,6 +139,7 @@ def train(
     if tcfg.threads:
         torch.set_num_threads(int(tcfg.threads))
     state = TrainingState.start(tcfg.seed)
+    state.training_scale = measure_training_scale(train_samples, config).to_dict()
     model = use_fast_layout(build_network(config).to(device), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, amsgrad=tcfg.amsgrad)
     if resume is not None:
