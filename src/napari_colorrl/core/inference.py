@@ -398,3 +398,94 @@ class Segmenter:
             del data, tile_steps, tile_colors
             yield done, total
         return stitcher.count
+
+    def iter_segment_frames(
+        self, array: Any, labels: Any, *, rgb: bool | None = None, steps: Any = None,
+        colors: Any = None, min_size: int | None = None, **scale: Any,
+    ) -> Generator[tuple[int, int, int, int], None, int]:
+        """Segment every frame of a stack (or the one image) into ``labels`` of
+        ``frame_shape(array.shape)``; yields (frame, frames, tile, tiles) after each tile and
+        returns the objects written (ids restart at 1 in every frame).
+
+        A 2D model segments each 2D frame of (T, Y, X) or (Z, Y, X), a 3D model each volume of
+        (T, Z, Y, X); ``rgb`` as in ``frame_layout``. steps: (*frames, T, *S), colors:
+        (*frames, *S), optional. ``scale``: the scale and tile arguments of ``plan``; one plan
+        and one memory check serve every frame (they have one shape).
+        """
+        frames, axis = frame_layout(array.shape, self.config.ndim, rgb)
+        indices = list(np.ndindex(*tuple(array.shape[:frames]))) if frames else [()]
+        first = ImageSource(frame_view(array, indices[0]), self.config.ndim, axis)
+        plan = self.plan(first.shape, **scale)
+        self.check_memory(plan, first)
+        total = 0
+        for number, index in enumerate(indices, start=1):
+            source = ImageSource(frame_view(array, index), self.config.ndim, axis)
+            run = self.iter_segment(
+                source, frame_view(labels, index),
+                steps=None if steps is None else frame_view(steps, index),
+                colors=None if colors is None else frame_view(colors, index),
+                min_size=min_size, plan=plan, checked=True)
+            while True:
+                try:
+                    done, tiles = next(run)
+                except StopIteration as stop:
+                    total += int(stop.value or 0)
+                    break
+                yield number, len(indices), done, tiles
+        return total
+
+
+def frame_layout(shape: Sequence[int], ndim: int, rgb: bool | None = None
+                 ) -> tuple[int, int | None]:
+    """(number of leading frame axes, channel axis or None) of an array of ``shape`` for a
+    ``ndim``-D model: a single image or volume, or a stack of them (time series, a 2D model on
+    a volume's planes).
+
+    rgb: True, the last axis holds colour channels (a napari RGB layer); False, there is none
+    (every axis beyond the model's is a frame axis, as for a napari image layer); None, from
+    the shape as ``normalize.channel_axis`` finds it for a single image, else frames (with a
+    last axis of up to 4 channels, when there are axes to spare). ValueError when the array has
+    too few axes.
+    """
+    from .data.normalize import channel_axis
+
+    shape = tuple(int(s) for s in shape)
+    if rgb is True:
+        frames, axis = len(shape) - ndim - 1, -1
+    elif rgb is False:
+        frames, axis = len(shape) - ndim, None
+    else:
+        try:
+            return 0, channel_axis(shape, ndim)
+        except ValueError:
+            if len(shape) <= ndim:
+                raise
+        spare = len(shape) - ndim
+        last = spare >= 2 and shape[-1] <= 4
+        frames, axis = (spare - 1, -1) if last else (spare, None)
+    if frames < 0:
+        channel_axis(shape[: ndim - 1], ndim)  # raises the message for too few axes
+    return frames, axis
+
+
+def frame_shape(shape: Sequence[int], ndim: int, rgb: bool | None = None) -> tuple[int, ...]:
+    """The labels' shape for an array of ``shape``: its frame and spatial axes, no channels."""
+    frames, axis = frame_layout(shape, ndim, rgb)
+    shape = tuple(int(s) for s in shape)
+    if axis == -1:
+        return shape[:-1]
+    if axis == 0:
+        return shape[1:]
+    return shape
+
+
+def frame_view(array: Any, index: tuple[int, ...]) -> Any:
+    """Frame ``index`` of ``array`` (its leading axes), reading and writing only the windows
+    asked for: a numpy view, or a ``data.lazy.AxesView`` of anything else."""
+    from .data.lazy import AxesView
+
+    if not index:
+        return array
+    if isinstance(array, np.ndarray):
+        return array[index]
+    return AxesView(array, dict(enumerate(index)))

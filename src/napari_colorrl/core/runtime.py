@@ -148,8 +148,8 @@ def check_tile_memory(config: ColorRLConfig, tile: Sequence[int], read: Sequence
     shape = " x ".join(map(str, tile))
     what = (f"Segmenting one {shape} tile (of {tiles}, at the network's scale)" if tiles > 1
             else f"Segmenting this image as one {shape} tile (at the network's scale)")
-    advice = ("Lower the tile size (inference.tile_size: --tile-size, or the dock's tile "
-              "field), or give a larger object size to segment at a coarser scale.")
+    advice = ("Segment it in smaller tiles (inference.tile_size: --tile-size, or the dock's "
+              "tile field), or give a larger object size to segment at a coarser scale.")
     if results:
         size = " x ".join(map(str, image))
         check_memory(

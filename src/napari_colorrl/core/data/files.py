@@ -20,6 +20,10 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: An output named like this is one zarr array (labels written in tiles), not a folder of TIFFs.
+ZARR_SUFFIXES = (".zarr",)
+#: Output names that are one label file (a TIFF or a zarr array), not a folder.
+LABEL_FILE_SUFFIXES = TIFF_SUFFIXES + ZARR_SUFFIXES
 #: Endings of a label file's stem that are ignored when pairing it with its image.
 LABEL_STEM_SUFFIXES = ("_labels", "_label", "_masks", "_mask")
 _MAX_LISTED = 5
@@ -45,10 +49,13 @@ def is_image_file(path: str | Path) -> bool:
 
 
 def list_images(path: str | Path) -> list[Path]:
-    """``[path]`` for an image file, or the sorted image files of a folder."""
+    """``[path]`` for an image file or a zarr array (a ``.zarr`` folder), or the sorted image
+    files of a folder."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; give an image file or a folder of images.")
+    if path.is_dir() and path.suffix.lower() in ZARR_SUFFIXES:
+        return [path]
     if path.is_file():
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"{path} is not a supported image file ({_SUPPORTED}).")
@@ -311,6 +318,8 @@ def plan_outputs(
     """
     inputs = [Path(p) for p in inputs]
     folder = Path(folder).expanduser()
+    if folder.suffix.lower() in LABEL_FILE_SUFFIXES:
+        return [_plan_file(inputs, folder, save_steps, overwrite)]
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--output {folder} is a file; give a folder for the label files.")
     plans = [
@@ -368,11 +377,52 @@ def plan_outputs(
     return plans
 
 
+def _plan_file(inputs: list[Path], out: Path, save_steps: bool, overwrite: bool
+               ) -> PlannedOutput:
+    """The outputs of one input written to the label file ``out`` (``NAME.tif`` or
+    ``NAME.zarr``; with ``save_steps`` also ``NAME_steps`` and ``NAME_colors`` beside it)."""
+    if len(inputs) != 1:
+        raise ValueError(
+            f"--output {out} is one label file, but {len(inputs)} images were given; give a "
+            f"folder as --output for several images (one label TIFF each).")
+    source = inputs[0]
+    suffix = out.suffix
+    plan = PlannedOutput(
+        source=source, labels=out,
+        steps=out.with_name(f"{out.stem}_steps{suffix}") if save_steps else None,
+        colors=out.with_name(f"{out.stem}_colors{suffix}") if save_steps else None)
+    problems = []
+    for path in plan.paths:
+        if _same_path(path, source):
+            problems.append(f"{path.name} would replace the input {source.name}")
+        elif path.exists() and not (overwrite and written_by_predict(path)):
+            problems.append(f"{path} already exists")
+    if problems:
+        fix = ("--overwrite only replaces files colorrl predict wrote; choose another --output"
+               if overwrite else "choose another --output, or pass --overwrite to replace an "
+               "earlier prediction")
+        raise ValueError(f"Predicting to {out} would lose results or inputs: "
+                         f"{'; '.join(problems)}; {fix}.")
+    return plan
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
 def written_by_predict(path: str | Path) -> bool:
-    """True for a TIFF that ``colorrl predict`` wrote (its Software tag is ``PREDICTION_TAG``)."""
+    """True for a TIFF (or a zarr array) that ``colorrl predict`` wrote: its Software tag (its
+    ``software`` attribute) is ``PREDICTION_TAG``."""
     import tifffile
 
     path = Path(path)
+    if path.is_dir() and path.suffix.lower() in ZARR_SUFFIXES:
+        from .lazy import written_by
+
+        return written_by(path, PREDICTION_TAG)
     if not path.is_file() or path.suffix.lower() not in TIFF_SUFFIXES:
         return False
     try:
