@@ -288,6 +288,30 @@ class Segmenter:
         and the color map (T + 1 bytes per pixel more). The scale and tile arguments are those
         of ``plan``. MemoryCheckError, before any work, when a tile or the results do not fit.
         """
+        run = self.segment_steps(image, min_size=min_size, object_size=object_size,
+                                 pixel_size=pixel_size, tile_size=tile_size,
+                                 tile_overlap=tile_overlap, keep_steps=keep_steps)
+        while True:
+            try:
+                done, total = next(run)
+            except StopIteration as stop:
+                return stop.value
+            if progress is not None:
+                progress(done, total)
+
+    def segment_steps(
+        self,
+        image: Any,
+        *,
+        min_size: int | None = None,
+        object_size: Sequence[float] | float | None = None,
+        pixel_size: Sequence[float] | float | None = None,
+        tile_size: Sequence[int] | int | None = None,
+        tile_overlap: int | None = None,
+        keep_steps: bool = True,
+    ) -> Generator[tuple[int, int], None, Segmentation]:
+        """``segment`` as a generator: yields (tiles done, tiles) after each tile and returns
+        the ``Segmentation`` (a thread worker can stop it between two tiles)."""
         source = ImageSource(image, self.config.ndim)
         plan = self.plan(source.shape, object_size=object_size, pixel_size=pixel_size,
                          tile_size=tile_size, tile_overlap=tile_overlap)
@@ -297,11 +321,8 @@ class Segmenter:
         objects = np.zeros(source.shape, np.uint32)
         steps = np.zeros((self.steps, *source.shape), np.uint8) if keep_steps else None
         colors = np.zeros(source.shape, color_dtype(self.steps)) if keep_steps else None
-        run = self.iter_segment(source, objects, steps=steps, colors=colors, min_size=0,
-                                plan=plan, checked=True)
-        for done, total in run:
-            if progress is not None:
-                progress(done, total)
+        yield from self.iter_segment(source, objects, steps=steps, colors=colors, min_size=0,
+                                     plan=plan, checked=True)
         instances = self.instances_of(objects, min_size)
         return Segmentation(steps=steps, colors=colors, instances=instances, objects=objects,
                             plan=plan)

@@ -9,6 +9,8 @@ re-runs only the post-processing.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,13 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QSlider,
@@ -32,6 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_colorrl.core.config import SETTINGS_BY_PATH
 from napari_colorrl.widgets import Failure, relay_warnings, trained_checkpoints
 from napari_colorrl.widgets._layers import (
     RESULT_KEY,
@@ -42,31 +47,120 @@ from napari_colorrl.widgets._layers import (
     spatial_shape,
     write_result,
 )
+from napari_colorrl.widgets._settings import read_value, setting_editor
+
+
+@dataclass
+class SegmentationRequest:
+    """What one run of the dock segments, and how (the dock's fields)."""
+
+    model: str
+    device: str
+    data: Any  # the layer's full-resolution array (numpy, dask, zarr)
+    shape: tuple[int, ...]  # its shape without a colour axis
+    rgb: bool
+    min_size: int | None = None
+    object_size: Any = None  # None, a number or one per axis
+    scale: tuple[float, ...] | None = None  # the layer's scale, when the size is in its units
+    tile_size: tuple[int, ...] | None = None
+    tile_overlap: int | None = None
+
+
+#: Results larger than this share of the free memory go to a zarr array on disk (labels only).
+IN_MEMORY_SHARE = 0.25
+#: The table's default tile size (its length is the 2D one; a single number is repeated).
+SETTINGS_DEFAULT_TILE = SETTINGS_BY_PATH["inference.tile_size"].default
 
 
 def _segmentation_run(model: str, device: str, data: Any, shape: tuple[int, ...],
-                      min_size: int | None):
-    """Worker body: load the model, segment each frame (yields (done, total)); returns
-    ``(segmenter, [Segmentation...], stacked)`` or a ``Failure``."""
+                      min_size: int | None, **options: Any):
+    """Worker body for ``SegmentationRequest(model, device, data, shape, min_size=min_size,
+    **options)``: load the model, segment each frame tile by tile (yields (frame, frames,
+    tile, tiles)); returns ``(segmenter, results, stacked)``: one core Segmentation per frame,
+    or, for results too large for memory, a ``LazyResult`` of labels in a zarr array; or a
+    ``Failure``. Stopping the worker between two tiles leaves nothing behind."""
+    store = None
     try:
+        request = SegmentationRequest(model, device, data, tuple(shape),
+                                      rgb=bool(options.pop("rgb", False)), min_size=min_size,
+                                      **options)
         from napari_colorrl.core.inference import Segmenter
+        from napari_colorrl.core.method.coloring import color_dtype
+        from napari_colorrl.core.runtime import available_bytes
 
-        segmenter = Segmenter.load(model, device)
-        ndim = segmenter.config.ndim
-        if len(shape) not in (ndim, ndim + 1):
+        segmenter = Segmenter.load(request.model, request.device)
+        ndim, shape = segmenter.config.ndim, request.shape
+        if len(shape) not in (ndim, ndim + 1, ndim + 2):
             kind = "2D images or stacks of 2D frames" if ndim == 2 else "volumes or stacks of them"
             raise ValueError(
                 f"This is a {ndim}D model (it segments {kind}) but the image has {len(shape)} "
                 f"axes {shape}; choose a {len(shape) if len(shape) < 4 else 3}D model or another "
                 f"layer.")
+        options = {"object_size": request.object_size, "tile_size": request.tile_size,
+                   "tile_overlap": request.tile_overlap,
+                   "pixel_size": None if request.scale is None or request.object_size is None
+                   else tuple(request.scale[-ndim:])}
         indices = frame_indices(shape, ndim)
+        segmenter.plan(shape[len(shape) - ndim:], **options)  # bad sizes fail before any work
+        stacked = len(shape) > ndim
+        per_pixel = 8 + segmenter.steps + color_dtype(segmenter.steps).itemsize
+        free = available_bytes("cpu")
+        if free is not None and np.prod(shape) * per_pixel > IN_MEMORY_SHARE * free:
+            store = LazyResult.create(shape)
+            run = segmenter.iter_segment_frames(request.data, store.labels,
+                                                rgb=request.rgb, min_size=request.min_size,
+                                                **options)
+            while True:
+                try:
+                    yield next(run)
+                except StopIteration:
+                    break
+            return segmenter, store, stacked
         results = []
-        for done, index in enumerate(indices, start=1):
-            results.append(segmenter.segment(np.asarray(data[index]), min_size=min_size))
-            yield done, len(indices)
-        return segmenter, results, len(shape) == ndim + 1
+        for number, index in enumerate(indices, start=1):
+            run = segmenter.segment_steps(request.data[index], min_size=request.min_size,
+                                          **options)
+            while True:
+                try:
+                    done, tiles = next(run)
+                except StopIteration as stop:
+                    results.append(stop.value)
+                    break
+                yield number, len(indices), done, tiles
+        return segmenter, results, stacked
     except Exception as err:  # noqa: BLE001 - every failure goes to the user
+        if store is not None:
+            store.remove()
         return Failure(err)
+    except GeneratorExit:  # the dock's Cancel: no half-written result stays on disk
+        if store is not None:
+            store.remove()
+        raise
+
+
+@dataclass
+class LazyResult:
+    """Labels too large for memory, in a zarr array in a temporary folder of their own."""
+
+    folder: Path
+    labels: Any
+
+    @classmethod
+    def create(cls, shape: tuple[int, ...]) -> LazyResult:
+        import tempfile
+
+        import zarr
+
+        folder = Path(tempfile.mkdtemp(prefix="colorrl-labels-"))
+        chunks = tuple([1] * (len(shape) - 2) + [min(s, 1024) for s in shape[-2:]])
+        labels = zarr.open(str(folder / "labels.zarr"), mode="w", shape=shape, chunks=chunks,
+                           dtype=np.uint32, fill_value=0)
+        return cls(folder, labels)
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _model_ndim(model: Any) -> int | None:
@@ -99,6 +193,7 @@ class SegmentationWidget(QWidget):
         self._browsed: list[str] = []
         self._written: dict[str, str] = {}  # result name -> the layer it was last written to
         self._problem = ""  # the problem message shown in the status line, if any
+        self.cancelled = False
 
         self.image = LayerCombo(napari_viewer, Image)
         self.image.setToolTip("2D image, 3D volume, or a stack of 2D frames for a 2D model.")
@@ -122,8 +217,29 @@ class SegmentationWidget(QWidget):
         self.min_size.setSpecialValueText("model default")
         self.min_size.setToolTip("Objects smaller than this (pixels/voxels) are removed. Changing "
                                  "it re-runs only the post-processing.")
+        self.object_size = QLineEdit()
+        self.object_size.setPlaceholderText("the model's training scale")
+        self.object_size.setToolTip(
+            "Diameter of the objects in this image: one number, or one per axis (Z, Y, X) for "
+            "anisotropic volumes. The image is rescaled so its objects have the size the model "
+            "was trained on. Empty: the model's training scale.")
+        self.in_layer_units = QCheckBox("in the layer's units (its scale)")
+        self.in_layer_units.setToolTip(
+            "The object size is in the units of the layer's scale (e.g. um): it is divided by "
+            "the layer's pixel size on each axis.")
+        self.tile_size = setting_editor("inference.tile_size")
+        self.tile_size.setText("")
+        self.tile_size.setPlaceholderText("the model's")
+        self.tile_overlap = setting_editor("inference.tile_overlap")
+        self.tile_overlap.setMinimum(-1)
+        self.tile_overlap.setSpecialValueText("the model's")
+        self.tile_overlap.setValue(-1)
         self.run_button = QPushButton("Segment")
         self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the tile at hand; no result layer is written.")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setFormat("idle")
@@ -140,9 +256,16 @@ class SegmentationWidget(QWidget):
         form.addRow("model", model_row)
         form.addRow("device", self.device)
         form.addRow("min. size", self.min_size)
+        form.addRow("object size", self.object_size)
+        form.addRow("", self.in_layer_units)
+        form.addRow("tile size", self.tile_size)
+        form.addRow("tile overlap", self.tile_overlap)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.run_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.step_label)
         layout.addWidget(self.step_slider)
@@ -246,6 +369,35 @@ class SegmentationWidget(QWidget):
             self.status.setText("")
 
     # --- running --------------------------------------------------------------------------
+    def request(self) -> SegmentationRequest:
+        """The run the fields ask for; ValueError naming a field that cannot work."""
+        layer = self.image.layer()
+        text = self.object_size.text().strip()
+        object_size = None
+        if text:
+            try:
+                values = [float(v) for v in text.replace(",", " ").split()]
+            except ValueError:
+                raise ValueError(f"object size: give one number or one per axis, not "
+                                 f"{text!r}.") from None
+            object_size = values[0] if len(values) == 1 else tuple(values)
+        tile_size = None
+        if self.tile_size.text().strip():
+            values = self.tile_size.text().replace(",", " ").split()
+            if len(values) == 1:
+                values = values * len(SETTINGS_DEFAULT_TILE)
+            self.tile_size.setText(", ".join(values))
+            tile_size = tuple(read_value(self.tile_size, "inference.tile_size"))
+        overlap = None if self.tile_overlap.value() < 0 else self.tile_overlap.value()
+        return SegmentationRequest(
+            model=self.model.currentData(), device=self.device.currentText(),
+            data=layer_array(layer), shape=spatial_shape(layer),
+            rgb=bool(getattr(layer, "rgb", False)),
+            min_size=None if self.min_size.value() < 0 else self.min_size.value(),
+            object_size=object_size,
+            scale=tuple(float(v) for v in layer.scale) if self.in_layer_units.isChecked()
+            else None, tile_size=tile_size, tile_overlap=overlap)
+
     def run(self) -> None:
         """Segment the chosen layer in a thread worker (``self.worker``)."""
         found = self.problems()
@@ -254,31 +406,51 @@ class SegmentationWidget(QWidget):
                 show_error(found[0])
             return
         layer = self.image.layer()
-        min_size = None if self.min_size.value() < 0 else self.min_size.value()
-        self.worker = thread_worker(_segmentation_run, start_thread=False)(
-            self.model.currentData(), self.device.currentText(), layer_array(layer),
-            spatial_shape(layer), min_size)
+        try:
+            request = self.request()
+        except ValueError as err:
+            show_error(str(err))
+            self.status.setText(str(err))
+            return
+        fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
+        first = [fields.pop(k) for k in ("model", "device", "data", "shape", "min_size")]
+        self.worker = thread_worker(_segmentation_run, start_thread=False)(*first, **fields)
         self.worker.yielded.connect(self._on_progress)
         relay_warnings(self.worker, "ColorRL segmentation")
         self.worker.returned.connect(lambda result: self._on_done(result, layer))
         self.worker.finished.connect(self._on_finished)
-        self.running = True
+        self.running, self.cancelled = True, False
         self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)
         self.progress.setFormat("segmenting…")
         self.status.setText(f"Segmenting {layer.name!r}…")
         self.worker.start()
 
-    def _on_progress(self, done_total: tuple[int, int]) -> None:
-        done, total = done_total
-        self.progress.setRange(0, total)
-        self.progress.setValue(done)
-        self.progress.setFormat(f"frame {done} of {total}")
+    def cancel(self) -> None:
+        """Stop the run after the tile at hand; the result layers stay as they were."""
+        if self.worker is None or not self.running:
+            return
+        self.cancelled = True
+        self.cancel_button.setEnabled(False)
+        self.progress.setFormat("cancelling…")
+        self.worker.quit()
+
+    def _on_progress(self, update: tuple[int, int, int, int]) -> None:
+        frame, frames, done, tiles = update
+        self.progress.setRange(0, frames * tiles)
+        self.progress.setValue((frame - 1) * tiles + done)
+        text = f"tile {done} of {tiles}"
+        self.progress.setFormat(f"frame {frame} of {frames}, {text}" if frames > 1 else text)
 
     def _on_finished(self) -> None:
         self.running = False
+        self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
-        self.progress.setValue(1 if self.results else 0)
+        self.progress.setValue(1 if self.results and not self.cancelled else 0)
+        if self.cancelled:
+            self.progress.setFormat("cancelled")
+            self.status.setText("Cancelled: no result layer was written or changed.")
         self.refresh()
 
     def _on_done(self, result: Any, layer: Image) -> None:
@@ -286,6 +458,10 @@ class SegmentationWidget(QWidget):
             show_error(f"ColorRL segmentation failed: {result.message}")
             self.progress.setFormat("failed")
             self.status.setText(result.message)
+            return
+        if self.cancelled:  # a run stopped after its last tile: drop it too
+            if isinstance(result[1], LazyResult):
+                result[1].remove()
             return
         self.segmenter, self.results, self.stacked = result
         self.input_layer = layer
@@ -317,8 +493,18 @@ class SegmentationWidget(QWidget):
             f"{name} colors", f"{name} instances"]
 
     def write_layers(self) -> None:
-        """Add (or replace the data of) the step, colors and instances layers."""
+        """Add (or replace the data of) the step, colors and instances layers (for results too
+        large for memory: the instances layer only, backed by its zarr array)."""
         name, steps = self.input_layer.name, self.segmenter.steps
+        if isinstance(self.results, LazyResult):
+            self._put(self.results.labels, f"{name} instances",
+                      metadata=self.metadata("instances"), opacity=0.6)
+            self.step_slider.setEnabled(False)
+            self.status.setText(
+                f"T = {steps} steps; the labels are too large for memory and are kept in "
+                f"{self.results.folder} (no step or color layers; min. size applied while "
+                f"segmenting).")
+            return
         for k in range(1, steps + 1):
             self._put(self._stack([r.steps[k - 1] for r in self.results]), f"{name} step {k}",
                       metadata=self.metadata("step", step=k), visible=False, opacity=0.5)
@@ -351,7 +537,7 @@ class SegmentationWidget(QWidget):
 
     def show_step(self, k: int) -> None:
         """Show the color map after the first ``k`` steps in 'X colors'."""
-        if not self.results:
+        if not self.results or isinstance(self.results, LazyResult):
             return
         colors = self._stack([r.colors_after(k) for r in self.results])
         layer = self._put(colors, f"{self.input_layer.name} colors",
@@ -361,11 +547,11 @@ class SegmentationWidget(QWidget):
 
     def update_instances(self) -> None:
         """Re-run only the post-processing with the new minimum size."""
-        if not self.results:
+        if not self.results or isinstance(self.results, LazyResult):
             return
         min_size = self.effective_min_size()
         instances = self._stack([
-            self.segmenter.postprocess(r.colors, min_size=min_size) for r in self.results])
+            self.segmenter.instances_of(r, min_size=min_size) for r in self.results])
         self._put(instances, f"{self.input_layer.name} instances",
                   metadata=self.metadata("instances"))
         count = int(instances.max()) if not self.stacked else sum(int(f.max()) for f in instances)
