@@ -200,8 +200,8 @@ class Segmenter:
         input size, as in training; any other image is seen at the training scale (the
         network pixels per image pixel of training: no squeeze of a large image). Then the
         tiles: ``tile_size`` and ``tile_overlap`` (default: the model's ``inference`` settings)
-        at the network's scale; the overlap is raised to the model's object size when it is
-        smaller, so an object whose centre lies in a tile's core fits in the tile.
+        at the network's scale; the overlap is raised to twice the model's object size when it
+        is smaller, so an object whose centre lies in a tile's core fits in the tile.
         ValueError, naming the problem, for sizes that cannot work.
         """
         ndim, config, scale = self.config.ndim, self.config, self.scale
@@ -243,7 +243,7 @@ class Segmenter:
             network = tuple(max(1, round(s * f)) for s, f in zip(shape, scale.image_scale))
             note = f"at the training scale (objects of {train} px at the network's input)"
         tile, overlap = self._tiling(tile_size, tile_overlap)
-        overlap = min(max(overlap, math.ceil(max(scale.object_size))), min(tile) // 2)
+        overlap = min(max(overlap, math.ceil(2 * max(scale.object_size))), min(tile) // 2)
         return InferencePlan(shape, network, TileGrid.make(shape, network, tile, overlap),
                              squeeze, note)
 

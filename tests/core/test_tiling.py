@@ -1,0 +1,206 @@
+"""Tiled inference: the tile grid, the stitching of instances across tiles, and agreement of
+tiled with untiled inference (issue 18, points 3 and 6).
+
+The policies here are small hand-made torch modules, not trained networks: their coloring is a
+fixed function of the image (the bits of its intensity level), so tiled and untiled inference
+must give the same objects wherever the stitching is right. (A trained model's coloring also
+depends on the context a tile sees; docs/results.md, "Tiles", measures that.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_config
+
+from napari_colorrl.core.inference import Segmenter, frame_shape
+from napari_colorrl.core.metrics import ap
+from napari_colorrl.core.tiling import AxisTiles, Stitcher, TileGrid, axis_starts
+
+
+class BitPolicy(torch.nn.Module):
+    """Step t's action is bit t of the image's level round(x (2^T - 1)). With ``size`` > 1 the
+    level is taken after a maximum over a ``size``^ndim neighbourhood (replicate padding, like
+    the network's: a receptive field), and step 0 is the foreground x > 0.3, so the rims a
+    resize blurs take their object's color or the background's."""
+
+    def __init__(self, steps: int, size: int = 1):
+        super().__init__()
+        self.steps, self.size = steps, size
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # a module with a parameter
+
+    def forward(self, image, channels):
+        x = image[:, :1]
+        if self.size > 1:
+            pad = [self.size // 2] * (2 * (x.ndim - 2))
+            x = F.pad(x, pad, mode="replicate")
+            pool = F.max_pool2d if x.ndim == 4 else F.max_pool3d
+            x = pool(x, self.size, stride=1)
+        level = torch.round(x[:, 0] * (2**self.steps - 1)).to(torch.int64)
+        taken = int((channels != 0).flatten(2).any(-1)[0].sum())  # steps taken so far
+        bit = ((level >> taken) & 1).to(torch.float32)
+        if self.size > 1:
+            foreground = (image[:, 0] > 0.3).to(torch.float32)
+            bit = foreground if taken == 0 else bit * foreground
+        return torch.stack([1 - bit, bit], 1)
+
+
+def bit_segmenter(ndim: int = 2, size: int = 1, steps: int = 3) -> Segmenter:
+    config = tiny_config(ndim, steps=steps, input_mode="crop",
+                         normalization={"mode": "minmax"})
+    return Segmenter(BitPolicy(steps, size), config, device="cpu", fast_layout=False)
+
+
+def blobs(shape, n=60, radius=(5.0, 11.0), seed=0, levels=7, lowest=1):
+    """Non-touching balls (discs) of one random level lowest..levels each (the first: the top
+    one, so the min-max levels are exact) on a 0 background."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.int32)
+    image = np.zeros(shape, np.float32)
+    grid = np.indices(shape, dtype=np.float32)
+    count = 0
+    for _ in range(n):
+        r = rng.uniform(*radius)
+        centre = [rng.uniform(r + 1, s - r - 1) for s in shape]
+        inside = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= r * r
+        grown = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= (r + 3) ** 2
+        if labels[grown].any():
+            continue
+        count += 1
+        labels[inside] = count
+        image[inside] = 1.0 if count == 1 else rng.integers(lowest, levels + 1) / levels
+    return image, labels
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same objects, whatever their ids."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(pairs[0]) == len(np.unique(a)) == len(np.unique(b))
+
+
+# --- the grid -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size,tile,overlap", [(100, 100, 10), (101, 40, 8), (1000, 256, 64),
+                                                (257, 128, 0), (300, 64, 32)])
+def test_cores_partition_the_axis_and_tiles_overlap_enough(size, tile, overlap):
+    axis = AxisTiles.make(size, size, tile, overlap)
+    assert axis.starts[0] == 0 and axis.ends[-1] == size
+    assert all(e - s <= tile for s, e in zip(axis.starts, axis.ends))
+    for i in range(1, len(axis.starts)):
+        assert axis.ends[i - 1] - axis.starts[i] >= overlap  # neighbours overlap enough
+    assert axis.core_starts[0] == 0 and axis.core_ends[-1] == size
+    assert all(axis.core_ends[i] == axis.core_starts[i + 1] for i in range(len(axis.starts) - 1))
+    for s, e, cs, ce in zip(axis.starts, axis.ends, axis.core_starts, axis.core_ends):
+        assert s <= cs < ce <= e  # the core lies inside its tile
+    assert len(axis_starts(size, tile, overlap)) == len(axis.starts)
+
+
+def test_image_windows_follow_the_nearest_resize_map():
+    from napari_colorrl.core.data.normalize import resize_nearest
+
+    grid = TileGrid.make((300, 170), (150, 340), (64, 64), 16)
+    covered = np.zeros((300, 170), int)
+    for tile in grid:
+        covered[tile.core] += 1
+        index = [a.network_index for a in grid.axes]
+        for axis, (net, win) in enumerate(zip(tile.network, tile.window)):
+            assert (index[axis][win] >= net.start).all() and (index[axis][win] < net.stop).all()
+    assert (covered == 1).all()  # the cores of the tiles partition the image
+    expected = resize_nearest(np.arange(150)[:, None].repeat(340, 1), (300, 170))
+    assert (grid.axes[0].network_index[:, None] == expected).all()
+
+
+# --- stitching --------------------------------------------------------------------------------
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_tiled_equals_untiled_with_a_policy_that_sees_only_pixels(ndim):
+    segmenter = bit_segmenter(ndim)
+    shape = (150, 210) if ndim == 2 else (40, 60, 70)
+    image, labels = blobs(shape, n=80 if ndim == 2 else 40, seed=1,
+                          radius=(4, 8) if ndim == 2 else (3, 6))
+    whole = segmenter.segment(image, min_size=0)
+    tiled = segmenter.segment(image, min_size=0, tile_size=48 if ndim == 2 else 32,
+                              tile_overlap=24 if ndim == 2 else 16)
+    assert whole.plan.tiles == 1 and tiled.plan.tiles > 8
+    assert same_partition(whole.instances, tiled.instances)
+    assert same_partition(tiled.instances, labels)
+    assert tiled.instances.shape == shape and tiled.instances.dtype == np.uint16
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_tiled_and_untiled_agree_with_rescaling_and_a_receptive_field(ndim):
+    """AP50 >= 0.98 of tiled against untiled, with the image rescaled (object size given) so the
+    tiles are resampled, and a policy that sees a neighbourhood."""
+    segmenter = bit_segmenter(ndim, size=3)
+    shape = (180, 240) if ndim == 2 else (48, 64, 64)
+    image, labels = blobs(shape, n=80 if ndim == 2 else 30, seed=2, lowest=4,
+                          radius=(6, 12) if ndim == 2 else (5, 9))
+    options = {"object_size": 2 * segmenter.scale.diameter, "min_size": 8}  # shrunk 2x
+    whole = segmenter.segment(image, **options)
+    tiled = segmenter.segment(image, tile_size=32 if ndim == 2 else 16, tile_overlap=16 if
+                              ndim == 2 else 8, **options)
+    assert whole.plan.tiles == 1 and tiled.plan.tiles > 8
+    assert whole.plan.factors == pytest.approx((0.5,) * ndim, abs=0.01)
+    assert ap(tiled.instances, whole.instances, 0.5) >= 0.98
+    assert ap(whole.instances, labels, 0.5) >= 0.9  # and both find the objects
+
+
+def test_an_object_across_seams_keeps_one_id_and_ids_are_unique():
+    segmenter = bit_segmenter(2)
+    image = np.zeros((128, 128), np.float32)
+    yy, xx = np.mgrid[:128, :128]
+    grid = segmenter.plan((128, 128), tile_size=64, tile_overlap=24).grid
+    seam = grid.axes[0].core_ends[0]  # where the first core ends, on both axes
+    image[(yy - seam) ** 2 + (xx - seam) ** 2 <= 100] = 5 / 7  # on four tiles at once
+    image[(yy - 100) ** 2 + (xx - 30) ** 2 <= 64] = 1.0
+    result = segmenter.segment(image, min_size=0, tile_size=64, tile_overlap=24)
+    assert result.plan.tiles == 9
+    middle = result.instances[seam - 9:seam + 9, seam - 9:seam + 9]
+    ids = np.unique(result.instances[(yy - seam) ** 2 + (xx - seam) ** 2 <= 100])
+    assert len(ids) == 1 and ids[0] > 0 and (middle[4:-4, 4:-4] == ids[0]).all()
+    from scipy import ndimage as ndi
+
+    for label in np.unique(result.instances)[1:]:  # every id is one connected object
+        assert ndi.label(result.instances == label)[1] == 1
+
+
+def test_stitcher_drops_an_object_seen_again_and_never_takes_written_pixels():
+    from napari_colorrl.core.tiling import Tile
+
+    out = np.zeros((10, 20), np.uint32)
+    stitcher = Stitcher(out)
+    left = Tile((0, 0), (slice(0, 10), slice(0, 12)), (slice(0, 10), slice(0, 12)),
+                (slice(0, 10), slice(0, 10)), (slice(0, 10), slice(0, 12)))
+    right = Tile((0, 1), (slice(0, 10), slice(8, 20)), (slice(0, 10), slice(8, 20)),
+                 (slice(0, 10), slice(10, 20)), (slice(0, 10), slice(8, 20)))
+    colors = np.zeros((10, 12), np.uint8)
+    colors[2:6, 6:12] = 1  # centre at column 8.5: the left tile's
+    assert stitcher.add(colors, left) == 1
+    seen_again = np.zeros((10, 12), np.uint8)
+    seen_again[2:6, 0:5] = 1  # the same object (columns 8..12), centre at 10: the right tile's
+    seen_again[7:9, 1:4] = 2  # overlaps nothing: a new object
+    assert stitcher.add(seen_again, right) == 1
+    assert set(np.unique(out)) == {0, 1, 2}
+    assert (out[2:6, 6:12] == 1).all() and (out[7:9, 9:12] == 2).all()
+    assert stitcher.count == 2
+
+
+def test_shapes_and_dtypes_of_images_volumes_stacks_and_rgb():
+    two, three = bit_segmenter(2), bit_segmenter(3)
+    image, _ = blobs((70, 90), n=10)
+    options = {"tile_size": 32, "tile_overlap": 8, "min_size": 0}
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    cases = [(two, image, None), (two, rgb, True), (two, np.stack([image] * 3), False),
+             (two, np.stack([rgb] * 2), True), (three, np.stack([image] * 20), None),
+             (three, np.stack([np.stack([image] * 20)] * 2), False)]
+    for segmenter, data, rgb_flag in cases:
+        shape = frame_shape(data.shape, segmenter.config.ndim, rgb_flag)
+        labels = np.zeros(shape, np.uint32)
+        list(segmenter.iter_segment_frames(data, labels, rgb=rgb_flag, **options))
+        assert labels.shape == data.shape[:len(shape)] and labels.max() > 0, data.shape
+        if labels.ndim > segmenter.config.ndim:  # every frame alike: the same labels
+            assert (labels[0] == labels[-1]).all()
+        if rgb_flag is not False and labels.ndim == segmenter.config.ndim:
+            result = segmenter.segment(data, **options)
+            assert result.instances.shape == shape and result.instances.dtype == np.uint16
+            assert result.steps.shape == (3, *shape) and result.colors.dtype == np.uint8
