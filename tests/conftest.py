@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 # One thread: tests use tiny networks, and on a shared, loaded machine several OpenMP threads
 # spin against each other (an update of a tiny network took 5-12 s with 2 threads, 0.3 s with 1).
@@ -43,6 +44,64 @@ def tiny_samples(ndim: int = 2, n: int = 2, shape: tuple[int, ...] | None = None
             image, labels = make_nuclei_3d(shape=shape or (14, 20, 20), n_objects=4, seed=i)
         out.append(Sample(name=f"s{i}", image=image, labels=labels))
     return out
+
+
+class BitPolicy(torch.nn.Module):
+    """Step t's action is bit t of the image's level round(x (2^T - 1)). With ``size`` > 1 the
+    level is taken after a maximum over a ``size``^ndim neighbourhood (replicate padding, like
+    the network's: a receptive field), and step 0 is the foreground x > 0.3, so the rims a
+    resize blurs take their object's color or the background's."""
+
+    def __init__(self, steps: int, size: int = 1):
+        super().__init__()
+        self.steps, self.size = steps, size
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # a module with a parameter
+
+    def forward(self, image, channels):
+        x = image[:, :1]
+        if self.size > 1:
+            pad = [self.size // 2] * (2 * (x.ndim - 2))
+            x = F.pad(x, pad, mode="replicate")
+            pool = F.max_pool2d if x.ndim == 4 else F.max_pool3d
+            x = pool(x, self.size, stride=1)
+        level = torch.round(x[:, 0] * (2**self.steps - 1)).to(torch.int64)
+        taken = int((channels != 0).flatten(2).any(-1)[0].sum())  # steps taken so far
+        bit = ((level >> taken) & 1).to(torch.float32)
+        if self.size > 1:
+            foreground = (image[:, 0] > 0.3).to(torch.float32)
+            bit = foreground if taken == 0 else bit * foreground
+        return torch.stack([1 - bit, bit], 1)
+
+
+def bit_segmenter(ndim: int = 2, size: int = 1, steps: int = 3):
+    """A ``Segmenter`` of a ``BitPolicy`` (a 'crop' model, min-max normalisation: the levels of
+    ``blobs`` images are exact)."""
+    from napari_colorrl.core.inference import Segmenter
+
+    config = tiny_config(ndim, steps=steps, input_mode="crop",
+                         normalization={"mode": "minmax"})
+    return Segmenter(BitPolicy(steps, size), config, device="cpu", fast_layout=False)
+
+
+def blobs(shape, n=60, radius=(5.0, 11.0), seed=0, levels=7, lowest=1):
+    """Non-touching balls (discs) of one random level lowest..levels each (the first: the top
+    one, so the min-max levels are exact) on a 0 background."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.int32)
+    image = np.zeros(shape, np.float32)
+    grid = np.indices(shape, dtype=np.float32)
+    count = 0
+    for _ in range(n):
+        r = rng.uniform(*radius)
+        centre = [rng.uniform(r + 1, s - r - 1) for s in shape]
+        inside = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= r * r
+        grown = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= (r + 3) ** 2
+        if labels[grown].any():
+            continue
+        count += 1
+        labels[inside] = count
+        image[inside] = 1.0 if count == 1 else rng.integers(lowest, levels + 1) / levels
+    return image, labels
 
 
 def shared_dataset(name: str) -> Path:

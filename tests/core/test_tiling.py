@@ -1,77 +1,22 @@
 """Tiled inference: the tile grid, the stitching of instances across tiles, and agreement of
 tiled with untiled inference (issue 18, points 3 and 6).
 
-The policies here are small hand-made torch modules, not trained networks: their coloring is a
-fixed function of the image (the bits of its intensity level), so tiled and untiled inference
-must give the same objects wherever the stitching is right. (A trained model's coloring also
-depends on the context a tile sees; docs/results.md, "Tiles", measures that.)
+The policies here are small hand-made torch modules (``conftest.BitPolicy``), not trained
+networks: their coloring is a fixed function of the image (the bits of its intensity level), so
+tiled and untiled inference must give the same objects wherever the stitching is right. (A
+trained model's coloring also depends on the context a tile sees; docs/results.md, "Tiles",
+measures that.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
-from conftest import tiny_config
 
-from napari_colorrl.core.inference import Segmenter, frame_shape
+from conftest import bit_segmenter, blobs
+from napari_colorrl.core.inference import frame_shape
 from napari_colorrl.core.metrics import ap
 from napari_colorrl.core.tiling import AxisTiles, Stitcher, TileGrid, axis_starts
-
-
-class BitPolicy(torch.nn.Module):
-    """Step t's action is bit t of the image's level round(x (2^T - 1)). With ``size`` > 1 the
-    level is taken after a maximum over a ``size``^ndim neighbourhood (replicate padding, like
-    the network's: a receptive field), and step 0 is the foreground x > 0.3, so the rims a
-    resize blurs take their object's color or the background's."""
-
-    def __init__(self, steps: int, size: int = 1):
-        super().__init__()
-        self.steps, self.size = steps, size
-        self.weight = torch.nn.Parameter(torch.zeros(1))  # a module with a parameter
-
-    def forward(self, image, channels):
-        x = image[:, :1]
-        if self.size > 1:
-            pad = [self.size // 2] * (2 * (x.ndim - 2))
-            x = F.pad(x, pad, mode="replicate")
-            pool = F.max_pool2d if x.ndim == 4 else F.max_pool3d
-            x = pool(x, self.size, stride=1)
-        level = torch.round(x[:, 0] * (2**self.steps - 1)).to(torch.int64)
-        taken = int((channels != 0).flatten(2).any(-1)[0].sum())  # steps taken so far
-        bit = ((level >> taken) & 1).to(torch.float32)
-        if self.size > 1:
-            foreground = (image[:, 0] > 0.3).to(torch.float32)
-            bit = foreground if taken == 0 else bit * foreground
-        return torch.stack([1 - bit, bit], 1)
-
-
-def bit_segmenter(ndim: int = 2, size: int = 1, steps: int = 3) -> Segmenter:
-    config = tiny_config(ndim, steps=steps, input_mode="crop",
-                         normalization={"mode": "minmax"})
-    return Segmenter(BitPolicy(steps, size), config, device="cpu", fast_layout=False)
-
-
-def blobs(shape, n=60, radius=(5.0, 11.0), seed=0, levels=7, lowest=1):
-    """Non-touching balls (discs) of one random level lowest..levels each (the first: the top
-    one, so the min-max levels are exact) on a 0 background."""
-    rng = np.random.default_rng(seed)
-    labels = np.zeros(shape, np.int32)
-    image = np.zeros(shape, np.float32)
-    grid = np.indices(shape, dtype=np.float32)
-    count = 0
-    for _ in range(n):
-        r = rng.uniform(*radius)
-        centre = [rng.uniform(r + 1, s - r - 1) for s in shape]
-        inside = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= r * r
-        grown = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= (r + 3) ** 2
-        if labels[grown].any():
-            continue
-        count += 1
-        labels[inside] = count
-        image[inside] = 1.0 if count == 1 else rng.integers(lowest, levels + 1) / levels
-    return image, labels
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

@@ -54,6 +54,9 @@ class InferencePlan:
 
     squeeze: a 'resize' model on an image of a training shape: resized whole to the network's
     input, as in training (one tile). note: how the scale was chosen, for messages.
+    area_ratio: image pixels of this image per image pixel of a training image, for the same
+    area at the network's input: the model's minimum object size (chosen on images at the
+    training scale) is multiplied by it (1 when resized as in training).
     """
 
     image_shape: tuple[int, ...]
@@ -61,6 +64,11 @@ class InferencePlan:
     grid: TileGrid
     squeeze: bool
     note: str
+    area_ratio: float = 1.0
+
+    def default_min_size(self, model_min_size: int) -> int:
+        """The model's minimum object size in pixels of this image."""
+        return int(round(model_min_size * self.area_ratio))
 
     @property
     def tiles(self) -> int:
@@ -244,8 +252,10 @@ class Segmenter:
             note = f"at the training scale (objects of {train} px at the network's input)"
         tile, overlap = self._tiling(tile_size, tile_overlap)
         overlap = min(max(overlap, math.ceil(2 * max(scale.object_size))), min(tile) // 2)
+        area = 1.0 if squeeze else (math.prod(scale.image_scale)
+                                    / math.prod(n / s for n, s in zip(network, shape)))
         return InferencePlan(shape, network, TileGrid.make(shape, network, tile, overlap),
-                             squeeze, note)
+                             squeeze, note, area)
 
     def _tiling(self, tile_size, tile_overlap) -> tuple[tuple[int, ...], int]:
         """Tile size and overlap (the model's unless given), checked against the settings
@@ -323,24 +333,31 @@ class Segmenter:
         colors = np.zeros(source.shape, color_dtype(self.steps)) if keep_steps else None
         yield from self.iter_segment(source, objects, steps=steps, colors=colors, min_size=0,
                                      plan=plan, checked=True)
-        instances = self.instances_of(objects, min_size)
+        instances = self.instances_of(objects, min_size, plan=plan)
         return Segmentation(steps=steps, colors=colors, instances=instances, objects=objects,
                             plan=plan)
 
-    def instances_of(self, objects: np.ndarray | Segmentation, min_size: int | None = None
-                     ) -> np.ndarray:
+    def instances_of(self, objects: np.ndarray | Segmentation, min_size: int | None = None,
+                     plan: InferencePlan | None = None) -> np.ndarray:
         """Instances 1..N (uint16, or uint32 from 65536 objects) of stitched ``objects`` (or of
-        a ``Segmentation``) without those smaller than ``min_size`` (default: the model's), in
-        pixels of the image: cheap, so a new minimum size re-runs only this."""
+        a ``Segmentation``) without those smaller than ``min_size`` pixels of the image
+        (default: the model's, for the image's scale: ``plan.default_min_size``): cheap, so a
+        new minimum size re-runs only this."""
         if isinstance(objects, Segmentation):
+            plan = objects.plan if plan is None else plan
             if objects.objects is None:
                 return self.postprocess(objects.colors, min_size=min_size)
             objects = objects.objects
-        size = self.config.min_size if min_size is None else int(min_size)
+        size = self.default_min_size(plan) if min_size is None else int(min_size)
         if size <= 1:
             count = int(objects.max()) if objects.size else 0
             return objects.astype(label_dtype(count))
         return remove_small(objects, size)
+
+    def default_min_size(self, plan: InferencePlan | None) -> int:
+        """The model's minimum object size in pixels of the image ``plan`` segments."""
+        base = self.config.min_size
+        return base if plan is None else plan.default_min_size(base)
 
     def check_memory(self, plan: InferencePlan, source: ImageSource, results: int = 0) -> None:
         """MemoryCheckError when the largest tile of ``plan`` (or ``results`` bytes kept for the
@@ -374,7 +391,8 @@ class Segmenter:
         windows (numpy, a memory-mapped TIFF, a zarr array); steps (T, *S) uint8 and colors
         (*S): the same, optional. Only one tile's windows are in memory at a time, and the
         image is read a tile's window at a time (plus a subsample for the intensity levels).
-        Objects smaller than ``min_size`` (default: the model's) are not written. Stopping the
+        Objects smaller than ``min_size`` (default: the model's, for the image's scale) are not
+        written. Stopping the
         generator stops after the tile at hand.
         """
         source = image if isinstance(image, ImageSource) else ImageSource(image, self.config.ndim)
@@ -397,7 +415,7 @@ class Segmenter:
                             else sample[0])
             levels = channel_levels(model_channels(sample, self.config.normalization),
                                     self.config.normalization)
-        min_size = self.config.min_size if min_size is None else int(min_size)
+        min_size = self.default_min_size(plan) if min_size is None else int(min_size)
         stitcher = Stitcher(labels, min_size=min_size, connectivity=self.config.connectivity)
         grid, total = plan.grid, plan.tiles
         for done, tile in enumerate(grid, start=1):

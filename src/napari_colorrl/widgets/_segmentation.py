@@ -473,8 +473,13 @@ class SegmentationWidget(QWidget):
         return np.stack(arrays) if self.stacked else arrays[0]
 
     def effective_min_size(self) -> int:
+        """The minimum size asked for, or the model's for the image's scale."""
         value = self.min_size.value()
-        return self.segmenter.config.min_size if value < 0 else value
+        if value >= 0:
+            return value
+        plan = None if isinstance(self.results, LazyResult) or not self.results else \
+            self.results[0].plan
+        return self.segmenter.default_min_size(plan)
 
     def metadata(self, kind: str, **extra: Any) -> dict:
         """What produced a result layer: model, parameters, input."""

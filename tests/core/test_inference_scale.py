@@ -1,0 +1,78 @@
+"""Inference at the model's scale (issue 18, points 2 and 6): the bundled nuclei model on a 4x
+larger field of view scores like on training-size images, a given object size rescales the
+image, and bad sizes are refused before any work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.transform import rescale
+
+from napari_colorrl.core.data.synthetic import make_round_nuclei
+from napari_colorrl.core.inference import Segmenter
+from napari_colorrl.core.metrics import ap
+
+
+@pytest.fixture(scope="module")
+def nuclei_model():
+    return Segmenter.load("nuclei-2d", device="cpu")
+
+
+def _matched(pred, gt):
+    """(true positives at IoU 0.5, predicted + true objects) of one image."""
+    score = ap(pred, gt, 0.5)
+    count = len(np.unique(pred)) - 1 + len(np.unique(gt)) - 1
+    return score * count / (1 + score), count
+
+
+def test_a_4x_larger_field_of_view_scores_like_training_size_images(nuclei_model):
+    """The table of issue 18, fixed: nuclei of radius 8 px on a 1024 x 1024 image (4x the
+    256 x 256 training size on each axis) against the same nuclei cut into 16 training-size
+    images. Before, the large image was squeezed to 256 x 256 (AP50 about 0.15)."""
+    image, labels = make_round_nuclei((1024, 1024), seed=0)
+    large = nuclei_model.segment(image)
+    assert large.plan.factors == (1.0, 1.0) and not large.plan.squeeze
+    assert large.instances.shape == image.shape
+    tp = total = 0.0
+    for y in range(0, 1024, 256):
+        for x in range(0, 1024, 256):
+            window = (slice(y, y + 256), slice(x, x + 256))
+            crop = nuclei_model.segment(image[window])
+            assert crop.plan.squeeze  # a training shape: resized as in training (identity)
+            matched, count = _matched(crop.instances, labels[window])
+            tp, total = tp + matched, total + count
+    small = tp / (total - tp)
+    large_ap = ap(large.instances, labels, 0.5)
+    assert large_ap >= small - 0.03, (large_ap, small)
+    squeezed = nuclei_model.postprocess(nuclei_model.color_maps(image)[1])  # the old way
+    assert ap(squeezed, labels, 0.5) < large_ap - 0.3
+
+
+def test_a_given_object_size_rescales_the_image(nuclei_model):
+    image, labels = make_round_nuclei((256, 256), seed=3)
+    base = ap(nuclei_model.segment(image).instances, labels, 0.5)
+    big = rescale(image, 2, order=1, preserve_range=True).astype(np.uint8)
+    big_labels = rescale(labels, 2, order=0, preserve_range=True, anti_aliasing=False
+                         ).astype(np.uint16)
+    sized = nuclei_model.segment(big, object_size=32)  # radius 8 x 2: 32 px across
+    assert sized.plan.factors == pytest.approx(
+        (nuclei_model.scale.diameter / 32,) * 2, rel=0.01)
+    assert sized.instances.shape == big.shape
+    assert ap(sized.instances, big_labels, 0.5) >= base - 0.1
+    unsized = nuclei_model.segment(big)  # objects twice the training size
+    assert ap(sized.instances, big_labels, 0.5) > ap(unsized.instances, big_labels, 0.5)
+
+
+def test_bad_sizes_are_refused_before_any_work(nuclei_model, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the network ran")
+
+    monkeypatch.setattr(nuclei_model, "_color_tile", no_work)
+    image = np.zeros((300, 300), np.uint8)
+    for kwargs, message in (({"object_size": 2000}, "shrunk 140x"),
+                            ({"object_size": [1, 2, 3]}, "one number or 2"),
+                            ({"pixel_size": 0.5}, "give the object size too"),
+                            ({"tile_size": 8}, "inference.tile_size must be"),
+                            ({"tile_size": 64, "tile_overlap": 40}, "at most half")):
+        with pytest.raises(ValueError, match=message):
+            nuclei_model.segment(image, **kwargs)
