@@ -1,0 +1,294 @@
+"""Tiled inference against image size: time linear in pixels, memory flat; quality at the model's
+scale; megapixels per second next to Cellpose 3's tiled inference on the same images.
+
+1. Quality (the table of issue 18): the bundled ``nuclei-2d`` on synthetic nuclei of radius 8 px
+   (``make_round_nuclei``) at 256 x 256 (a training size) and 1024 x 1024 (a 4x larger field of
+   view), the old way (the whole image resized to the network's 256 x 256) and at the training
+   scale in tiles; SBD, AP50, abs DiC.
+2. Time and peak memory against size: 2D with ``nuclei-2d`` (256 px to 8192 px), 3D with a
+   random-init network of the ``gonuclear3d`` recipe (64^3 to 256 x 1024 x 1024). Each size runs
+   in a fresh process: the image is a memory-mapped TIFF (a periodic pattern of nuclei), the
+   labels go to a zarr array in a temporary folder, tile by tile (``Segmenter.iter_segment``);
+   peak memory is the increase of the peak RSS (VmHWM, reset after a warm-up call) over the
+   RSS before the call,
+   next to the memory check's estimate for one tile (``runtime.tile_bytes``).
+3. Cellpose 3 on the same 2D images (its own tiled ``model.eval``: 224 px tiles), in its own
+   venv (``benchmarks.peer_cellpose``), when a trained Cellpose model is given or found in
+   ``runs/compare-dsb/cellpose``; megapixels per second side by side.
+
+    python -m benchmarks.tiling                       # everything (takes a while on a CPU)
+    python -m benchmarks.tiling --sizes 256 --sizes-3d 64 --no-cellpose   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._report import ROOT, RUNS, header
+from ._timing import apply_threads, dump_json, fmt, speed_config, speed_parser, table
+
+SIZES_2D = (256, 512, 1024, 2048, 4096, 8192)
+SIZES_3D = ("64", "128", "128x256x256", "256x512x512", "256x1024x1024")
+CELLPOSE_MODEL = RUNS / "compare-dsb" / "cellpose" / "cellpose_model.pt"
+CELLPOSE_DIAMETER = 16.0  # the synthetic nuclei: radius 8 px
+
+
+def _shape(text: str, ndim: int) -> tuple[int, ...]:
+    parts = [int(v) for v in str(text).lower().split("x")]
+    return tuple(parts * ndim if len(parts) == 1 else parts)
+
+
+# --- 1. quality ---------------------------------------------------------------------------------
+def quality() -> list[dict]:
+    from napari_colorrl.core.data.synthetic import make_round_nuclei
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.metrics import abs_dic, ap, sbd
+
+    segmenter = Segmenter.load("nuclei-2d", device="cpu")
+    rows = []
+    for size in (256, 1024):
+        image, labels = make_round_nuclei((size, size), seed=0)
+        squeezed = segmenter.postprocess(segmenter.color_maps(image)[1])
+        result = segmenter.segment(image)
+        for how, pred in (("whole image resized to 256 x 256 (before)", squeezed),
+                          (f"training scale, {result.plan.tiles} tile(s) (now)",
+                           result.instances)):
+            rows.append({"size": size, "objects": int(labels.max()), "how": how,
+                         "sbd": sbd(pred, labels), "ap50": ap(pred, labels, 0.5),
+                         "abs_dic": abs_dic(pred, labels)})
+            print(f"quality {size}: {how}: AP50 {rows[-1]['ap50']:.3f}", flush=True)
+    return rows
+
+
+# --- 2. time and memory -------------------------------------------------------------------------
+def write_image(path: Path, shape: tuple[int, ...]) -> None:
+    """A memory-mapped TIFF of ``shape``: a 256 x 256 (2D) or 64^3 (3D) block of nuclei of
+    radius 8 px repeated, written a block at a time."""
+    import tifffile
+
+    from napari_colorrl.core.data.synthetic import make_round_nuclei
+
+    side = 256 if len(shape) == 2 else 64
+    block, _ = make_round_nuclei((side,) * len(shape), seed=0,
+                                 density=1.1e-3 if len(shape) == 2 else 2e-4)
+    out = tifffile.memmap(path, shape=shape, dtype=np.uint8)
+    for start in np.ndindex(*[math.ceil(s / side) for s in shape]):
+        window = tuple(slice(i * side, min((i + 1) * side, s)) for i, s in zip(start, shape))
+        out[window] = block[tuple(slice(0, w.stop - w.start) for w in window)]
+    out.flush()
+    del out
+
+
+def _current_rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak() -> bool:
+    """Reset the process's peak RSS (Linux: VmHWM, through /proc/self/clear_refs), so the
+    warm-up call's peak does not count; False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _worker(spec_path: str) -> int:
+    """One size in a fresh process: segment the memory-mapped image into a zarr array."""
+    import torch
+
+    from napari_colorrl.core.config import ColorRLConfig
+    from napari_colorrl.core.data.lazy import LabelFile, open_lazy
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.runtime import tile_bytes
+
+    spec = json.loads(Path(spec_path).read_text())
+    torch.set_num_threads(int(spec["threads"]))
+    if spec["model"] == "nuclei-2d":
+        segmenter = Segmenter.load("nuclei-2d", device=spec["device"])
+    else:
+        from ._timing import random_model
+
+        config = ColorRLConfig.from_dict(spec["config"])
+        segmenter = Segmenter(random_model(config), config, device=spec["device"])
+    image = open_lazy(spec["image"])
+    plan = segmenter.plan(image.shape)
+    out = LabelFile(Path(spec["out"]), image.shape)
+    warm = np.zeros((64,) * segmenter.config.ndim, np.uint8)
+    segmenter.segment(warm)  # one untimed call: oneDNN and the allocator set up
+    gc.collect()
+    reset = _reset_peak()
+    base = _current_rss()
+    start = time.perf_counter()
+    for _ in segmenter.iter_segment(image, out.array, plan=plan):
+        pass
+    seconds = time.perf_counter() - start
+    peak = _peak_rss()
+    out.discard()
+    grid = plan.grid
+    host, network = tile_bytes(segmenter.config, grid.tile_shape, grid.read_shape,
+                               grid.tile_shape)
+    print(json.dumps({"seconds": seconds, "peak_mb": max(peak - base, 0) / 2**20,
+                      "peak_reset": reset,
+                      "tiles": plan.tiles, "tile": list(grid.tile_shape),
+                      "tile_estimate_mb": (host + network) / 2**20}))
+    return 0
+
+
+def measure(shape: tuple[int, ...], model: str, config, threads: int, device: str) -> dict:
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="colorrl-tiling-") as tmp:
+        image = Path(tmp) / "image.tif"
+        write_image(image, shape)
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(json.dumps({"image": str(image), "out": str(Path(tmp) / "l.zarr"),
+                                    "model": model, "threads": threads or
+                                    torch.get_num_threads(), "device": device,
+                                    "config": None if config is None else config.to_dict()}))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
+        done = subprocess.run([sys.executable, "-m", "benchmarks.tiling", "--worker",
+                               str(spec)], capture_output=True, text=True, env=env, cwd=ROOT)
+        if done.returncode != 0:
+            raise RuntimeError(f"tiling worker failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    pixels = math.prod(shape)
+    result.update(shape=list(shape), megapixels=pixels / 1e6,
+                  mpx_per_s=pixels / 1e6 / result["seconds"],
+                  us_per_px=1e6 * result["seconds"] / pixels)
+    return result
+
+
+# --- 3. Cellpose --------------------------------------------------------------------------------
+def cellpose(model_path: Path, sizes: list[int], threads: int) -> dict:
+    """Cellpose 3's tiled eval on the same 2D images (the first 256 x 256 block repeated)."""
+    import tifffile
+
+    from .peer_cellpose import time_cellpose
+
+    images = []
+    with tempfile.TemporaryDirectory(prefix="colorrl-tiling-cp-") as tmp:
+        for size in sizes:
+            path = Path(tmp) / f"{size}.tif"
+            write_image(path, (size, size))
+            images.append(np.asarray(tifffile.imread(path)))
+    report = time_cellpose(model_path, images, diameter=CELLPOSE_DIAMETER, threads=threads)
+    return {size: {"seconds": float(s), "mpx_per_s": size * size / 1e6 / float(s)}
+            for size, s in zip(sizes, report["seconds"])} | {"version": report["version"],
+                                                              "peak_rss_mb":
+                                                              report["peak_rss_mb"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = speed_parser(__spec__.name, __doc__)
+    parser.add_argument("--sizes", nargs="*", type=int, default=list(SIZES_2D),
+                        help="2D image sizes (default: 256 to 8192)")
+    parser.add_argument("--sizes-3d", nargs="*", default=list(SIZES_3D),
+                        help="3D sizes, S or ZxYxX (default: 64 to 256x1024x1024)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "2d", "3d"])
+    parser.add_argument("--cellpose-model", type=Path, default=None,
+                        help=f"a trained Cellpose 3 model (default: {CELLPOSE_MODEL} if it "
+                        f"exists)")
+    parser.add_argument("--no-cellpose", action="store_true", help="leave Cellpose out")
+    parser.add_argument("--json", type=Path, default=None, help="also write all numbers here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return _worker(args.worker)
+    apply_threads(args)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out: dict = {"load_average": load}
+    out["quality"] = [] if "quality" in args.skip else quality()
+    out["2d"] = {}
+    for size in [] if "2d" in args.skip else args.sizes:
+        out["2d"][size] = measure((size, size), "nuclei-2d", None, args.threads, args.device)
+        print(f"2D {size}: {out['2d'][size]['seconds']:.1f} s, peak "
+              f"{out['2d'][size]['peak_mb']:.0f} MB", flush=True)
+    config = speed_config("gonuclear3d")
+    out["3d"] = {}
+    for text in [] if "3d" in args.skip else args.sizes_3d:
+        shape = _shape(text, 3)
+        out["3d"][text] = measure(shape, "random", config, args.threads, args.device)
+        print(f"3D {text}: {out['3d'][text]['seconds']:.1f} s, peak "
+              f"{out['3d'][text]['peak_mb']:.0f} MB", flush=True)
+    model = args.cellpose_model or (CELLPOSE_MODEL if CELLPOSE_MODEL.is_file() else None)
+    out["cellpose"] = None
+    if out["2d"] and not args.no_cellpose and model is not None:
+        out["cellpose"] = cellpose(model, list(out["2d"]), args.threads or 2)
+    elif out["2d"] and not args.no_cellpose:
+        print(f"no Cellpose model (give --cellpose-model, or run benchmarks.compare --name dsb "
+              f"to make {CELLPOSE_MODEL}): Cellpose left out", flush=True)
+    print()
+    print(report(out, config))
+    dump_json(args.json, out)
+    return 0
+
+
+def report(out: dict, config) -> str:
+    lines = [*header("Tiled inference against image size")]
+    if out["load_average"] is not None and out["load_average"] > 0.5 * (os.cpu_count() or 1):
+        lines.append(f"- the CPU may have been shared: 1-minute load average "
+                     f"{out['load_average']:.1f} at the start")
+    if out["quality"]:
+        rows = [[f"{r['size']} x {r['size']}", str(r["objects"]), r["how"], fmt(r["sbd"], ".3f"),
+                 fmt(r["ap50"], ".3f"), fmt(r["abs_dic"], ".0f")] for r in out["quality"]]
+        lines += ["", "Bundled `nuclei-2d` on synthetic nuclei of radius 8 px (seed 0):", "",
+                  table(["image", "nuclei", "inference", "SBD", "AP50", "abs DiC"], rows)]
+    cp = out.get("cellpose") or {}
+    for kind, title in (("2d", "2D, bundled `nuclei-2d` (T = 5)"),
+                        ("3d", f"3D, random-init `gonuclear3d` network (T = {config.steps})")):
+        if not out[kind]:
+            continue
+        rows = []
+        for key, r in out[kind].items():
+            row = [" x ".join(map(str, r["shape"])), fmt(r["megapixels"], ".2f"),
+                   str(r["tiles"]), fmt(r["seconds"], ".1f"), fmt(r["mpx_per_s"], ".3f"),
+                   fmt(r["us_per_px"], ".2f"), fmt(r["peak_mb"], ".0f"),
+                   fmt(r["tile_estimate_mb"], ".0f")]
+            if kind == "2d" and cp:
+                entry = cp.get(key) or cp.get(str(key))
+                row.append(fmt(entry["mpx_per_s"] if entry else None, ".3f"))
+            rows.append(row)
+        head = ["image", "Mpx", "tiles", "s", "Mpx/s", "us/px", "peak MB", "one tile (check) MB"]
+        if kind == "2d" and cp:
+            head.append(f"Cellpose {cp['version']} Mpx/s")
+        lines += ["", f"{title}, labels written to zarr tile by tile:", "", table(head, rows)]
+    lines += ["", "Peak MB: increase of the peak RSS (VmHWM, reset after one warm-up call) over "
+              "the call in a fresh process (image "
+              "memory-mapped, labels to zarr); one tile (check): the memory check's estimate "
+              "for one tile (`runtime.tile_bytes`, host + network)."]
+    if cp:
+        lines.append(f"Cellpose: `model.eval` in its own venv with its default tiling, "
+                     f"diameter {CELLPOSE_DIAMETER:g} px, one warm-up call first; its process "
+                     f"peaked at {cp['peak_rss_mb']:.0f} MB.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
