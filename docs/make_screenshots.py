@@ -4,7 +4,9 @@
 
 Writes docs/images/training-2d.png, segmentation-2d.png, training-3d.png and segmentation-3d.png:
 it trains on the bundled synthetic samples for ``--minutes`` each (2D, then 3D) with small
-networks and the "fast" recipe, as a user of a laptop would.
+networks and the "fast" recipe, as a user of a laptop would. Then segmentation-large.png: a
+4096 x 4096 image of synthetic nuclei (a dask array, as napari holds large data) segmented by
+the bundled nuclei-2d model in tiles. ``--only large`` makes that one alone.
 """
 
 from __future__ import annotations
@@ -48,9 +50,39 @@ def segment(app, segmentation, layer_name: str) -> None:
     wait(app, lambda: not segmentation.running)
 
 
+def large_image(app, viewer) -> None:
+    """A 4096 x 4096 field of synthetic nuclei segmented by nuclei-2d in tiles, zoomed on a
+    corner where four tiles meet."""
+    import dask.array as da
+
+    from napari_colorrl.core.data.synthetic import make_round_nuclei
+    from napari_colorrl.widgets.launch import show_dock
+
+    viewer.layers.clear()
+    image, _ = make_round_nuclei((4096, 4096), seed=0)
+    viewer.add_image(da.from_array(image, chunks=1024), name="nuclei 4096 x 4096")
+    _, segmentation = viewer.window.add_plugin_dock_widget("napari-colorrl",
+                                                           "ColorRL Segmentation")
+    show_dock(segmentation)
+    segmentation.model.setCurrentIndex(segmentation.model.findText("bundled: nuclei-2d"))
+    segmentation.object_size.setText("16")
+    segment(app, segmentation, "nuclei 4096 x 4096")
+    for name in list(viewer.layers.selection):
+        viewer.layers.selection.discard(name)
+    viewer.layers["nuclei 4096 x 4096 colors"].visible = False
+    seam = segmentation.results[0].plan.grid.axes[0].core_ends[0]
+    camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
+    camera.center = (seam, seam)
+    camera.zoom = 1.2
+    app.processEvents()
+    viewer.screenshot(str(IMAGES / "segmentation-large.png"), canvas_only=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="training time per sample")
+    parser.add_argument("--only", choices=("large",), default=None,
+                        help="make only this screenshot")
     args = parser.parse_args()
 
     import napari
@@ -64,6 +96,11 @@ def main() -> int:
     viewer = napari.Viewer(title="ColorRL")
     viewer.window._qt_window.resize(1680, 1050)
     app = QApplication.instance()
+    if args.only == "large":
+        large_image(app, viewer)
+        viewer.close()
+        print(f"screenshot in {IMAGES}")
+        return 0
 
     # 2D: the demo (training and validation cells, small network), trained for a while.
     training, segmentation = setup_demo(viewer, args.minutes, out, start=False)
@@ -101,6 +138,7 @@ def main() -> int:
     viewer.reset_view()
     app.processEvents()
     viewer.screenshot(str(IMAGES / "segmentation-3d.png"), canvas_only=False)
+    large_image(app, viewer)
     viewer.close()
     print(f"screenshots in {IMAGES}")
     return 0

@@ -4,8 +4,8 @@ tiled with untiled inference (issue 18, points 3 and 6).
 The policies here are small hand-made torch modules (``conftest.BitPolicy``), not trained
 networks: their coloring is a fixed function of the image (the bits of its intensity level), so
 tiled and untiled inference must give the same objects wherever the stitching is right. (A
-trained model's coloring also depends on the context a tile sees; docs/results.md, "Tiles",
-measures that.)
+trained model's coloring also depends on the context a tile sees; docs/results.md, "Tiles and
+scale", measures that.)
 """
 
 from __future__ import annotations

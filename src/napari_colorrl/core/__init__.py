@@ -12,9 +12,12 @@ Reading order:
    actor-critic update: play, loss, step), ``trainer`` (the generator of reports), ``state``
    (save and resume), ``setup`` (from folders, layers and settings to a run), ``selection``
    (validation and the minimum size), ``distributed`` (torchrun workers).
-5. Inference and scoring: ``inference`` (``Segmenter``), ``metrics``.
+5. Inference and scoring: ``inference`` (``Segmenter``: the image at the model's scale, in
+   tiles), ``tiling`` (the tile grid, resampling a tile, stitching instances across tiles),
+   ``metrics``.
 
-Around them: ``data/`` (files, input checks, normalisation, augmentation, synthetic samples),
+Around them: ``data/`` (files, lazy arrays, input checks, normalisation, the training scale,
+augmentation, synthetic samples),
 ``runtime`` (devices and memory checks) and ``demo`` (the demo's data and settings).
 Submodules are imported on demand, so importing ``napari_colorrl.core`` does not import torch.
 """

@@ -531,7 +531,11 @@ class SegmentationWidget(QWidget):
         self.step_label.setText(f"colors after step {steps} of {steps}")
         count = sum(int(r.instances.max()) for r in self.results)
         frames = f" in {len(self.results)} frames" if self.stacked else ""
-        self.status.setText(f"T = {steps} steps, {count} objects{frames}.")
+        plan = self.results[0].plan
+        tiles = f", {plan.tiles} tiles per frame" if plan is not None and plan.tiles > 1 else ""
+        scale = ("" if plan is None or all(abs(f - 1) < 1e-6 for f in plan.factors) else
+                 f", seen at {' x '.join(f'{f:.2f}' for f in plan.factors)} of its size")
+        self.status.setText(f"T = {steps} steps, {count} objects{frames}{tiles}{scale}.")
 
     def _put(self, data: np.ndarray, name: str, **kwargs: Any):
         """Write a result layer, never over one the user made or edited (``write_result``)."""

@@ -420,9 +420,12 @@ def written_by_predict(path: str | Path) -> bool:
 
     path = Path(path)
     if path.is_dir() and path.suffix.lower() in ZARR_SUFFIXES:
-        from .lazy import written_by
+        try:
+            import zarr
 
-        return written_by(path, PREDICTION_TAG)
+            return zarr.open(str(path), mode="r").attrs.get("software") == PREDICTION_TAG
+        except Exception:  # noqa: BLE001 - anything unreadable is not ours
+            return False
     if not path.is_file() or path.suffix.lower() not in TIFF_SUFFIXES:
         return False
     try:

@@ -287,14 +287,3 @@ def _chunks(shape: Sequence[int]) -> tuple[int, ...]:
     side = 512 if spatial == 2 else 128
     lead = len(shape) - spatial
     return tuple([1] * max(lead, 0) + [min(int(s), side) for s in shape[max(lead, 0):]])
-
-
-def written_by(path: str | Path, tag: str) -> bool:
-    """True for a zarr array whose ``software`` attribute is ``tag`` (what predict wrote)."""
-    try:
-        import zarr
-
-        node = zarr.open(str(path), mode="r")
-        return node.attrs.get("software") == tag
-    except Exception:  # noqa: BLE001 - anything unreadable is not ours
-        return False
