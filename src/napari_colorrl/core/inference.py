@@ -61,13 +61,17 @@ class Segmenter:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", *, fast_layout: bool = True
              ) -> Segmenter:
-        """Load a checkpoint file (or a bundled model name) for inference (``fast_layout``: as
-        in ``__init__``)."""
+        """Load a checkpoint file, a bioimage.io package (``*.zip``) written by ``colorrl
+        export``, or a bundled model name, for inference (``fast_layout``: as in ``__init__``).
+        A package gives the same network and weights as the checkpoint it was exported from;
+        its TorchScript is never run (``model.bioimage``)."""
+        from .model.bioimage import is_package, load_package
         from .model.bundled import resolve_model_path
         from .model.checkpoint import load_checkpoint, network_from_checkpoint
 
         path = resolve_model_path(path)
-        checkpoint = load_checkpoint(path, map_location="cpu")
+        loader = load_package if is_package(path) else load_checkpoint
+        checkpoint = loader(path, map_location="cpu")
         model = network_from_checkpoint(checkpoint, path)
         segmenter = cls(model, checkpoint.config, device=device, fast_layout=fast_layout)
         segmenter.source = str(path)

@@ -53,12 +53,21 @@ def normalize_image(
 ) -> np.ndarray:
     """Scale ``image`` to float32 (C, *S) in [0, 1], with C = config.channels.
 
+    ``model_channels`` then ``normalize_channels``: the channels the model takes, each scaled
+    separately (see both).
+    """
+    return normalize_channels(model_channels(image, config, ndim), config)
+
+
+def model_channels(image: np.ndarray, config: NormalizationConfig, ndim: int) -> np.ndarray:
+    """The image as float32 (C, *S) with the C = config.channels channels the model takes,
+    unscaled.
+
     A grayscale model gets the mean of all channels (2, 3 or 4: a constant alpha channel only
     shifts the mean, which the scaling removes). An RGB model gets RGB as is, the first three
     channels of four (a fourth that is not constant is dropped with a warning), and the
-    grayscale (or two-channel mean) repeated. NaN and inf are replaced by the image's finite
-    minimum. Values beyond float32 (e.g. float64 near 1e300) raise ValueError. A constant image
-    becomes all zeros. Each channel is scaled separately.
+    grayscale (or two-channel mean) repeated. Values beyond float32 (e.g. float64 near 1e300)
+    raise ValueError.
     """
     channels, _ = split_channels(image, ndim)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -79,7 +88,16 @@ def normalize_image(
         data = data.mean(axis=0, keepdims=True)
     elif config.channels == 3 and data.shape[0] != 3:
         data = np.repeat(data.mean(axis=0, keepdims=True), 3, axis=0)
-    out = np.empty_like(data)
+    return data
+
+
+def normalize_channels(data: np.ndarray, config: NormalizationConfig) -> np.ndarray:
+    """Each channel of a float (C, *S) array scaled to float32 [0, 1] (``config.mode``).
+
+    NaN and inf are replaced by the channel's finite minimum; a constant channel becomes all
+    zeros.
+    """
+    out = np.empty(data.shape, dtype=np.float32)
     for c in range(data.shape[0]):
         out[c] = _scale(data[c], config)
     return out
