@@ -45,6 +45,19 @@ def tiny_samples(ndim: int = 2, n: int = 2, shape: tuple[int, ...] | None = None
     return out
 
 
+def trained_model(path: Path, ndim: int = 2, **changes) -> Path:
+    """A tiny model (``tiny_config``) trained for 4 updates on ``tiny_samples`` (seconds),
+    written to ``path``."""
+    from napari_colorrl.core.config import deep_update
+    from napari_colorrl.core.training.trainer import train
+
+    config = tiny_config(ndim, **deep_update(
+        {"train": {"episodes": 8, "val_every": 100, "checkpoint_every": 100}}, changes))
+    for _ in train(config, tiny_samples(ndim), out=path):
+        pass
+    return path
+
+
 def shared_dataset(name: str) -> Path:
     """Path of a real data set in ../shared/data, or skip the test when it is absent."""
     path = SHARED_DATA / name
@@ -56,6 +69,26 @@ def shared_dataset(name: str) -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Network connections fail as on an offline machine, and the test fails afterwards if any
+    was attempted (even one the code under test caught)."""
+    import socket
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[1:] or args)
+        raise OSError("network access is blocked in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield attempts
+    assert not attempts, f"network connections were attempted: {attempts[:3]}"
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,7 @@
-"""The "ColorRL Segmentation" dock: run a checkpoint on an image layer, step through the coloring.
+"""The "ColorRL Segmentation" dock: run a model on an image layer, step through the coloring.
+
+A model is a checkpoint (``*.pt``), a bioimage.io package written by ``colorrl export``
+(``*.zip``) or a bundled model; ``Segmenter.load`` reads all three.
 
 For an input layer ``X`` it writes the Labels layers ``X step 1`` .. ``X step T`` (binary
 actions), ``X colors`` and ``X instances``; a re-run replaces their data only while they hold what
@@ -104,10 +107,11 @@ class SegmentationWidget(QWidget):
         self.image.setToolTip("2D image, 3D volume, or a stack of 2D frames for a 2D model.")
         self.model = QComboBox()
         self.model.setToolTip("The checkpoint just trained comes first, then bundled models and "
-                              "files you chose.")
+                              "files you chose (checkpoints .pt, bioimage.io packages .zip "
+                              "written by colorrl export).")
         browse = QToolButton()
         browse.setText("…")
-        browse.setToolTip("Choose a checkpoint file.")
+        browse.setToolTip("Choose a checkpoint (.pt) or a bioimage.io package (.zip).")
         browse.clicked.connect(self._pick_model)
         model_row = QWidget()
         row = QHBoxLayout(model_row)
@@ -207,12 +211,14 @@ class SegmentationWidget(QWidget):
             trained_checkpoints.events.inserted.disconnect(self._on_trained)
 
     def _pick_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "ColorRL checkpoint", "", "Checkpoints (*.pt)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "ColorRL model", "",
+            "ColorRL models (*.pt *.zip);;Checkpoints (*.pt);;bioimage.io packages (*.zip)")
         if path:
             self.add_model_file(path)
 
     def add_model_file(self, path: str | Path) -> None:
-        """Offer a checkpoint file and select it."""
+        """Offer a model file (checkpoint or bioimage.io package) and select it."""
         path = str(path)
         if path not in self._browsed:
             self._browsed.append(path)

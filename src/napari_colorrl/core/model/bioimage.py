@@ -21,8 +21,10 @@ other tools and never run here. Nothing is extracted to disk.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import re
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -82,8 +84,14 @@ def load_package(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
         rdf, name = _read_rdf(archive, path)
         marker = _marker(rdf, path, name)
         config = _config(marker, path)
-        state = _read_weights(archive, rdf, config, path, map_location)
-    check_model_state(state, config, path, what="pytorch_state_dict weights", container="package")
+        try:
+            state = _read_weights(archive, rdf, config, path, map_location)
+            check_model_state(state, config, path, what="pytorch_state_dict weights",
+                              container="package")
+        except PackageError:
+            raise
+        except CheckpointError as err:  # the checkpoint checks' messages, as a PackageError
+            raise PackageError(str(err)) from None
     return Checkpoint(config=config, model_state=state, step=int(marker.get("step", 0) or 0),
                       episodes=int(marker.get("episodes", 0) or 0),
                       extra={"bioimageio_name": name}, version=str(marker.get("version", "")))
@@ -207,10 +215,10 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, pa
 
 def _safe_yaml(text: str, path: Path) -> Any:
     """Plain YAML data; anchors/aliases are refused (they can multiply a small file into a huge
-    structure) and so are tags that would build Python objects (``yaml.safe_load``)."""
+    structure) and so are tags that would build Python objects (a safe loader)."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = _yaml_loader()
     try:
         for event in yaml.parse(text, Loader=loader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
@@ -220,6 +228,20 @@ def _safe_yaml(text: str, path: Path) -> Any:
     except yaml.YAMLError as err:
         raise PackageError(f"The rdf.yaml of {path} is not valid YAML ({_first_line(err)}); the "
                            f"package is damaged.") from None
+
+
+@functools.cache
+def _yaml_loader() -> type:
+    """PyYAML's safe loader that also reads YAML 1.2 floats such as ``1e-05`` (bioimageio.spec
+    writes YAML 1.2; YAML 1.1 would read them as text)."""
+    import yaml
+
+    loader = type("PackageLoader", (getattr(yaml, "CSafeLoader", yaml.SafeLoader),), {})
+    loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"))
+    return loader
 
 
 def _first_line(err: BaseException) -> str:

@@ -156,9 +156,15 @@ def export_package(
     with torch.no_grad():
         colors, steps = (t.numpy() for t in module(torch.from_numpy(image)[None]))
     _check_matches_inference(network, config, image, colors)
-    scripted = torch.jit.script(module)
+    with warnings.catch_warnings():
+        # torch >= 2.10 deprecates TorchScript; bioimage.io tools still run it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(module)
     with torch.no_grad():
-        if not torch.equal(scripted(torch.from_numpy(image)[None])[0], torch.from_numpy(colors)):
+        script_colors, script_steps = scripted(torch.from_numpy(image)[None])
+        if not (script_colors.dtype == torch.int32 and script_steps.dtype == torch.uint8
+                and np.array_equal(script_colors.numpy(), colors)
+                and np.array_equal(script_steps.numpy(), steps)):
             raise RuntimeError("The TorchScript module does not reproduce the color map; please "
                                "report this as a bug of napari-colorrl.")
     instances = instances_from_colors(colors[0], min_size=config.min_size,
@@ -308,7 +314,9 @@ def _write_files(folder: Path, module: torch.nn.Module, scripted: Any, checkpoin
     }
     torch.save({k: v.detach().float().contiguous() for k, v in module.state_dict().items()},
                files["weights"])
-    scripted.save(str(files["torchscript"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted.save(str(files["torchscript"]))
     shutil.copyfile(coloring_network.__file__, files["architecture"])
     np.save(files["input"], raw[None].astype(np.float32))
     np.save(files["colors"], colors.astype(np.int32))

@@ -184,10 +184,12 @@ class ColorRLColoring(nn.Module):
         actions = torch.zeros(shape, dtype=torch.uint8, device=image.device)
         colors = torch.zeros([batch] + spatial, dtype=torch.int32, device=image.device)
         features = self.image_input(self._pad(image))
+        bit = 1  # 2^t (an int: TorchScript's int ** int is a float)
         for t in range(self.steps):
             logits = self._policy(features, channels, spatial)
             action = logits[:, 1] > logits[:, 0]
             actions[:, t] = action.to(torch.uint8)
             channels[:, t] = action.to(image.dtype) * 2.0 - 1.0
-            colors = colors + action.to(torch.int32) * (2 ** t)
+            colors = colors + action.to(torch.int32) * bit
+            bit = bit * 2
         return colors, actions
