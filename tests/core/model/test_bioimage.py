@@ -25,10 +25,8 @@ from napari_colorrl.core.model.networks import build_network
 
 pytest.importorskip("bioimageio.spec")
 
-from napari_colorrl.core.model.bioimage_export import (  # noqa: E402
-    architecture_kwargs,
-    export_package,
-)
+from napari_colorrl.core.model.bioimage_export import export_package  # noqa: E402
+from napari_colorrl.core.model.bioimage_rdf import architecture_kwargs  # noqa: E402
 
 #: bioimageio.spec writes YAML 1.2 (``1e-05`` is a number), as the package reader reads it.
 YAML12 = bioimage._yaml_loader()

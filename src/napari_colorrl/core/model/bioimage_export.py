@@ -3,20 +3,17 @@
 ``export_package(model, output)`` writes one zip that bioimage.io tools (bioimageio.core,
 deepImageJ, ilastik, QuPath) can run and that napari-colorrl reads back (``bioimage``):
 
-``rdf.yaml``            the description, made and validated by ``bioimageio.spec``; its
-                        ``config.napari-colorrl`` section holds the whole ``ColorRLConfig``
+``rdf.yaml``            the description (``bioimage_rdf.describe``), validated by bioimageio.spec
 ``weights.pt``          the network's state_dict (float32; a plain-data torch file)
 ``coloring_network.py`` its architecture source (``ColorRLColoring``: network + T argmax steps)
 ``weights-torchscript.pt``  the same module compiled with ``torch.jit.script``
 ``test-*.npy``          a test input (a real or synthetic sample) and the outputs it gives
-``cover.png``           the sample and its instances; ``README.md`` the documentation
+``cover.png``           the sample and its instances; ``README.md`` (``bioimage_rdf.readme``)
 
-Input: ``image`` (batch, channel, [z,] y, x) float32; preprocessing ``scale_range`` with the
-model's percentiles per channel, then ``clip`` to [0, 1]. Outputs: ``colors`` (batch, [z,] y, x)
-int32, the color code of every pixel (connected components of each color > 0 are the
-instances), and ``steps`` (batch, step, [z,] y, x) uint8, the T binary step maps.
-docs/method.md ("bioimage.io packages") says what differs from napari-colorrl's own inference.
-Needs the optional ``bioimageio.spec`` (``pip install 'napari-colorrl[bioimage]'``).
+Before anything is written, the packaged module must give napari-colorrl's own color map of
+the test input, eager and compiled. docs/method.md ("bioimage.io packages") says what differs
+from napari-colorrl's own inference. Needs the optional ``bioimageio.spec``
+(``pip install 'napari-colorrl[bioimage]'``).
 """
 
 from __future__ import annotations
@@ -37,37 +34,21 @@ from ..data.files import atomic_write, read_image
 from ..data.normalize import model_channels, normalize_channels, resize_image
 from ..method.coloring import colors_from_steps, run_coloring
 from ..method.postprocess import instances_from_colors
-from .bioimage import (
-    ARCHITECTURE_CALLABLE,
-    ARCHITECTURE_FILE,
-    CONFIG_KEY,
-    PACKAGE_FORMAT,
-    PACKAGE_FORMAT_VERSION,
-    PACKAGE_SUFFIX,
-    is_package,
-    load_package,
+from .bioimage import ARCHITECTURE_FILE, PACKAGE_SUFFIX, is_package, load_package
+from .bioimage_rdf import (
+    PackageText,
+    TrainingData,
+    architecture_kwargs,
+    describe,
+    readme,
+    size_multiple,
 )
 from .checkpoint import Checkpoint, load_checkpoint, network_from_checkpoint
 
-#: The ColorRL paper (arXiv DOI; the CVPR 2021 version has the same title).
-PAPER = ("Tuan, Khoa, Quan, Jeong: Reinforced Coloring for End-to-End Instance Segmentation. "
-         "CVPR 2021 (arXiv:2005.07058)")
-PAPER_DOI = "10.48550/arXiv.2005.07058"
 DEFAULT_LICENSE = "BSD-3-Clause"
 #: Largest spatial size of a test tensor cut from a user's sample for a 'crop' model, per axis.
 MAX_TEST_SIZE = {2: 256, 3: 64}
 _INSTALL = "pip install 'napari-colorrl[bioimage]'"
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """What a model was trained on, as the package names it."""
-
-    name: str
-    description: str = ""
-    license: str | None = None
-    doi: str | None = None
-    citation: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,7 +108,7 @@ def export_package(
     overwrite: bool = False,
 ) -> ExportResult:
     """Write the model ``model`` (checkpoint path, package or bundled name) as a bioimage.io
-    package ``output`` (``*.zip``), atomically.
+    package ``output`` (``*.zip``), atomically; an existing ``output`` only with ``overwrite``.
 
     sample: the image the test tensors and the cover are made from (a file path or an array;
     default: a synthetic image of the model's kind). 'resize' models get it resized to the
@@ -143,47 +124,36 @@ def export_package(
         sample = _read_sample(sample)
     checkpoint, path = load_model(model)
     config = checkpoint.config
-    network = network_from_checkpoint(checkpoint, path).eval()
     known = BUNDLED_INFO.get(str(model), {})
     if training_data is None and "training_data" in known:
         training_data = TrainingData(**known["training_data"])
     if isinstance(training_data, str):
         training_data = TrainingData(name=training_data)
-    validation = known.get("validation") or _validation(checkpoint)
     raw, sample_text = _test_input(config, sample)
     image = normalize_channels(raw, config.normalization)
     module = coloring_module(config, checkpoint.model_state)
-    with torch.no_grad():
-        colors, steps = (t.numpy() for t in module(torch.from_numpy(image)[None]))
-    _check_matches_inference(network, config, image, colors)
-    with warnings.catch_warnings():
-        # torch >= 2.10 deprecates TorchScript; bioimage.io tools still run it.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(module)
-    with torch.no_grad():
-        script_colors, script_steps = scripted(torch.from_numpy(image)[None])
-        if not (script_colors.dtype == torch.int32 and script_steps.dtype == torch.uint8
-                and np.array_equal(script_colors.numpy(), colors)
-                and np.array_equal(script_steps.numpy(), steps)):
-            raise RuntimeError("The TorchScript module does not reproduce the color map; please "
-                               "report this as a bug of napari-colorrl.")
+    scripted, colors, steps = _run_checked(module, network_from_checkpoint(checkpoint, path),
+                                           config, image)
     instances = instances_from_colors(colors[0], min_size=config.min_size,
                                       connectivity=config.connectivity)
-    title = _name(name, model, path)
+    text = PackageText(
+        title=_name(name, model, path), summary=description, authors=tuple(authors),
+        license=license, training=training_data,
+        validation=known.get("validation") or _validation(checkpoint), sample=sample_text,
+        model=str(model), source=path.name)
     with tempfile.TemporaryDirectory(prefix="colorrl-export-") as tmp:
         folder = Path(tmp)
-        files = _write_files(folder, module, scripted, checkpoint, raw, colors, steps, image,
-                             instances, config)
-        (folder / "README.md").write_text(
-            _readme(title, config, training_data, sample_text, validation, path), "utf-8")
+        files = _write_files(folder, module, scripted, raw, colors, steps)
+        _cover(image, instances, config.ndim).save(files["cover"])
+        (folder / "README.md").write_text(readme(text, config), "utf-8")
         with warnings.catch_warnings():
             # bioimageio.spec leaves files it hashed to the garbage collector.
             warnings.simplefilter("ignore", ResourceWarning)
-            descr = _description(folder, files, title, description, config, checkpoint,
-                                 authors, license, training_data, str(model))
+            descr = describe(folder, files, text, config, checkpoint.step, checkpoint.episodes,
+                             sum(v.numel() for v in checkpoint.model_state.values()))
             built = _save(descr, folder / "package.zip")
         atomic_write(output, lambda fh: _copy(built, fh), what="package")
-    return ExportResult(path=output, bytes=output.stat().st_size, name=title,
+    return ExportResult(path=output, bytes=output.stat().st_size, name=text.title,
                         sample=sample_text, test_shape=tuple(raw.shape[1:]),
                         objects=int(instances.max()))
 
@@ -195,23 +165,6 @@ def coloring_module(config: ColorRLConfig, state: dict[str, torch.Tensor]) -> to
     module = ColorRLColoring(**architecture_kwargs(config))
     module.load_state_dict({k: v.float() for k, v in state.items()})
     return module.eval()
-
-
-def architecture_kwargs(config: ColorRLConfig) -> dict[str, Any]:
-    """The keyword arguments of ``ColorRLColoring`` for ``config`` (saved in rdf.yaml)."""
-    net = config.network
-    return {"ndim": config.ndim, "image_channels": config.normalization.channels,
-            "steps": config.steps, "features": [int(f) for f in net.features],
-            "attention": bool(net.attention), "input_features": int(net.input_features)}
-
-
-def spatial_axes(ndim: int) -> tuple[str, ...]:
-    return ("z", "y", "x")[3 - ndim:]
-
-
-def size_multiple(config: ColorRLConfig) -> int:
-    """Spatial sizes the network takes without padding: multiples of this, at least twice it."""
-    return 2 ** (len(config.network.features) - 1)
 
 
 # --- test tensors ---------------------------------------------------------------------------
@@ -280,13 +233,30 @@ def _synthetic(ndim: int, shape: tuple[int, ...]) -> np.ndarray:
     return make_nuclei_3d(shape=shape, n_objects=n, seed=0)[0]
 
 
-def _check_matches_inference(network: torch.nn.Module, config: ColorRLConfig,
-                             image: np.ndarray, colors: np.ndarray) -> None:
-    """RuntimeError unless the packaged module colors ``image`` as napari-colorrl does."""
-    reference = run_coloring(network, torch.from_numpy(image)[None], config.steps)
+def _run_checked(module: torch.nn.Module, network: torch.nn.Module, config: ColorRLConfig,
+                 image: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The TorchScript of ``module`` and the colors and steps it gives for ``image``
+    (C, *S); RuntimeError unless the module, eager and compiled, gives napari-colorrl's own
+    color map (``run_coloring`` with the project's network)."""
+    tensor = torch.from_numpy(image)[None]
+    with torch.no_grad():
+        colors, steps = (t.numpy() for t in module(tensor))
+    reference = run_coloring(network.eval(), tensor, config.steps)
     if not np.array_equal(colors_from_steps(np.moveaxis(reference.steps, 1, 0)), colors):
         raise RuntimeError("The exported coloring module does not reproduce napari-colorrl's "
                            "color map; please report this as a bug of napari-colorrl.")
+    with warnings.catch_warnings():
+        # torch >= 2.10 deprecates TorchScript; bioimage.io tools still run it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(module)
+    with torch.no_grad():
+        script_colors, script_steps = scripted(tensor)
+    if not (script_colors.dtype == torch.int32 and script_steps.dtype == torch.uint8
+            and np.array_equal(script_colors.numpy(), colors)
+            and np.array_equal(script_steps.numpy(), steps)):
+        raise RuntimeError("The TorchScript module does not reproduce the color map; please "
+                           "report this as a bug of napari-colorrl.")
+    return scripted, colors, steps
 
 
 def _validation(checkpoint: Checkpoint) -> str:
@@ -298,9 +268,10 @@ def _validation(checkpoint: Checkpoint) -> str:
 
 
 # --- files ----------------------------------------------------------------------------------
-def _write_files(folder: Path, module: torch.nn.Module, scripted: Any, checkpoint: Checkpoint,
-                 raw: np.ndarray, colors: np.ndarray, steps: np.ndarray, image: np.ndarray,
-                 instances: np.ndarray, config: ColorRLConfig) -> dict[str, Path]:
+def _write_files(folder: Path, module: torch.nn.Module, scripted: Any, raw: np.ndarray,
+                 colors: np.ndarray, steps: np.ndarray) -> dict[str, Path]:
+    """Weights (state_dict and TorchScript), architecture source and test tensors in
+    ``folder``; their paths, and where the cover goes."""
     from . import coloring_network
 
     files = {
@@ -321,7 +292,6 @@ def _write_files(folder: Path, module: torch.nn.Module, scripted: Any, checkpoin
     np.save(files["input"], raw[None].astype(np.float32))
     np.save(files["colors"], colors.astype(np.int32))
     np.save(files["steps"], steps.astype(np.uint8))
-    _cover(image, instances, config.ndim).save(files["cover"])
     return files
 
 
@@ -376,210 +346,7 @@ def _name(name: str | None, model: str | Path, path: Path) -> str:
     return clean[:64]
 
 
-# --- the description -------------------------------------------------------------------------
-def _description(folder: Path, files: dict[str, Path], title: str, description: str | None,
-                 config: ColorRLConfig, checkpoint: Checkpoint, authors: Any, license: str,
-                 training_data: TrainingData | None, model: str):
-    from bioimageio.spec.model import v0_5 as spec
-
-    from ... import __version__
-
-    ndim, steps = config.ndim, config.steps
-    axes_ids = spatial_axes(ndim)
-    m = size_multiple(config)
-    if config.input_mode == "resize":
-        sizes: list[Any] = [int(s) for s in config.input_size]
-    else:
-        sizes = [spec.ParameterizedSize(min=2 * m, step=m) for _ in axes_ids]
-    channel_names = ["gray"] if config.normalization.channels == 1 else ["red", "green", "blue"]
-    image_id = spec.TensorId("image")
-    input_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=channel_names)] + [
-        spec.SpaceInputAxis(id=spec.AxisId(a), size=s) for a, s in zip(axes_ids, sizes)]
-
-    def space_out() -> list[Any]:
-        return [spec.SpaceOutputAxis(id=spec.AxisId(a), size=spec.SizeReference(
-            tensor_id=image_id, axis_id=spec.AxisId(a))) for a in axes_ids]
-
-    norm = config.normalization
-    low, high = (norm.low, norm.high) if norm.mode == "percentile" else (0.0, 100.0)
-    if high <= 1:
-        raise ValueError(f"normalization.high {high} cannot be written as bioimage.io "
-                         f"scale_range (its upper percentile must be above 1).")
-    inputs = [spec.InputTensorDescr(
-        id=image_id, axes=input_axes, test_tensor=spec.FileDescr(source=files["input"]),
-        description="the image, raw intensities; each channel is scaled by its percentiles "
-        f"{low:g} and {high:g} to [0, 1] and clipped",
-        data=spec.IntervalOrRatioDataDescr(type="float32"),
-        preprocessing=[
-            spec.ScaleRangeDescr(kwargs=spec.ScaleRangeKwargs(
-                axes=[spec.AxisId(a) for a in axes_ids], min_percentile=low,
-                max_percentile=high)),
-            spec.ClipDescr(kwargs=spec.ClipKwargs(min=0.0, max=1.0)),
-        ])]
-    outputs = [
-        spec.OutputTensorDescr(
-            id=spec.TensorId("colors"), axes=[spec.BatchAxis(), *space_out()],
-            test_tensor=spec.FileDescr(source=files["colors"]),
-            description="color code of every pixel (0 = background, 1 .. 2^T - 1): the "
-            "connected components of each color are the instances (README.md)",
-            data=spec.IntervalOrRatioDataDescr(type="int32", range=(0, 2**steps - 1))),
-        spec.OutputTensorDescr(
-            id=spec.TensorId("steps"),
-            # The channel axis keeps its default id: bioimageio.core 0.11 names the axis of a
-            # model's output 'channel' whatever the description says.
-            axes=[spec.BatchAxis(), spec.ChannelAxis(
-                channel_names=[f"step{t + 1}" for t in range(steps)]), *space_out()],
-            test_tensor=spec.FileDescr(source=files["steps"]),
-            description="the T binary action maps of the coloring steps (colors = sum_t "
-            "a_t 2^t)",
-            data=spec.NominalOrOrdinalDataDescr(values=[0, 1], type="uint8")),
-    ]
-    torch_version = spec.Version(torch.__version__.split("+")[0])
-    weights = spec.WeightsDescr(
-        pytorch_state_dict=spec.PytorchStateDictWeightsDescr(
-            source=files["weights"], pytorch_version=torch_version,
-            architecture=spec.ArchitectureFromFileDescr(
-                source=files["architecture"], callable=spec.Identifier(ARCHITECTURE_CALLABLE),
-                kwargs=architecture_kwargs(config))),
-        torchscript=spec.TorchscriptWeightsDescr(
-            source=files["torchscript"], pytorch_version=torch_version,
-            parent="pytorch_state_dict"),
-    )
-    marker = {
-        "format": PACKAGE_FORMAT, "format_version": PACKAGE_FORMAT_VERSION,
-        "version": str(__version__), "model": model, "step": int(checkpoint.step),
-        "episodes": int(checkpoint.episodes), "colorrl_config": config.to_dict(),
-        "instances": {"background_color": 0, "connectivity": config.connectivity or ndim,
-                      "min_size": int(config.min_size), "input_mode": config.input_mode,
-                      "input_size": [int(s) for s in config.input_size]},
-    }
-    config_section = spec.Config.model_validate({
-        "bioimageio": {
-            # The colors are integer codes: an argmax flip is a mismatch, not a small error.
-            "reproducibility_tolerance": [{"relative_tolerance": 0.0, "absolute_tolerance": 0.0,
-                                           "mismatched_elements_per_million": 100}],
-            "architecture_type": "U-Net + RL coloring",
-            "model_parameter_count": int(sum(v.numel() for v in
-                                             checkpoint.model_state.values())),
-        },
-        CONFIG_KEY: marker,
-    })
-    summary = description or (
-        f"ColorRL instance segmentation ({ndim}D, T = {steps} reinforced coloring steps), "
-        f"exported by napari-colorrl {__version__}. The output 'colors' gives every pixel a "
-        f"color; connected components of each color > 0 are the instances.")
-    training = None
-    if training_data is not None:
-        from bioimageio.spec.dataset import v0_3 as dataset
-
-        training = dataset.DatasetDescr(
-            name=training_data.name,
-            description=training_data.description or training_data.name,
-            license=training_data.license,
-            cite=[spec.CiteEntry(text=training_data.citation or training_data.name,
-                                 doi=spec.Doi(training_data.doi))] if training_data.doi else [],
-        )
-    return spec.ModelDescr(
-        name=title,
-        description=summary,
-        authors=[spec.Author(name=a) for a in authors],
-        cite=[spec.CiteEntry(text=PAPER, doi=spec.Doi(PAPER_DOI))],
-        license=spec.LicenseId(license),
-        documentation=spec.FileDescr(source=folder / "README.md"),
-        covers=[spec.FileDescr(source=files["cover"])],
-        tags=["instance-segmentation", "colorrl", "reinforcement-learning", f"{ndim}d",
-              "pytorch", "napari-colorrl"],
-        inputs=inputs,
-        outputs=outputs,
-        weights=weights,
-        training_data=training,
-        config=config_section,
-    )
-
-
 def _save(descr: Any, path: Path) -> Path:
     from bioimageio.spec import save_bioimageio_package
 
     return Path(save_bioimageio_package(descr, output_path=path))
-
-
-def _readme(title: str, config: ColorRLConfig, training: TrainingData | None, sample: str,
-            validation: str, path: Path) -> str:
-    from ... import __version__
-
-    ndim, steps = config.ndim, config.steps
-    axes = ", ".join(spatial_axes(ndim))
-    m = size_multiple(config)
-    norm = config.normalization
-    scaling = (f"its {norm.low:g}th and {norm.high:g}th percentiles" if norm.mode == "percentile"
-               else "its minimum and maximum")
-    if config.input_mode == "resize":
-        size_rule = (
-            f"exactly {' x '.join(str(s) for s in config.input_size)} ({axes}): the network "
-            f"was trained on images resized to this size. Resize your image to it first "
-            f"(linear interpolation), and resize the output colors back to your image's size "
-            f"(nearest neighbour) before the connected components.")
-    else:
-        size_rule = (
-            f"any size per spatial axis ({axes}) that is a multiple of {m}, at least {2 * m}. "
-            f"Pad your image (replicate its edges) up to such a size and crop the outputs back. "
-            f"Run whole images, not tiles: the network's instance norms see the whole input.")
-    channels = ("1 channel (grayscale; average the channels of an RGB image)"
-                if norm.channels == 1 else "3 channels (RGB)")
-    trained = (f"{training.name}" + (f" ({training.license})" if training.license else "")
-               if training else "not recorded when this package was exported")
-    connectivity = config.connectivity or ndim
-    return f"""# {title}
-
-A ColorRL model (reinforced coloring, {PAPER}) exported by napari-colorrl {__version__} from
-`{path.name}`. Every pixel is an agent that takes one binary action in each of T = {steps}
-steps; the T bits form its color, and neighbouring objects end with different colors.
-
-## Input
-
-`image`: (batch, channel, {axes}) float32, raw intensities, {channels}. The package scales each
-channel by {scaling} (`scale_range`) and clips to [0, 1] (`clip`), as napari-colorrl does.
-Spatial size: {size_rule}
-
-## Outputs
-
-- `colors`: (batch, {axes}) int32, the color of every pixel, 0 = background,
-  1 .. {2**steps - 1} = objects.
-- `steps`: (batch, step, {axes}) uint8, the {steps} binary step maps a_t; colors = sum_t a_t 2^t.
-
-## From the color map to instances
-
-The instances are the connected components of each color except 0 (neighbourhood: connectivity
-{connectivity} of {ndim}, i.e. {'full' if connectivity == ndim else 'faces only'}), with
-components smaller than {config.min_size} pixels removed (the minimum size chosen for this
-model). In Python:
-
-```python
-import numpy as np
-from skimage.measure import label
-
-components = label(colors, background=0, connectivity={connectivity})
-sizes = np.bincount(components.ravel())
-keep = sizes >= {max(int(config.min_size), 1)}
-keep[0] = False
-ids = np.zeros(len(sizes), dtype=np.int64)
-ids[keep] = np.arange(1, keep.sum() + 1)
-instances = ids[components]
-```
-
-napari-colorrl does all of this itself: `colorrl predict --model THIS.zip --input IMAGE
---output labels/`, or choose the .zip in the "ColorRL Segmentation" dock of napari.
-
-## Training data
-
-{trained}.
-
-## Validation
-
-{validation} The test tensors were made from {sample}; `bioimageio test THIS.zip` checks that a
-runtime reproduces their outputs.
-
-## Citation
-
-{PAPER}. DOI: {PAPER_DOI}
-"""
