@@ -36,6 +36,7 @@ def test_export_then_predict_gives_the_checkpoint_labels(model, tmp_path, capsys
                  "--training-data", "my cells"]) == 0
     out = capsys.readouterr().out
     assert f"wrote {package}" in out and "sample.tif" in out and "bioimageio test" in out
+    assert "--training-data" not in out  # named
     with zipfile.ZipFile(package) as archive:
         rdf = archive.read("rdf.yaml").decode()
     assert "A. Biologist" in rdf and "CC-BY-4.0" in rdf and "my cells" in rdf
@@ -82,6 +83,7 @@ def test_export_bad_arguments_are_one_line(model, tmp_path, capsys, kind):
     if kind == "exists":
         assert output.read_bytes() == b"mine"
         assert main(args + ["--overwrite"]) == 0 and zipfile.is_zipfile(output)
+        assert "give it with --training-data" in capsys.readouterr().out
     else:
         assert not output.exists()
 

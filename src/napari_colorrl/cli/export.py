@@ -49,4 +49,7 @@ def run(args: argparse.Namespace) -> int:
           f"({' x '.join(map(str, result.test_shape))}, {result.objects} objects). Check it "
           f"with `bioimageio test {result.path}`; segment with `colorrl predict --model "
           f"{result.path} ...`.")
+    if result.training_data is None:
+        print("note: the package does not name the model's training data; give it with "
+              "--training-data TEXT (bioimage.io asks for it).")
     return 0

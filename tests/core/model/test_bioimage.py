@@ -190,6 +190,11 @@ def test_a_package_can_be_exported_again(trained, tmp_path):
     assert load_package(result.path).config == load_package(trained[1]).config
 
 
+def test_a_package_is_not_a_training_checkpoint(trained):
+    with pytest.raises(CheckpointError, match="bioimage.io package .* not a training checkpoint"):
+        load_checkpoint(trained[1])
+
+
 def test_output_is_never_replaced_without_overwrite(trained, tmp_path):
     out = tmp_path / "mine.zip"
     out.write_bytes(b"the user's own file")

@@ -59,6 +59,7 @@ class ExportResult:
     sample: str  # where the test tensors came from
     test_shape: tuple[int, ...]  # spatial shape of the test input
     objects: int  # instances in the cover's segmentation
+    training_data: str | None  # the training data the package names, if any
 
 
 def check_package_output(output: str | Path, overwrite: bool = False) -> Path:
@@ -155,7 +156,8 @@ def export_package(
         atomic_write(output, lambda fh: _copy(built, fh), what="package")
     return ExportResult(path=output, bytes=output.stat().st_size, name=text.title,
                         sample=sample_text, test_shape=tuple(raw.shape[1:]),
-                        objects=int(instances.max()))
+                        objects=int(instances.max()),
+                        training_data=None if training_data is None else training_data.name)
 
 
 def coloring_module(config: ColorRLConfig, state: dict[str, torch.Tensor]) -> torch.nn.Module:

@@ -104,6 +104,12 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
         raise CheckpointError(f"Checkpoint {path} is a folder, not a file.")
     if path.stat().st_size == 0:
         raise CheckpointError(f"Checkpoint file {path} is empty (an interrupted copy or save?).")
+    if path.suffix.lower() == ".zip":
+        raise CheckpointError(
+            f"{path} is a bioimage.io package (a .zip, as `colorrl export` writes), not a "
+            f"training checkpoint: it holds no optimizer or training state. Resume from the "
+            f"checkpoint it was exported from; to segment with it, use colorrl predict or the "
+            f"segmentation dock.")
     return _parse(path, read_plain_data(path, f"Checkpoint file {path}", map_location))
 
 
