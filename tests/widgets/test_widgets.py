@@ -119,7 +119,7 @@ def use_slider_and_min_size(qtbot, viewer, segmentation, name: str) -> None:
     assert instances.metadata["colorrl"]["min_size"] == 0
 
 
-def test_docks_open_and_validate(docks):
+def test_docks_open_and_validate(docks, qtbot):
     viewer, training, segmentation = docks
     assert not training.start_button.isEnabled()
     assert not segmentation.run_button.isEnabled()
@@ -135,7 +135,7 @@ def test_docks_open_and_validate(docks):
     training.refresh()
     assert training.start_button.isEnabled()
     assert "Found 1 training and 0 validation samples" in training.data_status.text()
-    assert training.auto_steps.text().startswith("auto: T = ")
+    qtbot.waitUntil(lambda: training.auto_steps.text().startswith("auto: T = "), timeout=20000)
     assert training.recipe.currentText() == "fast"
     from napari_colorrl.core.training.setup import build_config
 

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
@@ -42,12 +43,10 @@ def _training_run(request: Any, out: Path, stop: threading.Event):
         yield setup
         if stop.is_set():
             return None
-        run = train(setup.config, setup.train, setup.val, out=out, resume=request.resume)
-        for report in run:
-            yield report
-            if stop.is_set():
-                run.close()
-                break
+        # Stop ends the run after the current update, with the checkpoint written and a final
+        # report that says it stopped.
+        yield from train(setup.config, setup.train, setup.val, out=out, resume=request.resume,
+                         should_stop=stop.is_set)
     except Exception as err:  # noqa: BLE001 - every failure goes to the user
         return Failure(err)
     return None
@@ -65,6 +64,8 @@ class TrainingWidget(TrainingForm):
         self.history: list = []  # the reports of the current run
         self._stop = threading.Event()
         self._notified: str | None = None
+        self._auto_count = 0  # the latest automatic-T count asked for (see _count_neighbours)
+        self.auto_worker = None
 
         # --- run -------------------------------------------------------------------------
         self.start_button = QPushButton("Start training")
@@ -162,21 +163,34 @@ class TrainingWidget(TrainingForm):
         text = f"Found {len(train.samples)} training and {len(val.samples)} validation samples"
         self.data_status.setText(
             text + (f" ({skipped} without labels skipped)." if skipped else "."))
-        try:
-            self.auto_steps.setText(self._auto_steps_text())
-        except ValueError as err:  # labels the neighbour count cannot read: say why
-            self.auto_steps.setText("")
-            self.data_status.setText(f"<span style='color:#e8743b'>{err}</span>")
+        self._count_neighbours()
 
-    def _auto_steps_text(self) -> str:
+    def _count_neighbours(self) -> None:
+        """Work out the automatic T in a thread (a neighbour count over every label map can
+        take seconds on big layers); the label says so meanwhile, and only the answer for the
+        current inputs is shown."""
         from napari_colorrl.core.config import ColorRLConfig, settings_dict
-        from napari_colorrl.core.method.steps import auto_steps
 
         settings = self.settings()
         settings["input_size"] = [settings["input_size"]] * self.ndim
         config = ColorRLConfig.from_dict({"ndim": self.ndim, **settings_dict(settings)})
-        steps, neighbours = auto_steps([s.labels for s in self.train_scan.samples], config)
-        return f"auto: T = {steps} (up to {neighbours} neighbours)"
+        self._auto_count += 1
+        count = self._auto_count
+        self.auto_steps.setText("auto: T = … (counting neighbours)")
+        worker = thread_worker(_auto_steps_run, start_thread=False)(
+            count, [s.labels for s in self.train_scan.samples], config)
+        # A bound method, not a lambda: Qt drops the connection if the dock is gone first.
+        worker.returned.connect(self._neighbours_counted)
+        self.auto_worker = worker
+        worker.start()
+
+    def _neighbours_counted(self, answer: tuple[int, str, str | None]) -> None:
+        count, text, problem = answer
+        if count != self._auto_count or self.running:
+            return  # the inputs changed since (or training started and says T itself)
+        self.auto_steps.setText(text)
+        if problem:  # labels the neighbour count cannot read, or too big to count: say why
+            self.data_status.setText(f"<span style='color:#e8743b'>{problem}</span>")
 
     def request(self) -> Any:
         """The ``TrainingRequest`` for the current inputs (reads the layers again)."""
@@ -300,7 +314,7 @@ class TrainingWidget(TrainingForm):
             box.setEnabled(True)
         self.start_button.setText("Start training")
         self.progress.setRange(0, 1000)
-        self.progress.setFormat("done" if self.history else "idle")
+        self.progress.setFormat(_finished_text(self.history))
         self.refresh()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
@@ -334,3 +348,26 @@ def _theme_colors(viewer: Any) -> tuple[str, str]:
         return theme.background.as_hex(), theme.text.as_hex()
     except Exception:  # noqa: BLE001 - a plot in default colours is fine
         return "#262930", "#f0f1f2"
+
+
+def _finished_text(history: list) -> str:
+    """The progress bar's text once a run has ended."""
+    if not history:
+        return "idle"
+    last = history[-1]
+    if last.final and not last.stopped:
+        return f"done: {last.update} updates"
+    return f"stopped at update {last.update} ({100 * last.progress:.0f}% of the budget)"
+
+
+def _auto_steps_run(count: int, labels: list, config: Any) -> tuple[int, str, str | None]:
+    """The automatic T of these label maps (in a thread): (count, label text, problem)."""
+    from napari_colorrl.core.method.steps import auto_steps
+    from napari_colorrl.core.runtime import MemoryCheckError, check_setup_memory
+
+    try:
+        check_setup_memory(config, [np.shape(lab) for lab in labels], 1, "cpu")
+        steps, neighbours = auto_steps(labels, config)
+    except (ValueError, MemoryCheckError) as err:
+        return count, "", str(err)
+    return count, f"auto: T = {steps} (up to {neighbours} neighbours)", None

@@ -22,6 +22,7 @@ from ..config import (
 from ..data.checks import check_training_samples
 from ..data.normalize import split_channels
 from ..method.steps import auto_steps, check_steps
+from ..runtime import check_setup_memory, resolve_device
 from .distributed import describe
 
 
@@ -144,6 +145,9 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
                 normalization=dataclasses.replace(config.normalization, channels=3)
             )
             messages.append("RGB images found: the network takes 3 input channels.")
+    # Before the automatic T, the reward targets or any resizing allocate anything.
+    check_setup_memory(config, [s.labels.shape for s in (*train, *val)], channels,
+                       resolve_device(config.train.device))
     if isinstance(steps, str) and steps.lower() == "auto":
         t, n_b = auto_steps([s.labels for s in train], config)
         config = config.replace(steps=t)
