@@ -63,11 +63,13 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read a 2D image, an RGB image (H, W, 3) or a 3D TIFF volume (Z, Y, X).
 
     Singleton axes are dropped (an ImageJ (1, Y, X) TIFF becomes (Y, X)); an alpha channel is
-    dropped; palette PNGs are expanded to RGB.
+    dropped; palette PNGs are expanded to RGB. A TIFF whose metadata names its axes (ImageJ,
+    OME, tifffile) has its channel axis (C or S) moved last: an ImageJ (Z, C, Y, X) hyperstack
+    becomes (Z, Y, X, C), so channels are never mistaken for planes or time points.
     """
     path = _existing(path, "Image")
     if path.suffix.lower() in TIFF_SUFFIXES:
-        return _read_tiff(path)[0]
+        return _read_tiff(path, channels_last=True)[0]
     data, mode = _read_pil(path, as_rgb=True)
     if mode == "1":
         data = data.astype(np.uint8)
@@ -487,20 +489,37 @@ def _read_pil(path: Path, as_rgb: bool) -> tuple[np.ndarray, str]:
         raise ValueError(f"Could not read the image file {path}: {err}.") from None
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
-    """Array (singleton axes and alpha dropped) and whether the TIFF is stored as RGB."""
+def _read_tiff(path: Path, channels_last: bool = False) -> tuple[np.ndarray, bool]:
+    """Array (singleton axes and alpha dropped) and whether the TIFF is stored as RGB.
+
+    channels_last: move a channel axis named in the metadata (C, or S for samples) last."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             data = tif.asarray()
+            axes = tif.series[0].axes if tif.series else ""
             photometric = tif.pages[0].photometric if len(tif.pages) else None
     except (tifffile.TiffFileError, OSError, ValueError) as err:
         raise ValueError(f"Could not read the TIFF file {path}: {err}.") from None
+    if channels_last:
+        data = channels_to_last(data, axes)
     rgb = photometric == tifffile.PHOTOMETRIC.RGB
     if rgb and data.ndim >= 3 and data.shape[-1] == 4:
         data = data[..., :3]
     return _squeeze(data), rgb
+
+
+def channels_to_last(data: np.ndarray, axes: str) -> np.ndarray:
+    """``data`` with its one channel axis ("C" or "S" in ``axes``, one letter per axis, as
+    tifffile and OME name them) moved last; unchanged when the axes are unknown or hold none."""
+    axes = axes.upper()
+    if len(axes) != data.ndim:
+        return data
+    found = [i for i, letter in enumerate(axes) if letter in "CS" and data.shape[i] > 1]
+    if len(found) != 1:
+        return data
+    return np.moveaxis(data, found[0], -1)
 
 
 def _images_in(folder: Path) -> list[Path]:
