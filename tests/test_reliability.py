@@ -169,6 +169,21 @@ def test_huge_label_ids_are_relabelled_not_wrapped(cells):
     assert len(np.unique(env.samples[0].labels)) == len(np.unique(labels))
 
 
+def test_float_label_ids_beyond_2_64_stay_objects(cells):
+    """Float ids above 2^64 used to become 0 (background) in the cast to uint64."""
+    from napari_colorrl.core.data.files import as_label_array
+
+    _, labels = cells
+    floats = labels.astype(np.float64)
+    floats[labels == 2] = 1e20
+    floats[labels == 3] = 3e30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in cast" is gone
+        ids = as_label_array(floats)
+    assert len(np.unique(ids)) == len(np.unique(labels))
+    assert ((ids == 0) == (labels == 0)).all()  # background stays background, nothing joins it
+
+
 # --- image values and sizes --------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["constant", "nan", "inf", "all-nan"])
 def test_constant_nan_inf_images_warn_and_work(kind, cells, tmp_path, capsys, model_file):

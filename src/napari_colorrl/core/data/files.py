@@ -111,7 +111,8 @@ def as_label_array(data: np.ndarray, source: str = "the labels") -> np.ndarray:
     """Check that ``data`` holds non-negative whole numbers and return an unsigned integer array.
 
     Unsigned integer arrays are returned unchanged; booleans, signed integers and floats become
-    the smallest unsigned type that holds their maximum.
+    the smallest unsigned type that holds their maximum. Float ids of 2^53 and more (which a cast
+    would round or, above 2^64, turn into background) are numbered 1..N by value.
     """
     data = np.asarray(data)
     if data.dtype == bool:
@@ -141,6 +142,12 @@ def as_label_array(data: np.ndarray, source: str = "the labels") -> np.ndarray:
             f"and 1..N for objects. Relabel it (e.g. skimage.segmentation.relabel_sequential)."
         )
     top = int(data.max()) if data.size else 0
+    if data.dtype.kind == "f" and top >= 2**53:
+        # Beyond 2^53 a float no longer holds every whole number, and beyond 2^64 a cast to
+        # uint64 gives 0 (background): number the distinct values instead, 0 staying 0.
+        ids, inverse = np.unique(data, return_inverse=True)
+        data = inverse.reshape(data.shape) + int(ids[0] != 0)
+        top = int(data.max())
     return data.astype(_smallest_uint(top, (np.uint8, np.uint16, np.uint32, np.uint64)))
 
 
