@@ -9,8 +9,10 @@ layout of a data-set folder (``images/`` with ``masks/`` or ``labels/`` in each)
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -461,11 +463,40 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        free, written = _free_bytes(parent), 0  # free space before the part is removed
         with contextlib.suppress(OSError):
+            written = tmp.stat().st_size
             tmp.unlink()
+        if isinstance(err, Exception) and _disk_full(err, free):
+            kept = f"; the previous {what} is kept as it was" if path.exists() else ""
+            raise OSError(
+                errno.ENOSPC,
+                f"The disk is full: the {what} {path} could not be written (stopped after "
+                f"{_megabytes(written)}, {_megabytes(_free_bytes(parent))} free in {parent})"
+                f"{kept}. Free some space or write to another disk.",
+            ) from None
         raise
     return path
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return -1
+
+
+def _megabytes(n: int) -> str:
+    return "an unknown amount" if n < 0 else f"{n / 1024**2:.1f} MB"
+
+
+def _disk_full(err: Exception, free: int) -> bool:
+    """Whether a write failed for want of space: ENOSPC or EDQUOT, or another I/O error (torch
+    reports a short write as "unexpected pos ...") when the disk had under 4 MiB left."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, (OSError, RuntimeError)) and 0 <= free < 4 * 1024**2
 
 
 # --- helpers ------------------------------------------------------------------------------------
