@@ -161,8 +161,19 @@ class TrainingWidget(TrainingForm):
         train, val = self.train_scan, self.val_scan
         skipped = train.skipped + val.skipped
         text = f"Found {len(train.samples)} training and {len(val.samples)} validation samples"
-        self.data_status.setText(
-            text + (f" ({skipped} without labels skipped)." if skipped else "."))
+        text += f" ({skipped} without labels skipped)." if skipped else "."
+        if not val.samples:
+            from napari_colorrl.core.config import SETTINGS_BY_PATH
+            from napari_colorrl.core.training.setup import held_out_count
+
+            share = self.extra_settings.get("train.val_share",
+                                            SETTINGS_BY_PATH["train.val_share"].default)
+            count = held_out_count(len(train.samples), share)
+            text += (f" No validation pair: {count} of them will be held out (seeded) for the "
+                     f"validation curve and the best model." if count else
+                     " No validation pair and a single sample: no validation curve or best "
+                     "model (add a validation pair, or more frames).")
+        self.data_status.setText(text)
         self._count_neighbours()
 
     def _count_neighbours(self) -> None:

@@ -12,10 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import (
+    DEFAULT_RECIPE,
     ColorRLConfig,
     apply_recipe,
+    budget_expectation,
     deep_update,
+    machine_defaults,
     read_config_file,
     settings_dict,
 )
@@ -95,17 +100,28 @@ def _data_ndim(samples: list) -> int:
 def build_config(request: TrainingRequest, ndim: int) -> tuple[ColorRLConfig, int | str | None]:
     """The run's config and its number of steps as asked (an int, ``"auto"``, or None to keep
     the resumed checkpoint's): defaults for ndim (or the resumed checkpoint's config), then the
-    recipe, then the config file, then the settings."""
+    recipe, then the config file, then the settings. A new run starts from the machine's
+    defaults (``config.machine_defaults``: network and minutes for the device) and the default
+    recipe; a resumed one from its checkpoint, with a recipe only when one is asked for."""
+    given = read_config_file(request.config_file) if request.config_file is not None else {}
+    file_train = given.get("train") if isinstance(given.get("train"), dict) else {}
+    settings = dict(request.settings)
     data: dict[str, Any] = {"ndim": ndim}
+    recipe = request.recipe
     if request.resume is not None:
         from ..model.checkpoint import load_checkpoint
 
         data = load_checkpoint(request.resume).config.to_dict()
-    if request.recipe is not None:
-        data = apply_recipe(data, request.recipe)
-    given = read_config_file(request.config_file) if request.config_file is not None else {}
+    else:
+        device = settings.get("train.device", file_train.get("device", "auto"))
+        data = deep_update(data, settings_dict(
+            machine_defaults(ndim, resolve_device(device).type)))
+        recipe = recipe or DEFAULT_RECIPE
+    if recipe is not None:
+        data = apply_recipe(data, recipe)
+    if "episodes" in file_train and "minutes" not in file_train:
+        given = deep_update(given, {"train": {"minutes": None}})  # episodes replace minutes
     data = deep_update(data, given)
-    settings = dict(request.settings)
     steps = settings.pop("steps", given.get("steps", None if request.resume else "auto"))
     if isinstance(settings.get("input_size"), int):
         settings["input_size"] = [settings["input_size"]] * ndim
@@ -119,6 +135,30 @@ def build_config(request: TrainingRequest, ndim: int) -> tuple[ColorRLConfig, in
     if isinstance(steps, str) and steps.lower() != "auto":
         raise ValueError(f"steps must be a whole number from 1 to 16 or 'auto', got {steps!r}.")
     return ColorRLConfig.from_dict(data), steps
+
+
+def held_out_count(samples: int, share: float) -> int:
+    """How many of ``samples`` training samples ``hold_out`` keeps for validation."""
+    return min(samples - 1, max(1, round(share * samples))) if share > 0 else 0
+
+
+def hold_out(samples: list, share: float, seed: int) -> tuple[list, list, str]:
+    """(training, validation, what was done): ``share`` of ``samples`` (at least one, and never
+    all) drawn with ``seed`` for validation, when there are two or more."""
+    count = held_out_count(len(samples), share)
+    if count <= 0:
+        why = ("train.val_share is 0" if share <= 0 else
+               "there is only one training sample; add a validation pair or more samples")
+        return samples, [], (f"No validation data: no validation curve, best model or chosen "
+                             f"minimum size ({why}).")
+    picked = set(np.random.default_rng(seed).permutation(len(samples))[:count].tolist())
+    val = [s for i, s in enumerate(samples) if i in picked]
+    train = [s for i, s in enumerate(samples) if i not in picked]
+    return train, val, (
+        f"No validation data given: {count} of the {len(samples)} training samples "
+        f"({', '.join(s.name for s in val[:3])}{', ...' if count > 3 else ''}) are held out "
+        f"(train.val_share {share:g}, seed {seed}) for the validation curve, the best model and "
+        f"the minimum size.")
 
 
 def prepare_training(request: TrainingRequest) -> TrainingSetup:
@@ -138,6 +178,9 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     train = check_training_samples(train, ndim)
     val = check_training_samples(val, ndim, what="validation")
     messages = []
+    if not val:
+        train, val, note = hold_out(train, config.train.val_share, config.train.seed)
+        messages.append(note)
     channels = max(split_channels(s.image, ndim)[0].shape[0] for s in train)
     if channels >= 3 and config.normalization.channels != 3:
         if request.resume is None:
@@ -171,6 +214,8 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
         f"batch {config.train.batch_size} (environments per process), lr {config.train.lr:g}, "
         f"budget {budget}."
     )
+    messages.append(budget_expectation(ndim, config.train.minutes,
+                                       resolve_device(config.train.device).type))
     parallel = describe(config.train.batch_size, config.train.lr, config.train.device)
     if parallel is not None:
         messages.append(parallel)
