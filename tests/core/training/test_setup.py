@@ -1,0 +1,86 @@
+"""What a new run starts from (shared by colorrl train and the dock), and the held-out share."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import tiny_samples
+from napari_colorrl.core.config import (
+    DEFAULT_RECIPE,
+    NETWORK_PRESETS,
+    TRAINING_RECIPES,
+    budget_expectation,
+    machine_defaults,
+)
+from napari_colorrl.core.training.setup import (
+    TrainingRequest,
+    build_config,
+    hold_out,
+    prepare_training,
+)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_new_run_starts_from_the_kept_recipe_a_cpu_network_and_minutes(ndim):
+    config, steps = build_config(TrainingRequest(settings={"train.device": "cpu"}), ndim)
+    assert steps == "auto"
+    assert config.train.lr == TRAINING_RECIPES[DEFAULT_RECIPE]["lr"]
+    assert config.train.grad_clip == TRAINING_RECIPES[DEFAULT_RECIPE]["grad_clip"]
+    assert config.network.features == NETWORK_PRESETS[ndim]["small"]
+    assert config.train.minutes == 10.0
+
+
+def test_a_gpu_gets_the_larger_network_and_a_longer_budget():
+    gpu = machine_defaults(2, "cuda")
+    assert gpu["network.features"] == list(NETWORK_PRESETS[2]["paper"])
+    assert gpu["train.minutes"] > machine_defaults(2, "cpu")["train.minutes"]
+
+
+def test_what_the_user_gives_beats_the_machine_defaults(tmp_path):
+    flags = build_config(TrainingRequest(settings={
+        "train.device": "cpu", "train.episodes": 40, "network.features": [4, 8]}), 2)[0]
+    assert flags.train.minutes is None and flags.train.episodes == 40
+    assert flags.network.features == (4, 8)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"train": {"episodes": 12}, "network": {"features": [4, 8, 16]}}))
+    from_file = build_config(TrainingRequest(config_file=path,
+                                             settings={"train.device": "cpu"}), 2)[0]
+    assert from_file.train.minutes is None and from_file.train.episodes == 12
+    assert from_file.network.features == (4, 8, 16)
+    paper = build_config(TrainingRequest(recipe="paper", settings={"train.device": "cpu"}), 2)[0]
+    assert paper.train.lr == TRAINING_RECIPES["paper"]["lr"]
+
+
+def test_without_validation_data_a_seeded_share_is_held_out():
+    samples = tiny_samples(2, 10)
+    train, val, note = hold_out(samples, 0.2, seed=3)
+    assert len(val) == 2 and len(train) == 8
+    assert {s.name for s in train} | {s.name for s in val} == {s.name for s in samples}
+    assert [s.name for s in hold_out(samples, 0.2, seed=3)[1]] == [s.name for s in val]
+    assert [s.name for s in hold_out(samples, 0.2, seed=4)[1]] != [s.name for s in val]
+    assert "2 of the 10 training samples" in note and "held out" in note
+    one, none, why = hold_out(samples[:1], 0.2, seed=0)
+    assert len(one) == 1 and none == [] and "only one training sample" in why
+    assert hold_out(samples, 0.0, seed=0)[1] == []
+
+
+def test_prepare_training_holds_out_and_says_what_the_budget_tends_to_give():
+    setup = prepare_training(TrainingRequest(samples=tiny_samples(2, 5), ndim=2, settings={
+        "train.device": "cpu", "input_size": 32, "steps": 3}))
+    assert len(setup.train) == 4 and len(setup.val) == 1
+    text = "\n".join(setup.messages)
+    assert "1 of the 5 training samples" in text
+    assert "About 10 min of training" in text and "docs/results.md" in text
+    given = prepare_training(TrainingRequest(
+        samples=tiny_samples(2, 3), val_samples=tiny_samples(2, 1), ndim=2,
+        settings={"train.device": "cpu", "input_size": 32, "steps": 3}))
+    assert len(given.train) == 3 and len(given.val) == 1  # a validation set given: kept as is
+
+
+def test_budget_expectation_lines():
+    assert "SBD 0.53 on CVPPP leaves after 10 min" in budget_expectation(2, 10)
+    assert "after 60 min" in budget_expectation(2, 45)
+    assert "first updates" in budget_expectation(2, None)
+    assert "GPU" in budget_expectation(3, 20, "cuda")
