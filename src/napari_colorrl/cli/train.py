@@ -30,11 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train a ColorRL agent on images and instance labels",
         description="Train a ColorRL agent. Data: --data DIR (DIR/train/{images,masks} and "
         "optional DIR/val/{images,masks}) or --images/--labels folders with files of matching "
-        "names. Settings come from the defaults, then --recipe, then --config, then the setting "
-        "flags given here. Under torchrun (--nproc-per-node N, --nnodes M) every process is one "
-        "worker with its own episodes and data shard; gradients are averaged "
-        "(DistributedDataParallel) and rank 0 alone writes the checkpoint, the log and the "
-        "progress bar (see docs/cluster.md).",
+        "names. Settings come from the defaults (for this machine: the network and a budget in "
+        "minutes), then --recipe (default 'fast'), then --config, then the setting flags given "
+        "here; --init MODEL fine-tunes a model instead. Under torchrun (--nproc-per-node N, "
+        "--nnodes M) every process is one worker with its own episodes and data shard; "
+        "gradients are averaged (DistributedDataParallel) and rank 0 alone writes the "
+        "checkpoint, the log and the progress bar (see docs/cluster.md).",
     )
     data = p.add_argument_group("data")
     data.add_argument("--data", type=Path, help="folder with train/ and optional val/")
@@ -48,14 +49,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run_group.add_argument("--out", type=Path, default=Path("colorrl.pt"),
                            help="checkpoint to write (default: colorrl.pt)")
     run_group.add_argument("--recipe", choices=tuple(TRAINING_RECIPES), default=None,
-                           help="named trainer settings: 'paper' (the authors' A3C settings, "
-                           "lr 1e-4; the default) or 'fast' (lr 6e-4 with clipping, normalised "
-                           "advantages: learns more per CPU-minute); --config and the setting "
-                           "flags override it")
+                           help="named trainer settings: 'fast' (the default: lr 6e-4 with "
+                           "clipping, normalised advantages; learns most per CPU-minute) or "
+                           "'paper' (the authors' A3C settings, lr 1e-4); --config and the "
+                           "setting flags override it")
     run_group.add_argument("--overwrite", action="store_true",
                            help="replace an existing --out checkpoint (and its best model)")
     run_group.add_argument("--config", type=Path, help="JSON file of settings (partial is fine)")
-    run_group.add_argument("--resume", type=Path, help="continue from this checkpoint")
+    start = run_group.add_mutually_exclusive_group()
+    start.add_argument("--resume", type=Path, help="continue the run of this checkpoint")
+    start.add_argument("--init", metavar="MODEL", default=None,
+                       help="fine-tune: start a new run from the weights and method settings "
+                       "(T, network, normalisation, input, rewards) of this checkpoint or "
+                       "bundled model (e.g. nuclei-2d), with a fresh training schedule")
     run_group.add_argument("--log", "--log-file", dest="log", type=Path, default=None,
                            help="append one JSON line per update to this file (under torchrun "
                            "write --log-file: torchrun reads --log as an abbreviation of its "
@@ -149,13 +155,14 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, images=args.images, labels=args.labels, val_images=args.val_images,
         val_labels=args.val_labels, ndim=args.ndim, config_file=args.config,
         recipe=args.recipe, resume=args.resume, settings=settings_from_args(args),
+        init=args.init,
     )
     setup = prepare_training(request)
     check_disk_space(args.out.parent, training_disk_bytes(setup.config, bool(setup.val)),
                      what="the checkpoints")
     def start(should_stop):
         return train(setup.config, setup.train, setup.val, out=args.out, resume=args.resume,
-                     should_stop=should_stop)
+                     init=args.init, should_stop=should_stop)
 
     if not is_main_process():  # a torchrun worker other than rank 0: train, print nothing
         return drive(start, args.out, None, quiet=True)

@@ -84,3 +84,85 @@ def test_budget_expectation_lines():
     assert "after 60 min" in budget_expectation(2, 45)
     assert "first updates" in budget_expectation(2, None)
     assert "GPU" in budget_expectation(3, 20, "cuda")
+
+
+# --- fine-tuning (--init) ---------------------------------------------------------------------
+def test_init_from_the_bundled_model_takes_its_method_and_a_fresh_schedule():
+    from napari_colorrl.core.model.bundled import resolve_model_path
+    from napari_colorrl.core.model.checkpoint import load_checkpoint
+
+    bundled = load_checkpoint(resolve_model_path("nuclei-2d")).config
+    config, steps = build_config(TrainingRequest(init="nuclei-2d", settings={
+        "train.device": "cpu", "steps": "auto", "reward.w_split": 1.2}), 2)
+    assert steps is None and config.steps == bundled.steps  # T is the model's
+    assert config.network == bundled.network and config.input_size == bundled.input_size
+    assert config.normalization == bundled.normalization
+    assert config.reward.radii == bundled.reward.radii and config.reward.w_split == 1.2
+    assert config.train.minutes == 10.0  # a fresh schedule, not the model's
+    assert config.train.lr == TRAINING_RECIPES[DEFAULT_RECIPE]["lr"]
+
+
+@pytest.mark.parametrize("settings, ndim, message", [
+    ({}, 3, "is a 2D model but the labels are 3D"),
+    ({"network.features": [4, 8]}, 2, r"network.features \[4, 8\] cannot change when fine"),
+    ({"steps": 3}, 2, "steps 3 cannot change when fine-tuning"),
+])
+def test_init_that_cannot_work_is_refused_with_why(settings, ndim, message):
+    with pytest.raises(ValueError, match=message):
+        build_config(TrainingRequest(init="nuclei-2d", settings={"train.device": "cpu",
+                                                                 **settings}), ndim)
+
+
+def test_init_and_resume_together_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        build_config(TrainingRequest(init="nuclei-2d", resume=tmp_path / "m.pt"), 2)
+
+
+def test_a_fine_tune_starts_from_the_models_weights(tmp_path):
+    import torch
+
+    from conftest import tiny_config
+    from napari_colorrl.core.model.checkpoint import load_checkpoint
+    from napari_colorrl.core.training.trainer import train
+
+    first = tmp_path / "first.pt"
+    list(train(tiny_config(), tiny_samples(2), out=first))
+    request = TrainingRequest(samples=tiny_samples(2, 3), ndim=2, init=first, settings={
+        "train.device": "cpu", "train.episodes": 2, "train.batch_size": 2, "train.lr": 1e-12,
+        "train.lr_final": 1e-12, "train.val_share": 0.0, "train.augment": False})
+    setup = prepare_training(request)
+    assert any("Fine-tuning" in line for line in setup.messages)
+    tuned = tmp_path / "tuned.pt"
+    list(train(setup.config, setup.train, setup.val, out=tuned, init=first))
+    before, after = load_checkpoint(first), load_checkpoint(tuned)
+    assert after.step == 1 and after.episodes == 2  # a fresh schedule: counters start at 0
+    for key, value in before.model_state.items():  # lr 1e-12: still the model's weights
+        if value.is_floating_point():
+            assert torch.allclose(after.model_state[key], value, atol=1e-6), key
+    fresh = tmp_path / "fresh.pt"
+    list(train(setup.config, setup.train, setup.val, out=fresh))  # without init: other weights
+    assert any(not torch.allclose(load_checkpoint(fresh).model_state[k], v, atol=1e-3)
+               for k, v in before.model_state.items() if v.is_floating_point())
+
+
+def test_colorrl_train_init_fine_tunes_the_bundled_model(tmp_path, capsys):
+    import tifffile
+
+    from napari_colorrl.cli.main import main
+    from napari_colorrl.core.model.checkpoint import load_checkpoint
+
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / "train" / sub).mkdir(parents=True)
+    for sample in tiny_samples(2, 2, shape=(64, 64)):
+        tifffile.imwrite(tmp_path / "d" / "train" / "images" / f"{sample.name}.tif", sample.image)
+        tifffile.imwrite(tmp_path / "d" / "train" / "masks" / f"{sample.name}.tif", sample.labels)
+    out = tmp_path / "tuned.pt"
+    assert main(["train", "--data", str(tmp_path / "d"), "--init", "nuclei-2d", "--episodes",
+                 "2", "--batch-size", "1", "--threads", "1", "--device", "cpu", "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Fine-tuning nuclei-2d" in printed and "1 of the 2 training samples" in printed
+    assert load_checkpoint(out).config.steps == 5
+    assert main(["train", "--data", str(tmp_path / "d"), "--init", "nuclei-2d", "--steps", "3",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    assert "steps 3 cannot change when fine-tuning" in capsys.readouterr().err

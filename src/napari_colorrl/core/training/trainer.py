@@ -112,6 +112,7 @@ def train(
     out: str | Path,
     resume: str | Path | None = None,
     should_stop: Callable[[], bool] | None = None,
+    init: str | Path | None = None,
 ) -> Generator[TrainingReport, None, None]:
     """Train a ColorRL agent; yields a ``TrainingReport`` after every update.
 
@@ -123,10 +124,13 @@ def train(
         as ``checkpoint.best_path(out)`` (run.pt: run.best.pt), and (``train.tune_min_size``)
         the minimum object size is chosen on the validation images and saved in the
         checkpoints' config. resume: continue from a
-        checkpoint (weights, optimizer, counters, random state). should_stop: asked after
-        every update (``stopping.StopSignals.requested``); True ends the run there, with the
-        checkpoint written and a final report that has ``stopped=True``. A KeyboardInterrupt
-        raised inside an update (a second Ctrl-C) abandons it and still writes the weights.
+        checkpoint (weights, optimizer, counters, random state). init: fine-tune, starting from
+        the weights of this checkpoint or bundled model (its network must be ``config``'s, as
+        ``setup.build_config`` makes it), with a fresh optimizer and schedule.
+        should_stop: asked after every update (``stopping.StopSignals.requested``); True ends
+        the run there, with the checkpoint written and a final report that has
+        ``stopped=True``. A KeyboardInterrupt raised inside an update (a second Ctrl-C) abandons
+        it and still writes the weights.
 
     Under torchrun (see ``training.distributed``) every process runs this generator as one
     worker: its own episodes from its own shard of ``train_samples``, gradients averaged by DDP,
@@ -153,6 +157,8 @@ def train(
             optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, amsgrad=tcfg.amsgrad)
             if resume is not None:
                 state.resume(Path(resume), config, model, optimizer, device)
+            elif init is not None:
+                load_initial_weights(model, init, config)
         except Exception as exc:  # re-raised below, on this worker and (as a note) on the others
             error = exc
         distributed.raise_unless_all_ready(error, ctx)
@@ -241,6 +247,18 @@ def _updates(run: _Run, config: ColorRLConfig, val_samples: Sequence, out: Path,
         if _weights_finite(model):
             save(out)
         raise
+
+
+def load_initial_weights(model: torch.nn.Module, init: str | Path, config: ColorRLConfig) -> None:
+    """Load a fine-tune's starting weights into ``model`` (checked like any checkpoint: plain
+    data only, every tensor's name and shape against ``config``'s network before loading)."""
+    from ..model.bundled import resolve_model_path
+    from ..model.checkpoint import check_model_state, load_checkpoint, load_weights
+
+    path = resolve_model_path(init)
+    checkpoint = load_checkpoint(path)
+    check_model_state(checkpoint.model_state, config, path)
+    load_weights(model, checkpoint, path)
 
 
 def _stop_unless_finite(stats: RolloutStats, model: torch.nn.Module, update: int, lr: float,
