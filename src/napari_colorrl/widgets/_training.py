@@ -46,7 +46,7 @@ def _training_run(request: Any, out: Path, stop: threading.Event):
         # Stop ends the run after the current update, with the checkpoint written and a final
         # report that says it stopped.
         yield from train(setup.config, setup.train, setup.val, out=out, resume=request.resume,
-                         should_stop=stop.is_set)
+                         init=request.init, should_stop=stop.is_set)
     except Exception as err:  # noqa: BLE001 - every failure goes to the user
         return Failure(err)
     return None
@@ -65,6 +65,7 @@ class TrainingWidget(TrainingForm):
         self._stop = threading.Event()
         self._notified: str | None = None
         self._auto_count = 0  # the latest automatic-T count asked for (see _count_neighbours)
+        self._init_configs: dict = {}  # the config of the model to start from, by file version
         self.auto_worker = None
 
         # --- run -------------------------------------------------------------------------
@@ -137,7 +138,31 @@ class TrainingWidget(TrainingForm):
             self.settings()
         except ValueError as err:
             found.append(str(err))
+        if (problem := self._init_problem()) is not None:
+            found.append(problem)
         return found
+
+    def _init_problem(self) -> str | None:
+        """Why the model to start from cannot be fine-tuned here, or None."""
+        init = self.init_model()
+        if init is None or self.resume.text().strip():
+            return None
+        from napari_colorrl.core.model.bundled import resolve_model_path
+        from napari_colorrl.core.model.checkpoint import load_checkpoint
+
+        try:
+            path = resolve_model_path(init)
+            key = (str(path), path.stat().st_mtime)
+            if key not in self._init_configs:  # read once per file version, not per refresh
+                self._init_configs = {key: load_checkpoint(path).config}
+            config = self._init_configs[key]
+        except (OSError, ValueError) as err:
+            return str(err)
+        if config.ndim != self.ndim:
+            return (f"The model to start from ({init}) is a {config.ndim}D model, but a "
+                    f"{self.ndim}D model is chosen; pick a {self.ndim}D model to start from, or "
+                    f"'new model'.")
+        return None
 
     def refresh(self) -> None:
         """Re-check the inputs: sample count, automatic T, Start button."""
@@ -187,6 +212,9 @@ class TrainingWidget(TrainingForm):
         config = ColorRLConfig.from_dict({"ndim": self.ndim, **settings_dict(settings)})
         self._auto_count += 1
         count = self._auto_count
+        if self.init_model() is not None and not self.resume.text().strip():
+            self.auto_steps.setText("T from the model to start from")
+            return
         self.auto_steps.setText("auto: T = … (counting neighbours)")
         worker = thread_worker(_auto_steps_run, start_thread=False)(
             count, [s.labels for s in self.train_scan.samples], config)
@@ -217,8 +245,11 @@ class TrainingWidget(TrainingForm):
             settings["train.minutes"] = self.budget.value()
         else:
             settings["train.episodes"] = int(self.budget.value())
+        init = None if resume is not None else self.init_model()
+        if init is not None:  # the model's own T, network, input and rewards; the rest from here
+            settings = {k: v for k, v in settings.items() if k.startswith("train.")}
         common = {"ndim": self.ndim, "recipe": self.recipe.currentText(), "resume": resume,
-                  "settings": settings}
+                  "settings": settings, "init": init}
         if self.source.currentText() == "folders":
             paths = {k: Path(e.text()).expanduser() if e.text().strip() else None
                      for k, e in self.folders.items()}

@@ -38,8 +38,10 @@ from napari_colorrl.core.model.checkpoint import fresh_output_path
 from napari_colorrl.widgets._layers import LayerPairList, SampleScan
 from napari_colorrl.widgets._settings import read_value, set_value, setting_editor
 
+NEW_MODEL = "new model"
 
-def _path_row(edit: QLineEdit, pick: Any) -> QWidget:
+
+def _path_row(edit: QWidget, pick: Any) -> QWidget:
     button = QToolButton()
     button.setText("…")
     button.clicked.connect(pick)
@@ -179,6 +181,16 @@ class TrainingForm(QWidget):
         self.resume = QLineEdit()
         self.resume.setPlaceholderText("optional")
         self.resume.setToolTip("Continue training from this checkpoint (same T and dimensions).")
+        from napari_colorrl.core.model.bundled import available_models
+
+        self.start_from = QComboBox()
+        self.start_from.setEditable(True)
+        self.start_from.addItems([NEW_MODEL, *available_models()])
+        self.start_from.setToolTip(
+            "Fine-tune: start from the weights and method settings (T, network, input, rewards) "
+            "of a bundled model or a checkpoint, with a fresh schedule on these data. "
+            f"'{NEW_MODEL}': random weights and the settings above.")
+        self.start_from.currentTextChanged.connect(self._start_from_changed)
         training = QGroupBox("Training")
         form = QFormLayout(training)
         form.addRow("recipe", self.recipe)
@@ -189,7 +201,9 @@ class TrainingForm(QWidget):
         form.addRow("val./save every", self.every)
         form.addRow("device", self.device)
         form.addRow("output", _path_row(self.output, self._pick_output))
+        form.addRow("start from", _path_row(self.start_from, self._pick_start))
         form.addRow("resume", _path_row(self.resume, self._pick_resume))
+        self.method_box = method
         self.inputs = [data, method, training]
 
     # --- inputs ---------------------------------------------------------------------------
@@ -214,6 +228,22 @@ class TrainingForm(QWidget):
                                               "Checkpoints (*.pt)")
         if path:
             self.output.setText(path)
+
+    def _pick_start(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model to start from", "",
+                                              "Checkpoints (*.pt)")
+        if path:
+            self.start_from.setEditText(path)
+
+    def init_model(self) -> str | None:
+        """The model to fine-tune (a bundled name or a checkpoint path), or None."""
+        text = self.start_from.currentText().strip()
+        return None if text in ("", NEW_MODEL) else text
+
+    def _start_from_changed(self, *_: Any) -> None:
+        # A fine-tune takes T, network and input from its model: those fields do not apply.
+        self.method_box.setEnabled(self.init_model() is None)
+        self.schedule_refresh()
 
     def _pick_resume(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Checkpoint to resume", "",
