@@ -1,4 +1,6 @@
 import os
+import random
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +106,35 @@ def docks(make_napari_viewer):
     _, segmentation = viewer.window.add_plugin_dock_widget(
         "napari-colorrl", "ColorRL Segmentation")
     return viewer, training, segmentation
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports, free now and outside the ephemeral range.
+
+    The ports are picked before the workers start and bound one after another over the next
+    20 s or so. A port from the ephemeral range (what binding port 0 gives) can meanwhile become
+    the local end of an outgoing connection, such as a gloo pair of an earlier process group,
+    and the store then fails with EADDRINUSE (seen in CI). Outgoing connections never take a
+    port outside that range.
+    """
+    low, high = _ephemeral_range()
+    outside = [*range(10000, low), *range(high + 1, 65536)]
+    ports: list[int] = []
+    for port in random.sample(outside, min(len(outside), 200)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports outside the ephemeral range")

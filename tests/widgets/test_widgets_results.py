@@ -126,3 +126,38 @@ def test_a_volume_does_not_preselect_the_2d_bundled_model(docks, tmp_path):
     segmentation.model.setCurrentIndex(segmentation.model.findData("nuclei-2d"))
     segmentation.image.select("flat")
     assert segmentation.model.currentData() == "nuclei-2d"
+
+
+def test_the_step_slider_visibly_changes_the_canvas(docks, qtbot):
+    """Step 1 and step T looked the same: 'X colors' lay under 'X instances' and the truth."""
+    viewer, _, segmentation = docks
+    viewer.window.show()  # the canvas draws only when shown
+    image, labels = make_cells_2d(shape=(128, 128), n_objects=10, seed=2)
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="cells truth")  # a layer on top, as a user has it
+    segmentation.refresh_models(select="nuclei-2d")
+    segmentation.image.select("cells")
+    _run(qtbot, segmentation)
+    steps = segmentation.segmenter.steps
+    colors, instances = viewer.layers["cells colors"], viewer.layers["cells instances"]
+    viewer.layers["cells truth"].visible = False
+
+    def canvas():
+        qtbot.wait(50)
+        return viewer.screenshot(canvas_only=True, flash=False).astype(np.int16)
+
+    segmentation.step_slider.setValue(1)
+    assert viewer.layers[-1] is colors and colors.visible and not instances.visible
+    first, label_first = canvas(), segmentation.step_label.text()
+    shown_first = colors.data.copy()
+    segmentation.step_slider.setValue(steps)
+    last, label_last = canvas(), segmentation.step_label.text()
+    assert instances.visible and colors.data.max() > shown_first.max()
+    assert not np.array_equal(shown_first, colors.data)  # the displayed data changed
+    changed = np.abs(first - last).max(axis=-1) > 30
+    assert changed.mean() > 0.05, changed.mean()  # and the picture, visibly
+    assert label_first.startswith("colors after step 1 of") and "objects" in label_first
+    count = int(instances.data.max())
+    assert label_last.endswith(f": {count} objects")
+    status = segmentation.status.text()  # the status after segmenting says what ran
+    assert f"T = {steps} steps" in status and "nuclei-2d.pt" in status and " s, model" in status

@@ -65,13 +65,12 @@ class Segmenter:
         export``, or a bundled model name, for inference (``fast_layout``: as in ``__init__``).
         A package gives the same network and weights as the checkpoint it was exported from;
         its TorchScript is never run (``model.bioimage``)."""
-        from .model.bioimage import is_package, load_package
+        from .model.bioimage import load_model_file
         from .model.bundled import resolve_model_path
-        from .model.checkpoint import load_checkpoint, network_from_checkpoint
+        from .model.checkpoint import network_from_checkpoint
 
         path = resolve_model_path(path)
-        loader = load_package if is_package(path) else load_checkpoint
-        checkpoint = loader(path, map_location="cpu")
+        checkpoint = load_model_file(path, map_location="cpu")
         model = network_from_checkpoint(checkpoint, path)
         segmenter = cls(model, checkpoint.config, device=device, fast_layout=fast_layout)
         segmenter.source = str(path)

@@ -12,6 +12,7 @@ re-runs only the post-processing.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ class SegmentationWidget(QWidget):
         self._browsed: list[str] = []
         self._written: dict[str, str] = {}  # result name -> the layer it was last written to
         self._problem = ""  # the problem message shown in the status line, if any
+        self._objects_after: dict[tuple[int, int], int] = {}  # (step, min size) -> objects
+        self._started: float | None = None
 
         self.image = LayerCombo(napari_viewer, Image)
         self.image.setToolTip("2D image, 3D volume, or a stack of 2D frames for a 2D model.")
@@ -134,7 +137,8 @@ class SegmentationWidget(QWidget):
         self.step_slider = QSlider(Qt.Orientation.Horizontal)
         self.step_slider.setRange(1, 1)
         self.step_slider.setEnabled(False)
-        self.step_slider.setToolTip("Show the colors after the first k steps in 'X colors'.")
+        self.step_slider.setToolTip("Show the colors after the first k steps in 'X colors' (on "
+                                    "top; 'X instances' shows again at the last step).")
         self.step_label = QLabel("colors after step –")
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -269,6 +273,7 @@ class SegmentationWidget(QWidget):
         self.worker.returned.connect(lambda result: self._on_done(result, layer))
         self.worker.finished.connect(self._on_finished)
         self.running = True
+        self._started = time.monotonic()
         self.run_button.setEnabled(False)
         self.progress.setRange(0, 0)
         self.progress.setFormat("segmenting…")
@@ -343,10 +348,13 @@ class SegmentationWidget(QWidget):
         self.step_slider.setValue(steps)
         self.step_slider.blockSignals(False)
         self.step_slider.setEnabled(True)
-        self.step_label.setText(f"colors after step {steps} of {steps}")
         count = sum(int(r.instances.max()) for r in self.results)
+        self._objects_after = {(steps, self.effective_min_size()): count}
+        self.step_label.setText(f"colors after step {steps} of {steps}: {count} objects")
         frames = f" in {len(self.results)} frames" if self.stacked else ""
-        self.status.setText(f"T = {steps} steps, {count} objects{frames}.")
+        took = "" if self._started is None else f" in {time.monotonic() - self._started:.1f} s"
+        self.status.setText(f"T = {steps} steps, {count} objects{frames}{took}, model "
+                            f"{Path(str(self.segmenter.source)).name}.")
 
     def _put(self, data: np.ndarray, name: str, **kwargs: Any):
         """Write a result layer, never over one the user made or edited (``write_result``)."""
@@ -356,14 +364,33 @@ class SegmentationWidget(QWidget):
         return layer
 
     def show_step(self, k: int) -> None:
-        """Show the color map after the first ``k`` steps in 'X colors'."""
+        """Show the color map after the first ``k`` steps in 'X colors', on top of the other
+        layers, with 'X instances' hidden until the last step; the label says how many objects
+        the first k steps separate."""
         if not self.results:
             return
+        steps, name = self.segmenter.steps, self.input_layer.name
         colors = self._stack([r.colors_after(k) for r in self.results])
-        layer = self._put(colors, f"{self.input_layer.name} colors",
-                          metadata=self.metadata("colors", after_step=k))
+        layer = self._put(colors, f"{name} colors", metadata=self.metadata("colors", after_step=k))
         layer.visible = True
-        self.step_label.setText(f"colors after step {k} of {self.segmenter.steps}")
+        layers = self.viewer.layers
+        if layers.index(layer) != len(layers) - 1:
+            layers.move(layers.index(layer), len(layers))  # on top: the coloring is the view
+        instances = self._written.get(f"{name} instances")
+        if instances in layers:
+            layers[instances].visible = k == steps
+        self.step_label.setText(
+            f"colors after step {k} of {steps}: {self.objects_after(k)} objects")
+
+    def objects_after(self, k: int) -> int:
+        """How many objects the colors of the first ``k`` steps give (post-processed as the
+        instances are, cached per step)."""
+        key = (k, self.effective_min_size())
+        if key not in self._objects_after:
+            self._objects_after[key] = sum(
+                int(self.segmenter.postprocess(r.colors_after(k), min_size=key[1]).max())
+                for r in self.results)
+        return self._objects_after[key]
 
     def update_instances(self) -> None:
         """Re-run only the post-processing with the new minimum size."""

@@ -190,9 +190,23 @@ def test_a_package_can_be_exported_again(trained, tmp_path):
     assert load_package(result.path).config == load_package(trained[1]).config
 
 
-def test_a_package_is_not_a_training_checkpoint(trained):
-    with pytest.raises(CheckpointError, match="bioimage.io package .* not a training checkpoint"):
+def test_a_package_is_not_a_training_checkpoint_but_can_be_fine_tuned(trained, tmp_path):
+    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
+    from napari_colorrl.core.training.trainer import load_initial_weights
+
+    with pytest.raises(CheckpointError, match="bioimage.io package .* not a training checkpoint"
+                                              ".* fine-tune the package with --init"):
         load_checkpoint(trained[1])
+    request = TrainingRequest(samples=tiny_samples(2, 3), ndim=2, init=trained[1], settings={
+        "train.device": "cpu", "train.episodes": 2, "train.val_share": 0.0})
+    setup = prepare_training(request)
+    original = load_checkpoint(trained[0])
+    assert setup.config.network == original.config.network
+    assert setup.config.steps == original.config.steps
+    network = build_network(setup.config)
+    load_initial_weights(network, trained[1], setup.config)
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, original.model_state[key].float()), key
 
 
 def test_output_is_never_replaced_without_overwrite(trained, tmp_path):

@@ -15,9 +15,12 @@ from ..config import ColorRLConfig, NormalizationConfig
 def split_channels(image: np.ndarray, ndim: int) -> tuple[np.ndarray, bool]:
     """Return ``(array (C, *S), had_channels)`` for a grayscale or multi-channel image.
 
-    A 2D image may be (H, W), (H, W, C) or (C, H, W) with C in 1..4; a 3D volume (Z, Y, X),
-    (Z, Y, X, C) or (C, Z, Y, X). When both ends could be channels (e.g. (3, 100, 4)) the image
-    is ambiguous and raises ValueError.
+    A 2D image may be (H, W), (H, W, C) or (C, H, W) with C in 1..4; a 3D volume (Z, Y, X) or
+    (Z, Y, X, C). A volume with a short first axis, (n <= 4, Z, Y, X), could be channels or a
+    time series, and raises ValueError, as does an image whose both ends could be channels
+    (e.g. (3, 100, 4)). Files whose metadata names the axes are read channels-last
+    (``files.read_image``); training samples have their channels put last by
+    ``checks.check_training_samples``, where the labels say which axes are spatial.
     """
     image = np.asarray(image)
     if image.ndim == ndim:
@@ -32,6 +35,13 @@ def split_channels(image: np.ndarray, ndim: int) -> tuple[np.ndarray, bool]:
             )
         if last:
             return np.moveaxis(image, -1, 0), True
+        if first and ndim == 3:
+            raise ValueError(
+                f"The image has shape {image.shape}: its first axis could be {image.shape[0]} "
+                f"colour channels or {image.shape[0]} time points (a stack of volumes). Give "
+                f"channels last (Z, Y, X, C), save it as a TIFF whose metadata names the axes "
+                f"(ImageJ or OME, e.g. CZYX or TZYX), or segment one volume at a time."
+            )
         if first:
             return image, True
     kind = "2D image (Y, X)" if ndim == 2 else "3D volume (Z, Y, X)"

@@ -62,6 +62,15 @@ def is_package(path: str | Path) -> bool:
     return Path(path).suffix.lower() == PACKAGE_SUFFIX
 
 
+def load_model_file(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
+    """The model in a checkpoint or in a package (``*.zip``): for whatever needs only its
+    config and weights (inference, export, fine-tuning), never to resume training."""
+    from .checkpoint import load_checkpoint
+
+    loader = load_package if is_package(path) else load_checkpoint
+    return loader(path, map_location=map_location)
+
+
 def load_package(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     """The model of a package written by ``colorrl export``, as a ``Checkpoint`` (config and
     network weights; no optimizer state). PackageError (a CheckpointError) for anything else:

@@ -34,7 +34,7 @@ from ..data.files import atomic_write, read_image
 from ..data.normalize import model_channels, normalize_channels, resize_image
 from ..method.coloring import colors_from_steps, run_coloring
 from ..method.postprocess import instances_from_colors
-from .bioimage import ARCHITECTURE_FILE, PACKAGE_SUFFIX, is_package, load_package
+from .bioimage import ARCHITECTURE_FILE, PACKAGE_SUFFIX, load_model_file
 from .bioimage_rdf import (
     PackageText,
     TrainingData,
@@ -43,7 +43,7 @@ from .bioimage_rdf import (
     readme,
     size_multiple,
 )
-from .checkpoint import Checkpoint, load_checkpoint, network_from_checkpoint
+from .checkpoint import Checkpoint, network_from_checkpoint
 
 DEFAULT_LICENSE = "BSD-3-Clause"
 #: Largest spatial size of a test tensor cut from a user's sample for a 'crop' model, per axis.
@@ -92,8 +92,7 @@ def load_model(model: str | Path) -> tuple[Checkpoint, Path]:
     from .bundled import resolve_model_path
 
     path = resolve_model_path(model)
-    loader = load_package if is_package(path) else load_checkpoint
-    return loader(path), path
+    return load_model_file(path), path
 
 
 def export_package(

@@ -107,9 +107,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     if path.suffix.lower() == ".zip":
         raise CheckpointError(
             f"{path} is a bioimage.io package (a .zip, as `colorrl export` writes), not a "
-            f"training checkpoint: it holds no optimizer or training state. Resume from the "
-            f"checkpoint it was exported from; to segment with it, use colorrl predict or the "
-            f"segmentation dock.")
+            f"training checkpoint: it holds no optimizer or training state, so a run cannot "
+            f"resume from it. Resume from the checkpoint it was exported from, or fine-tune the "
+            f"package with --init.")
     return _parse(path, read_plain_data(path, f"Checkpoint file {path}", map_location))
 
 
