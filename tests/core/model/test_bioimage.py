@@ -115,6 +115,7 @@ def test_3d_crop_model_package_passes_the_bioimageio_core_model_test(trained_3d,
     assert sum("size parameter n" in d.name for d in summary.details) >= 2  # sizes tried
 
 
+@pytest.mark.slow  # 17 s alone, 119 s in a full-suite run on the shared 2-core machine
 def test_bundled_nuclei_2d_exports_and_passes_the_bioimageio_core_model_test(tmp_path,
                                                                             no_network):
     result = export_package("nuclei-2d", tmp_path / "nuclei-2d.zip")

@@ -35,6 +35,7 @@ from .checkpoint import (
     CheckpointError,
     check_model_state,
     check_network_size,
+    load_checkpoint,
     read_plain_data,
     weight_bytes,
 )
@@ -65,8 +66,6 @@ def is_package(path: str | Path) -> bool:
 def load_model_file(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     """The model in a checkpoint or in a package (``*.zip``): for whatever needs only its
     config and weights (inference, export, fine-tuning), never to resume training."""
-    from .checkpoint import load_checkpoint
-
     loader = load_package if is_package(path) else load_checkpoint
     return loader(path, map_location=map_location)
 
@@ -101,9 +100,9 @@ def load_package(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
             raise
         except CheckpointError as err:  # the checkpoint checks' messages, as a PackageError
             raise PackageError(str(err)) from None
-    return Checkpoint(config=config, model_state=state, step=int(marker.get("step", 0) or 0),
-                      episodes=int(marker.get("episodes", 0) or 0),
-                      extra={"bioimageio_name": name}, version=str(marker.get("version", "")))
+    return Checkpoint(config=config, model_state=state, step=_count(marker.get("step")),
+                      episodes=_count(marker.get("episodes")),
+                      extra={"bioimageio_name": name}, version=str(marker.get("version", ""))[:40])
 
 
 # --- the steps ---------------------------------------------------------------------------------
@@ -251,6 +250,11 @@ def _yaml_loader() -> type:
         re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
         list("-+0123456789"))
     return loader
+
+
+def _count(value: Any) -> int:
+    """A training counter of the marker (informative only): 0 unless a whole number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _first_line(err: BaseException) -> str:
