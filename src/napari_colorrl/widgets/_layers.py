@@ -176,7 +176,8 @@ class LayerCombo(QComboBox):
         super().__init__(parent)
         self.viewer, self.layer_type = viewer, layer_type
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(8)
+        self.setMinimumContentsLength(6)  # narrow docks: the full name is in the tooltip
+        self.currentTextChanged.connect(self.setToolTip)
         self.refresh()
 
     def candidates(self) -> list[Layer]:
