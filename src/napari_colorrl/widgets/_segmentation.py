@@ -136,6 +136,13 @@ class SegmentationWidget(QWidget):
         self.step_slider.setToolTip("Show the colors after the first k steps in 'X colors' (on "
                                     "top; 'X instances' shows again at the last step).")
         self.step_label = QLabel("colors after step –")
+        self.retrain_button = QPushButton("Retrain on my corrections")
+        self.retrain_button.setEnabled(False)
+        self.retrain_button.setToolTip(
+            "After correcting 'X instances' with napari's label tools (paint, erase, fill, new "
+            "label): fine-tune the model that made it on the corrected frames, in the training "
+            "dock. The next segmentation uses the new model.")
+        self.retrain_button.clicked.connect(self.retrain)
         self.status = QLabel()
         self.status.setWordWrap(True)
 
@@ -150,6 +157,7 @@ class SegmentationWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.step_label)
         layout.addWidget(self.step_slider)
+        layout.addWidget(self.retrain_button)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
@@ -342,6 +350,7 @@ class SegmentationWidget(QWidget):
         self.step_slider.setValue(steps)
         self.step_slider.blockSignals(False)
         self.step_slider.setEnabled(True)
+        self.retrain_button.setEnabled(True)
         count = sum(int(r.instances.max()) for r in self.results)
         self._objects_after = {(steps, self.effective_min_size()): count}
         self.step_label.setText(f"colors after step {steps} of {steps}: {count} objects")
@@ -385,6 +394,29 @@ class SegmentationWidget(QWidget):
                 int(self.segmenter.postprocess(r.colors_after(k), min_size=key[1]).max())
                 for r in self.results)
         return self._objects_after[key]
+
+    def retrain(self) -> None:
+        """Hand (input image, corrected instances) to the training dock for a fine-tune from
+        the model that segmented it."""
+        from napari.utils.notifications import show_info
+
+        from napari_colorrl.widgets._layers import corrected_frames
+
+        if not self.results or self.input_layer is None:
+            return
+        name = self._written.get(f"{self.input_layer.name} instances")
+        if name not in self.viewer.layers or self.input_layer not in self.viewer.layers:
+            show_info("The segmented image or its instances layer is gone; segment again.")
+            return
+        instances = self.viewer.layers[name]
+        if not corrected_frames(instances):
+            show_info(f"Correct {name!r} first (paint, erase, fill, new label): only the frames "
+                      f"you corrected are used for training.")
+            return
+        _, training = self.viewer.window.add_plugin_dock_widget("napari-colorrl",
+                                                                "ColorRL Training")
+        training.fine_tune_on(self.input_layer, instances, str(self.segmenter.source),
+                              self.segmenter.config.ndim)
 
     def update_instances(self) -> None:
         """Re-run only the post-processing with the new minimum size."""

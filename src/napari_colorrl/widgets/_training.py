@@ -126,6 +126,9 @@ class TrainingWidget(TrainingForm):
             scans.append(scan)
         self.train_scan, self.val_scan = scans
         if not self.train_scan.samples:
+            if self.train_scan.untouched:
+                return ("The training labels are a segmentation result nobody corrected yet: "
+                        "edit it (paint, erase, fill) and its corrected frames will train.")
             return "No labelled frame or volume found in the training layers."
         return None
 
@@ -194,8 +197,14 @@ class TrainingWidget(TrainingForm):
             return
         train, val = self.train_scan, self.val_scan
         skipped = train.skipped + val.skipped
+        untouched = train.untouched + val.untouched
         text = f"Found {len(train.samples)} training and {len(val.samples)} validation samples"
-        text += f" ({skipped} without labels skipped)." if skipped else "."
+        notes = []
+        if skipped:
+            notes.append(f"{skipped} without labels")
+        if untouched:
+            notes.append(f"{untouched} uncorrected result frames")
+        text += f" ({' and '.join(notes)} skipped)." if notes else "."
         if not val.samples:
             from napari_colorrl.core.config import SETTINGS_BY_PATH
             from napari_colorrl.core.training.setup import held_out_count
@@ -268,6 +277,29 @@ class TrainingWidget(TrainingForm):
             raise ValueError(problem)
         return TrainingRequest(samples=self.train_scan.samples,
                                val_samples=self.val_scan.samples, **common)
+
+    def fine_tune_on(self, image: Any, labels: Any, model: str, ndim: int) -> None:
+        """Correct, then retrain: train on (image, corrected labels), starting from ``model``
+        (the one that made the labels). The pair is added unless it is there; training starts."""
+        if self.running:
+            show_warning("ColorRL training is already running; stop it first.")
+            return
+        self.source.setCurrentText("layers")
+        self.set_model_ndim(ndim)
+        pairs = [(i, lab) for i, lab in self.train_pairs.pairs() if i is not None
+                 and lab is not None]
+        if (image, labels) not in pairs:
+            if pairs:
+                self.train_pairs.add_row(image, labels)
+            else:
+                self.train_pairs.set_pairs([(image, labels)])
+        self.resume.clear()
+        self.start_from.setEditText(str(model))
+        self.refresh()
+        if not self.start_button.isEnabled():
+            show_warning(f"ColorRL: cannot fine-tune yet: {self.problems()[0]}")
+            return
+        self.start()
 
     # --- running --------------------------------------------------------------------------
     def toggle(self) -> None:

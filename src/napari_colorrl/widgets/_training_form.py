@@ -171,7 +171,7 @@ class TrainingForm(QWidget):
         self.device.addItems(available_devices())
         self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU. The network and "
                                "budget a new run starts from depend on it.")
-        self.device.currentTextChanged.connect(lambda _: self.apply_machine_defaults())
+        self.device.currentTextChanged.connect(self._device_changed)
         self.output = QLineEdit(str(fresh_output_path(Path.home() / "colorrl-models")))
         self.auto_output = True  # the dock's own proposal: a fresh one at every Start
         self.output.textEdited.connect(lambda _: setattr(self, "auto_output", False))
@@ -301,9 +301,16 @@ class TrainingForm(QWidget):
             self.network.addItem(f"{name}: {', '.join(map(str, features))}")
         self.apply_machine_defaults()
 
+    def _device_changed(self, *_: Any) -> None:
+        # Another kind of device (a GPU instead of the CPU): its network and budget. The same
+        # kind ("auto" that is the CPU, then "cpu"): the fields stay as the user set them.
+        if self.device_type() != getattr(self, "_machine_type", None):
+            self.apply_machine_defaults()
+
     def apply_machine_defaults(self) -> None:
         """The network preset and the budget in minutes for the chosen device."""
-        machine = machine_defaults(self.ndim, self.device_type())
+        self._machine_type = self.device_type()
+        machine = machine_defaults(self.ndim, self._machine_type)
         presets = NETWORK_PRESETS[self.ndim]
         default = next(name for name, f in presets.items()
                        if list(f) == machine["network.features"])
