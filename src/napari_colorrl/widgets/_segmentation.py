@@ -70,6 +70,13 @@ def _segmentation_run(model: str, device: str, data: Any, shape: tuple[int, ...]
         return Failure(err)
 
 
+def _leave_registry(callback: Any) -> None:
+    import contextlib
+
+    with contextlib.suppress(ValueError, RuntimeError):
+        trained_checkpoints.events.inserted.disconnect(callback)
+
+
 def _model_ndim(model: Any) -> int | None:
     """2 or 3 for a bundled model (from its name, e.g. nuclei-2d), None when not known."""
     from napari_colorrl.core.model.bundled import BUNDLED_MODELS
@@ -168,7 +175,11 @@ class SegmentationWidget(QWidget):
         self.image.currentTextChanged.connect(self.prefer_fitting_model)
         self.image.currentTextChanged.connect(self.refresh)
         self.model.currentIndexChanged.connect(self.refresh)
-        trained_checkpoints.events.inserted.connect(self._on_trained)
+        # The registry outlives the dock: leave it when the dock's Qt side is deleted (a dead
+        # weak callback made a later registration raise ReferenceError in psygnal's loop).
+        on_trained = self._on_trained
+        trained_checkpoints.events.inserted.connect(on_trained)
+        self.destroyed.connect(lambda *_: _leave_registry(on_trained))
         self.refresh_models()
 
     # --- inputs ---------------------------------------------------------------------------
