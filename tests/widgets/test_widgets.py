@@ -311,3 +311,36 @@ def test_dock_defaults_are_the_cli_defaults_for_this_machine(docks, qtbot):
     assert training.network.currentText() == "small: " + ", ".join(
         map(str, NETWORK_PRESETS[3]["small"]))
     qtbot.wait(10)
+
+
+def test_the_training_dock_fits_a_1280_px_window(docks, qtbot):
+    """Fields were cut at the right edge behind a sideways scrollbar, and progress, status and
+    the plot were below the fold."""
+    from qtpy.QtCore import QPoint
+    from qtpy.QtWidgets import QScrollArea, QWidget
+
+    viewer, training, _ = docks
+    viewer.window._qt_window.resize(1280, 1024)
+    viewer.window.show()
+    image, labels = make_cells_2d(shape=(64, 64), n_objects=6, seed=0)
+    training.train_pairs.set_pairs([(viewer.add_image(image, name="a long image layer name"),
+                                     viewer.add_labels(labels, name="its ground truth labels"))])
+    training.refresh()
+    for index in range(training.tabs.count()):
+        training.tabs.setCurrentIndex(index)
+        qtbot.wait(20)
+        page = training.tabs.widget(index)
+        if not isinstance(page, QScrollArea):
+            continue
+        viewport = page.viewport()
+        assert page.horizontalScrollBar().maximum() == 0, training.tabs.tabText(index)
+        for child in page.widget().findChildren(QWidget):
+            if child.isVisible():
+                right = child.mapTo(viewport, QPoint(child.width(), 0)).x()
+                assert right <= viewport.width() + 1, (training.tabs.tabText(index), child)
+    dock = training.parentWidget()
+    for widget in (training.start_button, training.progress, training.status):
+        assert widget.isVisible()
+        bottom = widget.mapTo(dock, QPoint(0, widget.height())).y()
+        assert bottom <= dock.height(), widget  # in view, no scrolling needed
+    assert training.tabs.indexOf(training.plot) >= 0  # the plot has a tab of its own

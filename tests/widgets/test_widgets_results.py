@@ -161,3 +161,42 @@ def test_the_step_slider_visibly_changes_the_canvas(docks, qtbot):
     assert label_last.endswith(f": {count} objects")
     status = segmentation.status.text()  # the status after segmenting says what ran
     assert f"T = {steps} steps" in status and "nuclei-2d.pt" in status and " s, model" in status
+
+
+def test_correct_then_retrain_in_napari(docks, qtbot, tmp_path):
+    """Segment a stack, correct two frames with the layer's API, one button: a fine-tune from
+    the model that segmented, on the corrected frames only; the next segmentation uses the new
+    model."""
+    from napari_colorrl.core.model.checkpoint import load_checkpoint
+
+    viewer, training, segmentation = docks
+    frames = [make_cells_2d(shape=(40, 40), n_objects=4, seed=i) for i in range(4)]
+    viewer.add_image(np.stack([image for image, _ in frames]), name="stack")
+    model = write_model(tmp_path / "m.pt")
+    segmentation.add_model_file(model)
+    segmentation.image.select("stack")
+    _run(qtbot, segmentation)
+    assert segmentation.stacked
+    instances = viewer.layers["stack instances"]
+    segmentation.retrain()  # nothing corrected yet: nothing starts
+    assert not training.running
+    corrected = instances.data.copy()
+    corrected[1] = frames[1][1]  # the user repaints frames 1 and 3 (the truth stands in)
+    corrected[3] = frames[3][1]
+    instances.data = corrected
+    training.output.setText(str(tmp_path / "tuned.pt"))
+    training.budget_kind.setCurrentText("episodes")
+    training.budget.setValue(4)
+    training.batch_size.setValue(1)
+    training.device.setCurrentText("cpu")
+    segmentation.retrain()
+    assert training.running, training.status.text()
+    assert training.init_model() == str(model)
+    scan = training.train_scan
+    assert [s.name for s in scan.samples] == ["stack[1]", "stack[3]"] and scan.untouched == 2
+    qtbot.waitUntil(lambda: not training.running, timeout=WAIT_MS)
+    tuned = load_checkpoint(tmp_path / "tuned.pt")
+    assert tuned.step >= 1 and tuned.config.steps == load_checkpoint(model).config.steps
+    assert segmentation.model.currentData() == str(tmp_path / "tuned.pt")  # the new model
+    _run(qtbot, segmentation)
+    assert segmentation.segmenter.source == str(tmp_path / "tuned.pt")

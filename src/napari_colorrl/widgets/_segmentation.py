@@ -73,6 +73,13 @@ def _segmentation_run(model: str, device: str, data: Any, shape: tuple[int, ...]
         return Failure(err)
 
 
+def _leave_registry(callback: Any) -> None:
+    import contextlib
+
+    with contextlib.suppress(ValueError, RuntimeError):
+        trained_checkpoints.events.inserted.disconnect(callback)
+
+
 def _model_ndim(model: Any) -> int | None:
     """2 or 3 for a bundled model (from its name, e.g. nuclei-2d), None when not known."""
     from napari_colorrl.core.model.bundled import BUNDLED_MODELS
@@ -140,6 +147,13 @@ class SegmentationWidget(QWidget):
         self.step_slider.setToolTip("Show the colors after the first k steps in 'X colors' (on "
                                     "top; 'X instances' shows again at the last step).")
         self.step_label = QLabel("colors after step –")
+        self.retrain_button = QPushButton("Retrain on my corrections")
+        self.retrain_button.setEnabled(False)
+        self.retrain_button.setToolTip(
+            "After correcting 'X instances' with napari's label tools (paint, erase, fill, new "
+            "label): fine-tune the model that made it on the corrected frames, in the training "
+            "dock. The next segmentation uses the new model.")
+        self.retrain_button.clicked.connect(self.retrain)
         self.status = QLabel()
         self.status.setWordWrap(True)
 
@@ -154,6 +168,7 @@ class SegmentationWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.step_label)
         layout.addWidget(self.step_slider)
+        layout.addWidget(self.retrain_button)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
@@ -164,7 +179,11 @@ class SegmentationWidget(QWidget):
         self.image.currentTextChanged.connect(self.prefer_fitting_model)
         self.image.currentTextChanged.connect(self.refresh)
         self.model.currentIndexChanged.connect(self.refresh)
-        trained_checkpoints.events.inserted.connect(self._on_trained)
+        # The registry outlives the dock: leave it when the dock's Qt side is deleted (a dead
+        # weak callback made a later registration raise ReferenceError in psygnal's loop).
+        on_trained = self._on_trained
+        trained_checkpoints.events.inserted.connect(on_trained)
+        self.destroyed.connect(lambda *_: _leave_registry(on_trained))
         self.refresh_models()
 
     # --- inputs ---------------------------------------------------------------------------
@@ -348,6 +367,7 @@ class SegmentationWidget(QWidget):
         self.step_slider.setValue(steps)
         self.step_slider.blockSignals(False)
         self.step_slider.setEnabled(True)
+        self.retrain_button.setEnabled(True)
         count = sum(int(r.instances.max()) for r in self.results)
         self._objects_after = {(steps, self.effective_min_size()): count}
         self.step_label.setText(f"colors after step {steps} of {steps}: {count} objects")
@@ -391,6 +411,29 @@ class SegmentationWidget(QWidget):
                 int(self.segmenter.postprocess(r.colors_after(k), min_size=key[1]).max())
                 for r in self.results)
         return self._objects_after[key]
+
+    def retrain(self) -> None:
+        """Hand (input image, corrected instances) to the training dock for a fine-tune from
+        the model that segmented it."""
+        from napari.utils.notifications import show_info
+
+        from napari_colorrl.widgets._layers import corrected_frames
+
+        if not self.results or self.input_layer is None:
+            return
+        name = self._written.get(f"{self.input_layer.name} instances")
+        if name not in self.viewer.layers or self.input_layer not in self.viewer.layers:
+            show_info("The segmented image or its instances layer is gone; segment again.")
+            return
+        instances = self.viewer.layers[name]
+        if not corrected_frames(instances):
+            show_info(f"Correct {name!r} first (paint, erase, fill, new label): only the frames "
+                      f"you corrected are used for training.")
+            return
+        _, training = self.viewer.window.add_plugin_dock_widget("napari-colorrl",
+                                                                "ColorRL Training")
+        training.fine_tune_on(self.input_layer, instances, str(self.segmenter.source),
+                              self.segmenter.config.ndim)
 
     def update_instances(self) -> None:
         """Re-run only the post-processing with the new minimum size."""

@@ -14,11 +14,14 @@ from typing import Any
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QFrame,
     QLabel,
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -57,7 +60,7 @@ class TrainingWidget(TrainingForm):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(napari_viewer, parent)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(360)  # every tab fits without sideways scrolling
         self.worker = None
         self.running = False
         self.last_checkpoint: Path | None = None
@@ -78,18 +81,24 @@ class TrainingWidget(TrainingForm):
         self.status.setWordWrap(True)
         self.plot = TrainingPlot(*_theme_colors(napari_viewer))
 
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        for widget in (*self.inputs, self.start_button, self.progress, self.status,
-                       self.plot):
-            layout.addWidget(widget)
-        layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
+        # Settings in tabs (each scrolls vertically, never sideways); the plot in a tab of its
+        # own that Start brings up; Start, progress and status always in view below the tabs.
+        self.tabs = QTabWidget()
+        for box, title in zip(self.inputs, ("Data", "Method", "Training")):
+            box.setTitle("")
+            box.setFlat(True)
+            page = QScrollArea()
+            page.setWidgetResizable(True)
+            page.setFrameShape(QFrame.Shape.NoFrame)
+            page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            page.setWidget(box)
+            self.tabs.addTab(page, title)
+        self.tabs.addTab(self.plot, "Plot")
         outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(self.tabs, 1)
+        for widget in (self.start_button, self.progress, self.status):
+            outer.addWidget(widget)
 
         for signal in (self.source.currentTextChanged, self.train_pairs.changed,
                        self.val_pairs.changed, self.radii.textChanged,
@@ -117,6 +126,9 @@ class TrainingWidget(TrainingForm):
             scans.append(scan)
         self.train_scan, self.val_scan = scans
         if not self.train_scan.samples:
+            if self.train_scan.untouched:
+                return ("The training labels are a segmentation result nobody corrected yet: "
+                        "edit it (paint, erase, fill) and its corrected frames will train.")
             return "No labelled frame or volume found in the training layers."
         return None
 
@@ -185,8 +197,14 @@ class TrainingWidget(TrainingForm):
             return
         train, val = self.train_scan, self.val_scan
         skipped = train.skipped + val.skipped
+        untouched = train.untouched + val.untouched
         text = f"Found {len(train.samples)} training and {len(val.samples)} validation samples"
-        text += f" ({skipped} without labels skipped)." if skipped else "."
+        notes = []
+        if skipped:
+            notes.append(f"{skipped} without labels")
+        if untouched:
+            notes.append(f"{untouched} uncorrected result frames")
+        text += f" ({' and '.join(notes)} skipped)." if notes else "."
         if not val.samples:
             from napari_colorrl.core.config import SETTINGS_BY_PATH
             from napari_colorrl.core.training.setup import held_out_count
@@ -260,6 +278,29 @@ class TrainingWidget(TrainingForm):
         return TrainingRequest(samples=self.train_scan.samples,
                                val_samples=self.val_scan.samples, **common)
 
+    def fine_tune_on(self, image: Any, labels: Any, model: str, ndim: int) -> None:
+        """Correct, then retrain: train on (image, corrected labels), starting from ``model``
+        (the one that made the labels). The pair is added unless it is there; training starts."""
+        if self.running:
+            show_warning("ColorRL training is already running; stop it first.")
+            return
+        self.source.setCurrentText("layers")
+        self.set_model_ndim(ndim)
+        pairs = [(i, lab) for i, lab in self.train_pairs.pairs() if i is not None
+                 and lab is not None]
+        if (image, labels) not in pairs:
+            if pairs:
+                self.train_pairs.add_row(image, labels)
+            else:
+                self.train_pairs.set_pairs([(image, labels)])
+        self.resume.clear()
+        self.start_from.setEditText(str(model))
+        self.refresh()
+        if not self.start_button.isEnabled():
+            show_warning(f"ColorRL: cannot fine-tune yet: {self.problems()[0]}")
+            return
+        self.start()
+
     # --- running --------------------------------------------------------------------------
     def toggle(self) -> None:
         if self.running:
@@ -296,7 +337,7 @@ class TrainingWidget(TrainingForm):
         self._stop = threading.Event()
         self.history = []
         self.plot.clear()
-        self.plot.show_validation(bool(request.val_samples) or request.val_images is not None)
+        self.tabs.setCurrentWidget(self.plot)
         self.worker = thread_worker(_training_run, start_thread=False)(request, out, self._stop)
         self.worker.yielded.connect(self._on_yield)
         relay_warnings(self.worker, "ColorRL training")
@@ -320,6 +361,7 @@ class TrainingWidget(TrainingForm):
 
     def _on_yield(self, item: Any) -> None:
         if hasattr(item, "messages"):  # the TrainingSetup
+            self.plot.show_validation(bool(item.val))  # given, or held out of the training set
             self.status.setText("\n".join(item.messages))
             self.auto_steps.setText(f"this run: T = {item.config.steps}")
             return

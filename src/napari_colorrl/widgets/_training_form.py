@@ -108,11 +108,7 @@ class TrainingForm(QWidget):
             "T, the number of binary coloring steps (2^T colors). auto: the smallest T with "
             "2^(T-1)+1 >= the most neighbours of any object within the largest radius.")
         self.auto_steps = QLabel()
-        steps_row = QWidget()
-        steps_layout = QHBoxLayout(steps_row)
-        steps_layout.setContentsMargins(0, 0, 0, 0)
-        steps_layout.addWidget(self.steps)
-        steps_layout.addWidget(self.auto_steps, 1)
+        self.auto_steps.setWordWrap(True)
         self.radii = setting_editor("reward.radii")
         self.w_split = setting_editor("reward.w_split")
         self.w_merge = setting_editor("reward.w_merge")
@@ -135,10 +131,13 @@ class TrainingForm(QWidget):
             f"type your own, e.g. 8, 16, 32.")
         method = QGroupBox("Method")
         form = QFormLayout(method)
-        form.addRow("steps T", steps_row)
+        form.addRow("steps T", self.steps)
+        form.addRow(self.auto_steps)
         form.addRow("radii", self.radii)
-        form.addRow("w_s / w_m", self._pair(self.w_split, self.w_merge))
-        form.addRow("shrink / beta", self._pair(self.shrink, self.beta))
+        form.addRow("w_split", self.w_split)
+        form.addRow("w_merge", self.w_merge)
+        form.addRow("shrink", self.shrink)
+        form.addRow("beta", self.beta)
         form.addRow("input", size_row)
         form.addRow("network", self.network)
 
@@ -172,7 +171,7 @@ class TrainingForm(QWidget):
         self.device.addItems(available_devices())
         self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU. The network and "
                                "budget a new run starts from depend on it.")
-        self.device.currentTextChanged.connect(lambda _: self.apply_machine_defaults())
+        self.device.currentTextChanged.connect(self._device_changed)
         self.output = QLineEdit(str(fresh_output_path(Path.home() / "colorrl-models")))
         self.auto_output = True  # the dock's own proposal: a fresh one at every Start
         self.output.textEdited.connect(lambda _: setattr(self, "auto_output", False))
@@ -197,15 +196,21 @@ class TrainingForm(QWidget):
         form.addRow("recipe", self.recipe)
         form.addRow("learning rate", self.lr)
         form.addRow("batch size", self.batch_size)
-        form.addRow("budget", self._pair(self.budget, self.budget_kind))
+        form.addRow("budget", self.budget)
+        form.addRow("budget in", self.budget_kind)
         form.addRow(self.expectation)
-        form.addRow("val./save every", self.every)
+        form.addRow("save every", self.every)
         form.addRow("device", self.device)
         form.addRow("output", _path_row(self.output, self._pick_output))
         form.addRow("start from", _path_row(self.start_from, self._pick_start))
         form.addRow("resume", _path_row(self.resume, self._pick_resume))
         self.method_box = method
         self.inputs = [data, method, training]
+        for box in self.inputs:  # combos as narrow as the dock: their text is in the tooltip
+            for combo in box.findChildren(QComboBox):
+                combo.setSizeAdjustPolicy(
+                    QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                combo.setMinimumContentsLength(min(combo.minimumContentsLength() or 8, 8))
 
     # --- inputs ---------------------------------------------------------------------------
     @staticmethod
@@ -298,9 +303,16 @@ class TrainingForm(QWidget):
             self.network.addItem(f"{name}: {', '.join(map(str, features))}")
         self.apply_machine_defaults()
 
+    def _device_changed(self, *_: Any) -> None:
+        # Another kind of device (a GPU instead of the CPU): its network and budget. The same
+        # kind ("auto" that is the CPU, then "cpu"): the fields stay as the user set them.
+        if self.device_type() != getattr(self, "_machine_type", None):
+            self.apply_machine_defaults()
+
     def apply_machine_defaults(self) -> None:
         """The network preset and the budget in minutes for the chosen device."""
-        machine = machine_defaults(self.ndim, self.device_type())
+        self._machine_type = self.device_type()
+        machine = machine_defaults(self.ndim, self._machine_type)
         presets = NETWORK_PRESETS[self.ndim]
         default = next(name for name, f in presets.items()
                        if list(f) == machine["network.features"])
