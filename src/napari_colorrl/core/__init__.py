@@ -13,8 +13,10 @@ Reading order:
    ``bioimage_rdf`` (writing one with bioimageio.spec).
 4. Training (``training/``): ``environment`` (batches of augmented episodes), ``rollout`` (one
    actor-critic update: play, loss, step), ``trainer`` (the generator of reports), ``state``
-   (save and resume), ``setup`` (from folders, layers and settings to a run), ``selection``
-   (validation and the minimum size), ``distributed`` (torchrun workers).
+   (save and resume), ``stopping`` (Ctrl-C and SIGTERM end a run with its checkpoint),
+   ``setup`` (from folders, layers and settings to a run: defaults, held-out validation,
+   fine-tuning), ``selection`` (validation and the minimum size), ``distributed`` (torchrun
+   workers).
 5. Inference and scoring: ``inference`` (``Segmenter``), ``metrics``.
 
 Around them: ``data/`` (files, input checks, normalisation, augmentation, synthetic samples),

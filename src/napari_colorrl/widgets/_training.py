@@ -386,7 +386,9 @@ class TrainingWidget(TrainingForm):
             show_error(f"ColorRL training stopped: {result.message}{kept}")
             self.status.setText(f"Failed: {result.message}")
         elif out.exists():
-            show_info(f"ColorRL checkpoint saved: {out}")
+            # The file's name first: a toast shows one short line (the folder came first and
+            # the name was cut off).
+            show_info(f"Saved {out.name} (ColorRL checkpoint) in {out.parent}")
 
     def _on_finished(self, out: Path) -> None:
         self.running = False
