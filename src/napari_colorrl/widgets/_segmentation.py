@@ -424,8 +424,11 @@ class SegmentationWidget(QWidget):
             show_info(f"Correct {name!r} first (paint, erase, fill, new label): only the frames "
                       f"you corrected are used for training.")
             return
+        from napari_colorrl.widgets.launch import show_dock
+
         _, training = self.viewer.window.add_plugin_dock_widget("napari-colorrl",
                                                                 "ColorRL Training")
+        show_dock(training)  # in front of this dock when they share a tabbed area
         training.fine_tune_on(self.input_layer, instances, str(self.segmenter.source),
                               self.segmenter.config.ndim)
 
