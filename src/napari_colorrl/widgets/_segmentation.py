@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_colorrl.widgets import Failure, relay_warnings, trained_checkpoints
+from napari_colorrl.widgets import Failure, relay_warnings, show_dock, trained_checkpoints
 from napari_colorrl.widgets._layers import (
     RESULT_KEY,
     LayerCombo,
@@ -424,8 +424,6 @@ class SegmentationWidget(QWidget):
             show_info(f"Correct {name!r} first (paint, erase, fill, new label): only the frames "
                       f"you corrected are used for training.")
             return
-        from napari_colorrl.widgets.launch import show_dock
-
         _, training = self.viewer.window.add_plugin_dock_widget("napari-colorrl",
                                                                 "ColorRL Training")
         show_dock(training)  # in front of this dock when they share a tabbed area
