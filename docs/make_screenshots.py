@@ -37,7 +37,7 @@ def train_and_shoot(app, viewer, training, name: str) -> None:
 
 
 def segment(app, segmentation, layer_name: str) -> None:
-    from napari_colorrl.widgets.launch import show_dock
+    from napari_colorrl.widgets import show_dock
 
     show_dock(segmentation)
     segmentation.image.select(layer_name)
@@ -54,7 +54,8 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_colorrl.sample_data import nuclei_3d
-    from napari_colorrl.widgets.launch import setup_demo, show_dock
+    from napari_colorrl.widgets import show_dock
+    from napari_colorrl.widgets.launch import setup_demo
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="colorrl-screenshots-"))

@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_colorrl.widgets import Failure, relay_warnings, trained_checkpoints
+from napari_colorrl.widgets import Failure, relay_warnings, show_dock, trained_checkpoints
 from napari_colorrl.widgets._layers import (
     RESULT_KEY,
     LayerCombo,
@@ -432,6 +432,7 @@ class SegmentationWidget(QWidget):
             return
         _, training = self.viewer.window.add_plugin_dock_widget("napari-colorrl",
                                                                 "ColorRL Training")
+        show_dock(training)  # in front of this dock when they share a tabbed area
         training.fine_tune_on(self.input_layer, instances, str(self.segmenter.source),
                               self.segmenter.config.ndim)
 

@@ -388,7 +388,7 @@ class TrainingWidget(TrainingForm):
         elif out.exists():
             # The file's name first: a toast shows one short line (the folder came first and
             # the name was cut off).
-            show_info(f"Saved {out.name} (ColorRL checkpoint) in {out.parent}")
+            show_info(f"Checkpoint saved: {out.name}, in {out.parent}")
 
     def _on_finished(self, out: Path) -> None:
         self.running = False
