@@ -94,8 +94,9 @@ def prepare_run(args, folder: Path, *, minutes: float, changes: dict | None = No
     config = deep_update(recipe_config(args), changes or {})
     config = deep_update(config, {"train": {"minutes": minutes, "seed": args.seed}})
     path = write_recipe(config, folder / "config.json")
+    settings = {"steps": args.steps} if args.steps is not None else {}
     setup = prepare_training(TrainingRequest(data=args.data, config_file=path,
-                                             steps=args.steps, resume=resume))
+                                             settings=settings, resume=resume))
     for line in setup.messages:
         print(line)
     return setup

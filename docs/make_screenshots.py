@@ -1,12 +1,14 @@
 """Screenshots of the two docks in use, for the documentation.
 
-    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_screenshots.py [--minutes 4]
+    xvfb-run -a -s "-screen 0 1280x1024x24" python docs/make_screenshots.py [--minutes 4]
 
-Writes docs/images/training-2d.png, segmentation-2d.png, training-3d.png and segmentation-3d.png:
-it trains on the bundled synthetic samples for ``--minutes`` each (2D, then 3D) with small
-networks and the "fast" recipe, as a user of a laptop would. Then segmentation-large.png: a
-4096 x 4096 image of synthetic nuclei (a dask array, as napari holds large data) segmented by
-the bundled nuclei-2d model in tiles. ``--only large`` makes that one alone.
+Writes docs/images/training-2d.png, segmentation-2d.png, steps-1.png, steps-last.png,
+correct-retrain.png, training-3d.png and segmentation-3d.png, in a 1280 x 1024 window: it trains
+on the bundled synthetic samples for ``--minutes`` each (2D, then 3D) with small networks and the
+"fast" recipe, as a user of a laptop would, then corrects a result and fine-tunes on it. Then
+segmentation-large.png: a 4096 x 4096 image of synthetic nuclei (a dask array, as napari holds
+large data) segmented by the bundled nuclei-2d model in tiles. ``--only large`` makes that one
+alone.
 """
 
 from __future__ import annotations
@@ -28,21 +30,17 @@ def wait(app, done, timeout: float = 900.0) -> None:
 
 def train_and_shoot(app, viewer, training, name: str) -> None:
     """Start training, take the screenshot near the end (plot in view), wait for the end."""
-    from qtpy.QtWidgets import QScrollArea
-
     training.refresh()
     viewer.reset_view()
-    training.start()
+    training.start()  # brings the Plot tab up
     wait(app, lambda: len(training.history) > 0 and training.history[-1].progress > 0.9)
-    area = training.findChild(QScrollArea)  # scroll down so the live plot is in the picture
-    area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
     app.processEvents()
     viewer.screenshot(str(IMAGES / name), canvas_only=False)
     wait(app, lambda: not training.running)
 
 
 def segment(app, segmentation, layer_name: str) -> None:
-    from napari_colorrl.widgets.launch import show_dock
+    from napari_colorrl.widgets import show_dock
 
     show_dock(segmentation)
     segmentation.image.select(layer_name)
@@ -56,7 +54,7 @@ def large_image(app, viewer) -> None:
     import dask.array as da
 
     from napari_colorrl.core.data.synthetic import make_round_nuclei
-    from napari_colorrl.widgets.launch import show_dock
+    from napari_colorrl.widgets import show_dock
 
     viewer.layers.clear()
     image, _ = make_round_nuclei((4096, 4096), seed=0)
@@ -89,12 +87,13 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_colorrl.sample_data import nuclei_3d
-    from napari_colorrl.widgets.launch import setup_demo, show_dock
+    from napari_colorrl.widgets import show_dock
+    from napari_colorrl.widgets.launch import setup_demo
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="colorrl-screenshots-"))
     viewer = napari.Viewer(title="ColorRL")
-    viewer.window._qt_window.resize(1680, 1050)
+    viewer.window._qt_window.resize(1280, 1024)
     app = QApplication.instance()
     if args.only == "large":
         large_image(app, viewer)
@@ -109,8 +108,33 @@ def main() -> int:
 
     segment(app, segmentation, "cells (training)")
     viewer.layers["cells training ground truth"].visible = False
-    segmentation.step_slider.setValue(segmentation.step_slider.maximum() - 1)
     viewer.screenshot(str(IMAGES / "segmentation-2d.png"), canvas_only=False)
+    # The step view: step 1 (foreground) and the last step (every object its own color).
+    for step, name in ((1, "steps-1.png"), (segmentation.step_slider.maximum(),
+                                            "steps-last.png")):
+        segmentation.step_slider.setValue(step)
+        app.processEvents()
+        viewer.screenshot(str(IMAGES / name), canvas_only=False)
+
+    # Correct, then retrain: the validation frames segmented, frame 0 corrected (the truth
+    # stands in for the user's painting), one button, a one-minute fine-tune.
+    for name in ("cells (training)", "cells training ground truth", "cells (training) colors",
+                 "cells (training) instances"):
+        viewer.layers[name].visible = False
+    viewer.layers["cells (validation)"].visible = True
+    segment(app, segmentation, "cells (validation)")
+    instances = viewer.layers["cells (validation) instances"]
+    corrected = instances.data.copy()
+    corrected[0] = viewer.layers["cells validation ground truth"].data[0]
+    instances.data = corrected
+    viewer.layers.selection.active = instances
+    viewer.dims.set_point(0, 0)
+    training.budget_kind.setCurrentText("minutes")
+    training.budget.setValue(1.0)
+    segmentation.retrain()
+    wait(app, lambda: len(training.history) >= 3)
+    viewer.screenshot(str(IMAGES / "correct-retrain.png"), canvas_only=False)
+    wait(app, lambda: not training.running)
 
     # 3D: the nuclei sample, a small 3D network on 32^3 crops.
     viewer.layers.clear()

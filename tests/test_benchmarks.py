@@ -86,3 +86,37 @@ def test_experiments_change_only_what_differs_from_their_base(name):
     assert _no_op_changes(_recipe(spec["base"]), spec["changes"]) == []
     assert name not in BASES
     assert BASES == ["cvppp", "dsb", "gonuclear3d"]
+
+
+def _tiny_dataset(root: Path, n: int = 6) -> Path:
+    import tifffile
+
+    from napari_colorrl.core.data.synthetic import make_cells_2d
+
+    for split, seeds in (("train", range(n)), ("val", range(100, 102))):
+        for sub in ("images", "masks"):
+            (root / split / sub).mkdir(parents=True)
+        for seed in seeds:
+            image, labels = make_cells_2d(shape=(48, 48), n_objects=4, seed=seed)
+            tifffile.imwrite(root / split / "images" / f"s{seed}.tif", image)
+            tifffile.imwrite(root / split / "masks" / f"s{seed}.tif", labels)
+    return root
+
+
+def _benchmark(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_finetune_benchmark_runs_end_to_end(tmp_path):
+    """A few seconds per training on synthetic data: every arm trains and is scored."""
+    data = _tiny_dataset(tmp_path / "data")
+    out = _benchmark(["benchmarks.finetune", "--data", str(data), "--minutes", "0.03",
+                      "--images", "4", "--seeds", "0", "--crop", "48", "--threads", "1"],
+                     tmp_path)
+    assert "| nuclei-2d unchanged |" in out and "| fine-tuned, 0.03 min |" in out
+    assert "| from scratch, 0.03 min |" in out and "uncorrected frames, after one round" in out

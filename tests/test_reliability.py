@@ -169,6 +169,21 @@ def test_huge_label_ids_are_relabelled_not_wrapped(cells):
     assert len(np.unique(env.samples[0].labels)) == len(np.unique(labels))
 
 
+def test_float_label_ids_beyond_2_64_stay_objects(cells):
+    """Float ids above 2^64 used to become 0 (background) in the cast to uint64."""
+    from napari_colorrl.core.data.files import as_label_array
+
+    _, labels = cells
+    floats = labels.astype(np.float64)
+    floats[labels == 2] = 1e20
+    floats[labels == 3] = 3e30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in cast" is gone
+        ids = as_label_array(floats)
+    assert len(np.unique(ids)) == len(np.unique(labels))
+    assert ((ids == 0) == (labels == 0)).all()  # background stays background, nothing joins it
+
+
 # --- image values and sizes --------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["constant", "nan", "inf", "all-nan"])
 def test_constant_nan_inf_images_warn_and_work(kind, cells, tmp_path, capsys, model_file):
@@ -381,3 +396,28 @@ def test_resume_elsewhere_uses_this_machines_device_and_dimensions(tmp_path, cel
         prepare_training(TrainingRequest(samples=[Sample("v", volume.astype(np.float32),
                                                          volume)],
                                          resume=tmp_path / "gpu.pt"))
+
+
+def test_a_huge_input_size_is_refused_before_the_setup_allocates(tmp_path, capsys, cells):
+    """`colorrl train --size 60000` used to allocate 26.8 GiB in the automatic T before any
+    memory check; now the setup's own needs are checked first, in a few MB."""
+    import tracemalloc
+
+    request = TrainingRequest(samples=[Sample("a", *cells)], ndim=2,
+                              settings={"input_size": 60000, "train.device": "cpu"})
+    tracemalloc.start()
+    try:
+        with pytest.raises(runtime.MemoryCheckError, match="Preparing 1 training samples at "
+                           "input size 60000 x 60000"):
+            prepare_training(request)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 1024**2
+
+
+def test_training_that_cannot_fit_even_with_one_step_is_refused_before_auto_t(cells):
+    request = TrainingRequest(samples=[Sample("a", *cells)], ndim=2, settings={
+        "input_size": 4096, "train.batch_size": 64, "train.device": "cpu"})
+    with pytest.raises(runtime.MemoryCheckError, match=r"\(even with T = 1\)"):
+        prepare_training(request)

@@ -119,7 +119,7 @@ def use_slider_and_min_size(qtbot, viewer, segmentation, name: str) -> None:
     assert instances.metadata["colorrl"]["min_size"] == 0
 
 
-def test_docks_open_and_validate(docks):
+def test_docks_open_and_validate(docks, qtbot):
     viewer, training, segmentation = docks
     assert not training.start_button.isEnabled()
     assert not segmentation.run_button.isEnabled()
@@ -135,7 +135,7 @@ def test_docks_open_and_validate(docks):
     training.refresh()
     assert training.start_button.isEnabled()
     assert "Found 1 training and 0 validation samples" in training.data_status.text()
-    assert training.auto_steps.text().startswith("auto: T = ")
+    qtbot.waitUntil(lambda: training.auto_steps.text().startswith("auto: T = "), timeout=20000)
     assert training.recipe.currentText() == "fast"
     from napari_colorrl.core.training.setup import build_config
 
@@ -278,3 +278,69 @@ def test_demo_setup(make_napari_viewer, tmp_path):
                    for a, b in zip(ours, theirs))
     assert training.start_button.isEnabled(), training.data_status.text()
     assert training.budget_kind.currentText() == "minutes"
+
+
+def test_dock_defaults_are_the_cli_defaults_for_this_machine(docks, qtbot):
+    """The dock showed the paper's network and 2000 episodes (37 minutes promised on a CPU)."""
+    from napari_colorrl.core.config import DEFAULT_RECIPE, NETWORK_PRESETS, machine_defaults
+    from napari_colorrl.core.training.setup import build_config
+
+    viewer, training, _ = docks
+    training.device.setCurrentText("cpu")
+    machine = machine_defaults(2, "cpu")
+    assert training.recipe.currentText() == DEFAULT_RECIPE
+    assert training.budget_kind.currentText() == "minutes"
+    assert training.budget.value() == machine["train.minutes"]
+    assert training.network.currentText().startswith("small:")
+    assert "About 10 min of training" in training.expectation.text()
+    image, labels = make_cells_2d(shape=(48, 48), n_objects=5, seed=0)
+    frames = viewer.add_image(np.stack([image] * 5), name="stack")
+    truth = viewer.add_labels(np.stack([labels] * 5), name="stack gt")
+    training.set_model_ndim(2)  # a stack of 2D frames
+    training.train_pairs.set_pairs([(frames, truth)])
+    training.refresh()
+    assert "Found 5 training" in training.data_status.text()
+    assert "1 of them will be held out" in training.data_status.text()
+    dock, _ = build_config(training.request(), 2)
+    cli, _ = build_config(type(training.request())(settings={"train.device": "cpu"}), 2)
+    for section in ("train", "network"):  # what the dock sends is what the CLI would use
+        for key in ("lr", "grad_clip", "minutes", "features"):
+            if hasattr(getattr(cli, section), key):
+                assert getattr(getattr(dock, section), key) == getattr(getattr(cli, section), key)
+    training.set_model_ndim(3)  # 3D: its own small network
+    assert training.network.currentText() == "small: " + ", ".join(
+        map(str, NETWORK_PRESETS[3]["small"]))
+    qtbot.wait(10)
+
+
+def test_the_training_dock_fits_a_1280_px_window(docks, qtbot):
+    """Fields were cut at the right edge behind a sideways scrollbar, and progress, status and
+    the plot were below the fold."""
+    from qtpy.QtCore import QPoint
+    from qtpy.QtWidgets import QScrollArea, QWidget
+
+    viewer, training, _ = docks
+    viewer.window._qt_window.resize(1280, 1024)
+    viewer.window.show()
+    image, labels = make_cells_2d(shape=(64, 64), n_objects=6, seed=0)
+    training.train_pairs.set_pairs([(viewer.add_image(image, name="a long image layer name"),
+                                     viewer.add_labels(labels, name="its ground truth labels"))])
+    training.refresh()
+    for index in range(training.tabs.count()):
+        training.tabs.setCurrentIndex(index)
+        qtbot.wait(20)
+        page = training.tabs.widget(index)
+        if not isinstance(page, QScrollArea):
+            continue
+        viewport = page.viewport()
+        assert page.horizontalScrollBar().maximum() == 0, training.tabs.tabText(index)
+        for child in page.widget().findChildren(QWidget):
+            if child.isVisible():
+                right = child.mapTo(viewport, QPoint(child.width(), 0)).x()
+                assert right <= viewport.width() + 1, (training.tabs.tabText(index), child)
+    dock = training.parentWidget()
+    for widget in (training.start_button, training.progress, training.status):
+        assert widget.isVisible()
+        bottom = widget.mapTo(dock, QPoint(0, widget.height())).y()
+        assert bottom <= dock.height(), widget  # in view, no scrolling needed
+    assert training.tabs.indexOf(training.plot) >= 0  # the plot has a tab of its own

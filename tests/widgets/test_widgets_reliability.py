@@ -225,3 +225,43 @@ def test_closing_napari_while_training_asks_then_stops_and_saves(docks, qtbot, t
     assert load_checkpoint(out).step >= updates + 1
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0,
                     timeout=10_000)
+
+
+def test_automatic_t_is_counted_off_the_gui_thread(docks, qtbot, monkeypatch):
+    """The neighbour count behind "auto: T = ..." ran in the GUI thread at every refresh."""
+    import threading
+
+    from napari_colorrl.core.method import steps
+
+    viewer, training, _ = docks
+    real, threads, release = steps.auto_steps, [], threading.Event()
+
+    def slow(*args, **kwargs):
+        threads.append(threading.current_thread())
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "auto_steps", slow)
+    image, labels = make_cells_2d(shape=(48, 48), n_objects=5, seed=0)
+    training.train_pairs.set_pairs([(viewer.add_image(image, name="c"),
+                                     viewer.add_labels(labels, name="c gt"))])
+    training.refresh()  # returns while the count is still running
+    assert training.auto_steps.text() == "auto: T = … (counting neighbours)"
+    qtbot.waitUntil(lambda: bool(threads), timeout=WAIT_MS)
+    assert threads[-1] is not threading.main_thread()
+    release.set()
+    counted = training.auto_steps.text
+    qtbot.waitUntil(lambda: counted().startswith("auto: T = ") and "…" not in counted(),
+                    timeout=WAIT_MS)
+
+
+def test_automatic_t_of_labels_too_big_to_count_says_so(docks, qtbot):
+    viewer, training, _ = docks
+    image, labels = make_cells_2d(shape=(48, 48), n_objects=5, seed=0)
+    training.train_pairs.set_pairs([(viewer.add_image(image, name="c"),
+                                     viewer.add_labels(labels, name="c gt"))])
+    training.input_size.setMaximum(65536)
+    training.input_size.setValue(65536)  # 65536^2 labels: 100 GiB to count at input size
+    training.refresh()
+    qtbot.waitUntil(lambda: "needs about" in training.data_status.text(), timeout=WAIT_MS)
+    assert training.auto_steps.text() == ""

@@ -126,3 +126,77 @@ def test_a_volume_does_not_preselect_the_2d_bundled_model(docks, tmp_path):
     segmentation.model.setCurrentIndex(segmentation.model.findData("nuclei-2d"))
     segmentation.image.select("flat")
     assert segmentation.model.currentData() == "nuclei-2d"
+
+
+def test_the_step_slider_visibly_changes_the_canvas(docks, qtbot):
+    """Step 1 and step T looked the same: 'X colors' lay under 'X instances' and the truth."""
+    viewer, _, segmentation = docks
+    viewer.window.show()  # the canvas draws only when shown
+    image, labels = make_cells_2d(shape=(128, 128), n_objects=10, seed=2)
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="cells truth")  # a layer on top, as a user has it
+    segmentation.refresh_models(select="nuclei-2d")
+    segmentation.image.select("cells")
+    _run(qtbot, segmentation)
+    steps = segmentation.segmenter.steps
+    colors, instances = viewer.layers["cells colors"], viewer.layers["cells instances"]
+    viewer.layers["cells truth"].visible = False
+
+    def canvas():
+        qtbot.wait(50)
+        return viewer.screenshot(canvas_only=True, flash=False).astype(np.int16)
+
+    segmentation.step_slider.setValue(1)
+    assert viewer.layers[-1] is colors and colors.visible and not instances.visible
+    first, label_first = canvas(), segmentation.step_label.text()
+    shown_first = colors.data.copy()
+    segmentation.step_slider.setValue(steps)
+    last, label_last = canvas(), segmentation.step_label.text()
+    assert instances.visible and colors.data.max() > shown_first.max()
+    assert not np.array_equal(shown_first, colors.data)  # the displayed data changed
+    changed = np.abs(first - last).max(axis=-1) > 30
+    assert changed.mean() > 0.05, changed.mean()  # and the picture, visibly
+    assert label_first.startswith("colors after step 1 of") and "objects" in label_first
+    count = int(instances.data.max())
+    assert label_last.endswith(f": {count} objects")
+    status = segmentation.status.text()  # the status after segmenting says what ran
+    assert f"T = {steps} steps" in status and "nuclei-2d.pt" in status and " s, model" in status
+
+
+def test_correct_then_retrain_in_napari(docks, qtbot, tmp_path):
+    """Segment a stack, correct two frames with the layer's API, one button: a fine-tune from
+    the model that segmented, on the corrected frames only; the next segmentation uses the new
+    model."""
+    from napari_colorrl.core.model.checkpoint import load_checkpoint
+
+    viewer, training, segmentation = docks
+    frames = [make_cells_2d(shape=(40, 40), n_objects=4, seed=i) for i in range(4)]
+    viewer.add_image(np.stack([image for image, _ in frames]), name="stack")
+    model = write_model(tmp_path / "m.pt")
+    segmentation.add_model_file(model)
+    segmentation.image.select("stack")
+    _run(qtbot, segmentation)
+    assert segmentation.stacked
+    instances = viewer.layers["stack instances"]
+    segmentation.retrain()  # nothing corrected yet: nothing starts
+    assert not training.running
+    corrected = instances.data.copy()
+    corrected[1] = frames[1][1]  # the user repaints frames 1 and 3 (the truth stands in)
+    corrected[3] = frames[3][1]
+    instances.data = corrected
+    training.output.setText(str(tmp_path / "tuned.pt"))
+    training.budget_kind.setCurrentText("episodes")
+    training.budget.setValue(4)
+    training.batch_size.setValue(1)
+    training.device.setCurrentText("cpu")
+    segmentation.retrain()
+    assert training.running, training.status.text()
+    assert training.init_model() == str(model)
+    scan = training.train_scan
+    assert [s.name for s in scan.samples] == ["stack[1]", "stack[3]"] and scan.untouched == 2
+    qtbot.waitUntil(lambda: not training.running, timeout=WAIT_MS)
+    tuned = load_checkpoint(tmp_path / "tuned.pt")
+    assert tuned.step >= 1 and tuned.config.steps == load_checkpoint(model).config.steps
+    assert segmentation.model.currentData() == str(tmp_path / "tuned.pt")  # the new model
+    _run(qtbot, segmentation)
+    assert segmentation.segmenter.source == str(tmp_path / "tuned.pt")

@@ -1,5 +1,5 @@
 """The ``colorrl`` command line (``main.py``), one module per subcommand: ``train``, ``predict``,
-``evaluate``, ``demo``. Each module has ``add_parser(subparsers)`` and ``run(args)``.
+``evaluate``, ``export``, ``demo``. Each module has ``add_parser(subparsers)`` and ``run(args)``.
 """
 
 

@@ -53,7 +53,11 @@ def run_headless_demo(minutes: float, out: Path, device: str, seed: int) -> int:
     for line in setup.messages:
         print(line)
     checkpoint = out / "demo.pt"
-    drive(train(setup.config, setup.train, setup.val, out=checkpoint), checkpoint, None)
+    code = drive(lambda should_stop: train(setup.config, setup.train, setup.val,
+                                           out=checkpoint, should_stop=should_stop),
+                 checkpoint, None)
+    if code:  # stopped by Ctrl-C or SIGTERM: the checkpoint is kept, nothing more is done
+        return code
     segmenter = Segmenter.load(checkpoint, device=device)
     results = [segmenter.segment(s.image) for s in setup.val]
     scores = [evaluate(r.instances, s.labels) for r, s in zip(results, setup.val)]

@@ -1,4 +1,4 @@
-"""The ``colorrl`` command line: train, predict, evaluate, demo (one module each).
+"""The ``colorrl`` command line: train, predict, evaluate, export, demo (one module each).
 
 Every subcommand calls the same Qt-free core as the napari docks. Errors the user can fix are
 printed as one line naming the problem and the fix, with a non-zero exit status; ``--debug``
@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 from napari_colorrl import __version__
-from napari_colorrl.cli import UsageError, demo, evaluate, predict, train
+from napari_colorrl.cli import UsageError, demo, evaluate, export, predict, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-colorrl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (train, predict, evaluate, demo):
+    for command in (train, predict, evaluate, export, demo):
         command.add_parser(sub)
     return parser
 

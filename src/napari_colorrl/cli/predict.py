@@ -41,7 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "before loading the model, outputs that would replace an input, ground truth, another "
         "output or (without --overwrite) any file.",
     )
-    p.add_argument("--model", required=True, help="checkpoint file, or a bundled model name")
+    p.add_argument("--model", required=True,
+                   help="checkpoint file, bioimage.io package (.zip) written by colorrl export, "
+                   "or a bundled model name")
     p.add_argument("--input", required=True, type=Path,
                    help="an image file, a zarr array (NAME.zarr) or a folder of images")
     p.add_argument("--output", required=True, type=Path,

@@ -30,11 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train a ColorRL agent on images and instance labels",
         description="Train a ColorRL agent. Data: --data DIR (DIR/train/{images,masks} and "
         "optional DIR/val/{images,masks}) or --images/--labels folders with files of matching "
-        "names. Settings come from the defaults, then --recipe, then --config, then the setting "
-        "flags given here. Under torchrun (--nproc-per-node N, --nnodes M) every process is one "
-        "worker with its own episodes and data shard; gradients are averaged "
-        "(DistributedDataParallel) and rank 0 alone writes the checkpoint, the log and the "
-        "progress bar (see docs/cluster.md).",
+        "names. Settings come from the defaults (for this machine: the network and a budget in "
+        "minutes), then --recipe (default 'fast'), then --config, then the setting flags given "
+        "here; --init MODEL fine-tunes a model instead. Under torchrun (--nproc-per-node N, "
+        "--nnodes M) every process is one worker with its own episodes and data shard; "
+        "gradients are averaged (DistributedDataParallel) and rank 0 alone writes the "
+        "checkpoint, the log and the progress bar (see docs/cluster.md).",
     )
     data = p.add_argument_group("data")
     data.add_argument("--data", type=Path, help="folder with train/ and optional val/")
@@ -48,14 +49,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run_group.add_argument("--out", type=Path, default=Path("colorrl.pt"),
                            help="checkpoint to write (default: colorrl.pt)")
     run_group.add_argument("--recipe", choices=tuple(TRAINING_RECIPES), default=None,
-                           help="named trainer settings: 'paper' (the authors' A3C settings, "
-                           "lr 1e-4; the default) or 'fast' (lr 6e-4 with clipping, normalised "
-                           "advantages: learns more per CPU-minute); --config and the setting "
-                           "flags override it")
+                           help="named trainer settings: 'fast' (the default: lr 6e-4 with "
+                           "clipping, normalised advantages; learns most per CPU-minute) or "
+                           "'paper' (the authors' A3C settings, lr 1e-4); --config and the "
+                           "setting flags override it")
     run_group.add_argument("--overwrite", action="store_true",
                            help="replace an existing --out checkpoint (and its best model)")
     run_group.add_argument("--config", type=Path, help="JSON file of settings (partial is fine)")
-    run_group.add_argument("--resume", type=Path, help="continue from this checkpoint")
+    start = run_group.add_mutually_exclusive_group()
+    start.add_argument("--resume", type=Path, help="continue the run of this checkpoint")
+    start.add_argument("--init", metavar="MODEL", default=None,
+                       help="fine-tune: start a new run from the weights and method settings "
+                       "(T, network, normalisation, input, rewards) of this checkpoint, "
+                       "bioimage.io package (.zip, from colorrl export) or bundled model (e.g. "
+                       "nuclei-2d), with a fresh training schedule")
     run_group.add_argument("--log", "--log-file", dest="log", type=Path, default=None,
                            help="append one JSON line per update to this file (under torchrun "
                            "write --log-file: torchrun reads --log as an abbreviation of its "
@@ -149,53 +156,93 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, images=args.images, labels=args.labels, val_images=args.val_images,
         val_labels=args.val_labels, ndim=args.ndim, config_file=args.config,
         recipe=args.recipe, resume=args.resume, settings=settings_from_args(args),
+        init=args.init,
     )
     setup = prepare_training(request)
     check_disk_space(args.out.parent, training_disk_bytes(setup.config, bool(setup.val)),
                      what="the checkpoints")
-    generator = train(setup.config, setup.train, setup.val, out=args.out, resume=args.resume)
+    def start(should_stop):
+        return train(setup.config, setup.train, setup.val, out=args.out, resume=args.resume,
+                     init=args.init, should_stop=should_stop)
+
     if not is_main_process():  # a torchrun worker other than rank 0: train, print nothing
-        for _ in generator:
-            pass
-        return 0
+        return drive(start, args.out, None, quiet=True)
     for line in setup.messages:
         print(line)
-    return drive(generator, args.out, args.log)
+    return drive(start, args.out, args.log)
 
 
-def drive(generator, out: Path, log: Path | None) -> int:
+def drive(start, out: Path, log: Path | None, quiet: bool = False) -> int:
+    """Run ``start(should_stop)``'s training generator with a progress bar; the exit code.
+
+    Ctrl-C and SIGTERM stop the run after the current update with the checkpoint written
+    (``core.training.stopping``); the exit code is then 130 or 143, as for death by the signal.
+    "checkpoint written" is printed only when the file was written by this run.
+    """
     import json
+    import time
     from dataclasses import asdict
 
     from tqdm import tqdm
 
-    bar = tqdm(total=1000, desc="training", unit="‰", bar_format=(
-        "{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}"))
-    last_val = None
-    log_file = open(log, "a") if log is not None else None  # noqa: SIM115
-    try:
-        for report in generator:
-            if report.validation is not None:
-                last_val = report.validation
-            post = f"update {report.update} reward {report.reward:+.3f}"
-            if last_val is not None:
-                post += f" val SBD {last_val['sbd']:.3f} AP50 {last_val['ap50']:.3f}"
-            bar.set_postfix_str(post)
-            bar.n = int(report.progress * 1000)
-            bar.refresh()
+    from napari_colorrl.core.training.stopping import StopSignals
+
+    began = time.time()
+    last, last_val = None, None
+    with StopSignals(announce=not quiet) as stop:
+        generator = start(stop.requested)
+        bar = None if quiet else tqdm(total=1000, desc="training", unit="‰", bar_format=(
+            "{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}"))
+        log_file = open(log, "a") if log is not None else None  # noqa: SIM115
+        try:
+            for last in generator:
+                if last.validation is not None:
+                    last_val = last.validation
+                if log_file is not None:
+                    log_file.write(json.dumps(asdict(last)) + "\n")
+                    log_file.flush()
+                if bar is None:
+                    continue
+                post = f"update {last.update} reward {last.reward:+.3f}"
+                if last_val is not None:
+                    post += f" val SBD {last_val['sbd']:.3f} AP50 {last_val['ap50']:.3f}"
+                bar.set_postfix_str(post)
+                bar.n = int(last.progress * 1000)
+                bar.refresh()
+        except KeyboardInterrupt:  # a second signal: the update was abandoned
+            generator.close()  # (saves, if the interrupt landed here rather than in training)
+            if bar is not None:
+                bar.close()
+            if not quiet:
+                print(f"stopped at once by {stop.name if stop.requested() else 'Ctrl-C'}; "
+                      + _written(out, began))
+            return stop.exit_code
+        finally:
             if log_file is not None:
-                log_file.write(json.dumps(asdict(report)) + "\n")
-                log_file.flush()
-    except KeyboardInterrupt:
-        generator.close()
+                log_file.close()
+    if bar is not None:
         bar.close()
-        print(f"stopped; checkpoint written to {out}")
-        return 130
-    finally:
-        if log_file is not None:
-            log_file.close()
-    bar.close()
-    print(f"checkpoint written to {out}")
+    if quiet:
+        return stop.exit_code if stop.requested() else 0
+    if stop.requested():
+        where = "" if last is None else (
+            f" at update {last.update} ({100 * last.progress:.0f}% of the budget)")
+        print(f"stopped by {stop.name}{where}; " + _written(out, began))
+        return stop.exit_code
+    print(_written(out, began))
     if last_val is not None:
         print("last validation: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
     return 0
+
+
+def _written(out: Path, since: float) -> str:
+    """What is true of the checkpoint: written by this run, or not (then why nothing is lost)."""
+    try:
+        fresh = out.stat().st_mtime >= since - 1.0
+    except OSError:
+        fresh = False
+    if fresh:
+        return f"checkpoint written to {out}"
+    if out.exists():
+        return f"no new checkpoint was written; {out} is as it was before this run"
+    return "no checkpoint was written (training stopped before its first update ended)"

@@ -128,6 +128,9 @@ class TrainConfig:
     val_every: int = setting(50, "validate every this many updates", low=1, high=10**9)
     checkpoint_every: int = setting(50, "write the checkpoint every this many updates", low=1,
                                     high=10**9)
+    val_share: float = setting(0.2, "share of the training samples held out (seeded) for the "
+                               "validation curve, the best model and the minimum size when no "
+                               "validation data is given; 0: none", low=0, high=0.5)
     val_max_images: int = setting(16, "validation images scored at each validation", low=1,
                                   high=10**6)
     tune_min_size: bool = setting(True, "choose the minimum object size on the validation "
@@ -290,6 +293,52 @@ NETWORK_PRESETS: dict[int, dict[str, tuple[int, ...]]] = {
     3: {"small": (8, 16, 32, 64), "paper": (8, 16, 32, 64, 128),
         "large": (16, 32, 64, 128, 256)},
 }
+
+
+#: The recipe a new run starts from, in the dock and in ``colorrl train`` (the kept one: what
+#: learns most per CPU-minute, docs/results.md).
+DEFAULT_RECIPE = "fast"
+
+#: Training budgets of a new run, in minutes, by machine (CPU only, or a GPU).
+DEFAULT_MINUTES = {"cpu": 10.0, "gpu": 30.0}
+
+#: Network preset of a new run, by machine: the paper's widths need a GPU to learn in minutes.
+DEFAULT_NETWORK = {"cpu": "small", "gpu": "paper"}
+
+
+#: What the default recipe reached in docs/results.md (2 CPU cores, measured 2026-11-25 and
+#: 2026-12-01), by dimensionality: (data set, metric, {minutes: score}). Shown before a run
+#: starts as a rough idea of what a budget buys; the user's data may do better or worse.
+REFERENCE_RESULTS: dict[int, list[tuple[str, str, dict[float, float]]]] = {
+    2: [("CVPPP leaves", "SBD", {10: 0.53, 60: 0.68}),
+        ("DSB nuclei", "AP50", {10: 0.50, 60: 0.63})],
+    3: [("GoNuclear nuclei", "SBD", {27: 0.46})],
+}
+
+
+def budget_expectation(ndim: int, minutes: float | None, device_type: str = "cpu") -> str:
+    """One line on what a budget tends to give, from ``REFERENCE_RESULTS``."""
+    if minutes is None:
+        return ("An episode budget: the time it takes shows after the first updates (a budget "
+                "in minutes is known in advance).")
+    line = f"About {minutes:g} min of training."
+    if device_type != "cpu":
+        return line + " Reference scores were measured on CPUs; a GPU does more per minute."
+    parts = []
+    for name, metric, scores in REFERENCE_RESULTS[ndim]:
+        near = min(scores, key=lambda m: abs(m - minutes))
+        parts.append(f"{metric} {scores[near]:.2f} on {name} after {near:g} min")
+    return line + " For scale, on 2 CPU cores this recipe reached " + "; ".join(parts) + \
+        " (docs/results.md)."
+
+
+def machine_defaults(ndim: int, device_type: str) -> dict[str, Any]:
+    """Dotted settings a new run starts from on a machine whose training device is of
+    ``device_type`` ("cpu", "cuda", "mps"): the network preset and a budget in minutes. The dock
+    and ``colorrl train`` both put them under the recipe and under what the user gives."""
+    kind = "cpu" if device_type == "cpu" else "gpu"
+    return {"network.features": list(NETWORK_PRESETS[ndim][DEFAULT_NETWORK[kind]]),
+            "train.minutes": DEFAULT_MINUTES[kind]}
 
 
 def apply_recipe(data: dict[str, Any], name: str) -> dict[str, Any]:

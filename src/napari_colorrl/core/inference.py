@@ -129,15 +129,18 @@ class Segmenter:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", *, fast_layout: bool = True
              ) -> Segmenter:
-        """Load a checkpoint file (or a bundled model name) for inference (``fast_layout``: as
-        in ``__init__``). A checkpoint saved without its training scale gets the scale derived
-        from its config, with one ``ColorRLWarning`` saying so."""
+        """Load a checkpoint file, a bioimage.io package (``*.zip``) written by ``colorrl
+        export``, or a bundled model name, for inference (``fast_layout``: as in ``__init__``).
+        A package gives the same network and weights as the checkpoint it was exported from;
+        its TorchScript is never run (``model.bioimage``). A model saved without its training
+        scale gets the scale derived from its config, with one ``ColorRLWarning`` saying so."""
         from .data.scale import scale_from_extra
+        from .model.bioimage import load_model_file
         from .model.bundled import resolve_model_path
-        from .model.checkpoint import load_checkpoint, network_from_checkpoint
+        from .model.checkpoint import network_from_checkpoint
 
         path = resolve_model_path(path)
-        checkpoint = load_checkpoint(path, map_location="cpu")
+        checkpoint = load_model_file(path, map_location="cpu")
         model = network_from_checkpoint(checkpoint, path)
         scale = scale_from_extra(checkpoint.extra, checkpoint.config, str(path))
         segmenter = cls(model, checkpoint.config, device=device, fast_layout=fast_layout,

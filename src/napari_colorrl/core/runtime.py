@@ -206,6 +206,44 @@ def check_inference_memory(
         check_memory(network, device, what, advice)
 
 
+def setup_bytes(config: ColorRLConfig, shapes: Sequence[Sequence[int]], channels: int) -> int:
+    """Host bytes the training setup holds for samples of these spatial ``shapes``.
+
+    Per sample, what the ``Environment`` keeps: the normalised image (float32, ``channels``) and
+    int32 labels, at the input size in "resize" mode (plus the reward targets: ids, interiors and
+    about one ring entry of 12 bytes per pixel and radius) or at the sample's size in "crop"
+    mode; plus the largest temporary of the automatic T and of resizing (about 24 bytes a pixel
+    of the biggest map).
+    """
+    radii = len(config.reward.radii)
+    largest = 0
+    total = 0
+    for shape in shapes:
+        pixels = math.prod(config.input_size) if config.input_mode == "resize" else math.prod(shape)
+        per_pixel = 4 * channels + 4 + (8 + 12 * radii if config.input_mode == "resize" else 0)
+        total += per_pixel * pixels
+        largest = max(largest, math.prod(config.input_size), math.prod(shape))
+    return int(total + 24 * largest)
+
+
+def check_setup_memory(config: ColorRLConfig, shapes: Sequence[Sequence[int]], channels: int,
+                       device: object) -> None:
+    """Raise MemoryCheckError before the training setup (automatic T, reward targets, resized
+    images) or an update with even one coloring step would not fit."""
+    size = " x ".join(map(str, config.input_size))
+    check_memory(
+        setup_bytes(config, shapes, channels), "cpu",
+        f"Preparing {len(shapes)} training samples at input size {size} ({config.input_mode})",
+        "Lower the input size, use fewer or smaller samples, or use input_mode 'crop'.",
+    )
+    check_memory(
+        training_bytes(config.replace(steps=1)), device,
+        f"Training with batch size {config.train.batch_size} on {size} inputs, network "
+        f"{list(config.network.features)} (even with T = 1)",
+        "Lower the batch size or the input size, or pick a smaller network.",
+    )
+
+
 def check_training_memory(config: ColorRLConfig, device: object) -> None:
     """Raise MemoryCheckError before training updates that cannot fit."""
     size = " x ".join(map(str, config.input_size))

@@ -75,5 +75,17 @@ def relay_warnings(worker, prefix: str) -> None:
     worker.warned.connect(show)
 
 
-__all__ = ["Failure", "describe_error", "register_checkpoint", "relay_warnings",
+def show_dock(widget) -> None:
+    """Bring the (tabbed) dock holding ``widget`` to the front."""
+    from qtpy.QtWidgets import QDockWidget
+
+    parent = widget.parent()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parent()
+    if parent is not None:
+        parent.show()
+        parent.raise_()
+
+
+__all__ = ["Failure", "describe_error", "register_checkpoint", "relay_warnings", "show_dock",
            "trained_checkpoints"]

@@ -75,22 +75,29 @@ class SampleScan:
 
     samples: list = field(default_factory=list)
     skipped: int = 0
+    untouched: int = 0  # frames of a result layer the user did not correct (not used)
 
     def extend(self, other: SampleScan) -> None:
         self.samples.extend(other.samples)
         self.skipped += other.skipped
+        self.untouched += other.untouched
 
 
 def samples_from_layers(image: Image, labels: Labels, ndim: int) -> SampleScan:
     """``core.io.Sample``\\ s from a pair of layers; a layer one axis deeper than ``ndim`` is a
-    stack, split into frames (or volumes). Frames without any label are skipped and counted."""
+    stack, split into frames (or volumes). Frames without any label are skipped and counted; of
+    a result layer the segmentation dock wrote, only the frames the user corrected are used."""
     from napari_colorrl.core.data.files import Sample, as_label_array
 
     image_data, label_data = layer_array(image), layer_array(labels)
     if _channel_axis(image, labels) == 0:  # channels first: move them last, like RGB
         image_data = np.moveaxis(np.asarray(image_data), 0, -1)
     scan = SampleScan()
+    corrected = corrected_frames(labels)  # a result layer: only what the user corrected
     for index in frame_indices(spatial_shape(labels), ndim):
+        if corrected is not None and index not in corrected:
+            scan.untouched += 1
+            continue
         frame_labels = as_label_array(np.asarray(label_data[index]), source=repr(labels.name))
         if not frame_labels.any():
             scan.skipped += 1
@@ -155,9 +162,28 @@ def write_result(viewer: Any, data: np.ndarray, name: str, like: Layer, previous
         target = free_name(viewer, name)
     layer = upsert_labels(viewer, data, target, like, **kwargs)
     info = dict(layer.metadata.get(RESULT_KEY, {}))
-    info["data_hash"] = data_fingerprint(layer_array(layer))
+    written = layer_array(layer)
+    info["data_hash"] = data_fingerprint(written)
+    # One hash per frame of a stack: which frames the user corrected (``corrected_frames``).
+    info["frame_hashes"] = ([data_fingerprint(frame) for frame in written]
+                            if info.get("stack_of_frames") else [info["data_hash"]])
     layer.metadata = {**layer.metadata, RESULT_KEY: info}
     return layer
+
+
+def corrected_frames(layer: Layer) -> set[tuple[int, ...]] | None:
+    """For a result layer a dock wrote: the frame indices (``frame_indices``' tuples; ``()``
+    for a single image or volume) whose data the user has changed since. None for any other
+    layer (all of it is the user's)."""
+    info = layer.metadata.get(RESULT_KEY) if isinstance(layer.metadata, dict) else None
+    if not isinstance(info, dict) or "frame_hashes" not in info:
+        return None
+    data, hashes = layer_array(layer), info["frame_hashes"]
+    if not info.get("stack_of_frames"):
+        return set() if data_fingerprint(data) == hashes[0] else {()}
+    if len(data) != len(hashes):
+        return {(i,) for i in range(len(data))}  # reshaped since: all of it is the user's now
+    return {(i,) for i, frame in enumerate(data) if data_fingerprint(frame) != hashes[i]}
 
 
 def upsert_labels(viewer: Any, data: np.ndarray, name: str, like: Layer, **kwargs: Any) -> Labels:
@@ -187,7 +213,8 @@ class LayerCombo(QComboBox):
         super().__init__(parent)
         self.viewer, self.layer_type = viewer, layer_type
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(8)
+        self.setMinimumContentsLength(6)  # narrow docks: the full name is in the tooltip
+        self.currentTextChanged.connect(self.setToolTip)
         self.refresh()
 
     def candidates(self) -> list[Layer]:

@@ -35,7 +35,7 @@ class TrainingPlot(FigureCanvasQTAgg):
     ):
         # Fixed margins: a constrained layout would double the cost of every draw.
         self.figure = Figure(figsize=(3.2, 3.0), dpi=90, facecolor=background)
-        self.figure.subplots_adjust(left=0.17, right=0.83, top=0.92, bottom=0.13, hspace=0.32)
+        self.figure.subplots_adjust(left=0.17, right=0.83, top=0.88, bottom=0.13, hspace=0.32)
         super().__init__(self.figure)
         self.min_redraw_seconds = min_redraw_seconds
         self._last_draw = 0.0
@@ -50,7 +50,7 @@ class TrainingPlot(FigureCanvasQTAgg):
             ax.tick_params(colors=foreground, labelsize=7)
             for spine in ax.spines.values():
                 spine.set_color(foreground)
-        self.rewards_ax.set_title("reward parts", color=foreground, fontsize=8)
+        self.rewards_ax.set_ylabel("reward parts", color=foreground, fontsize=8)
         self.loss_ax.set_xlabel("update", color=foreground, fontsize=8)
         self.loss_ax.set_ylabel("loss", color=LOSS_COLOR, fontsize=8)
         self.sbd_ax.set_ylabel("val. SBD", color=SBD_COLOR, fontsize=8)
@@ -65,7 +65,10 @@ class TrainingPlot(FigureCanvasQTAgg):
         }
         self.lines["loss"] = self.loss_ax.plot([], [], color=LOSS_COLOR, lw=1.0)[0]
         self.sbd_line = self.sbd_ax.plot([], [], color=SBD_COLOR, lw=1.2, marker="o", ms=2.5)[0]
-        legend = self.rewards_ax.legend(fontsize=7, loc="lower right", frameon=False, ncol=3)
+        # Above the panel, outside the axes: a legend inside would cover the curves.
+        legend = self.rewards_ax.legend(fontsize=7, loc="lower center", frameon=False, ncol=4,
+                                        bbox_to_anchor=(0.5, 1.0), borderaxespad=0.2,
+                                        handlelength=1.2, columnspacing=0.8)
         for text in legend.get_texts():
             text.set_color(foreground)
         self.show_validation(False)

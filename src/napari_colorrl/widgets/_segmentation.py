@@ -1,4 +1,7 @@
-"""The "ColorRL Segmentation" dock: run a checkpoint on an image layer, step through the coloring.
+"""The "ColorRL Segmentation" dock: run a model on an image layer, step through the coloring.
+
+A model is a checkpoint (``*.pt``), a bioimage.io package written by ``colorrl export``
+(``*.zip``) or a bundled model; ``Segmenter.load`` reads all three.
 
 For an input layer ``X`` it writes the Labels layers ``X step 1`` .. ``X step T`` (binary
 actions), ``X colors`` and ``X instances``; a re-run replaces their data only while they hold what
@@ -10,6 +13,7 @@ re-runs only the post-processing.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_colorrl.core.config import SETTINGS_BY_PATH
-from napari_colorrl.widgets import Failure, relay_warnings, trained_checkpoints
+from napari_colorrl.widgets import Failure, relay_warnings, show_dock, trained_checkpoints
 from napari_colorrl.widgets._layers import (
     RESULT_KEY,
     LayerCombo,
@@ -163,6 +167,13 @@ class LazyResult:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _leave_registry(callback: Any) -> None:
+    import contextlib
+
+    with contextlib.suppress(ValueError, RuntimeError):
+        trained_checkpoints.events.inserted.disconnect(callback)
+
+
 def _model_ndim(model: Any) -> int | None:
     """2 or 3 for a bundled model (from its name, e.g. nuclei-2d), None when not known."""
     from napari_colorrl.core.model.bundled import BUNDLED_MODELS
@@ -194,15 +205,18 @@ class SegmentationWidget(QWidget):
         self._written: dict[str, str] = {}  # result name -> the layer it was last written to
         self._problem = ""  # the problem message shown in the status line, if any
         self.cancelled = False
+        self._objects_after: dict[tuple[int, int], int] = {}  # (step, min size) -> objects
+        self._started: float | None = None
 
         self.image = LayerCombo(napari_viewer, Image)
         self.image.setToolTip("2D image, 3D volume, or a stack of 2D frames for a 2D model.")
         self.model = QComboBox()
         self.model.setToolTip("The checkpoint just trained comes first, then bundled models and "
-                              "files you chose.")
+                              "files you chose (checkpoints .pt, bioimage.io packages .zip "
+                              "written by colorrl export).")
         browse = QToolButton()
         browse.setText("…")
-        browse.setToolTip("Choose a checkpoint file.")
+        browse.setToolTip("Choose a checkpoint (.pt) or a bioimage.io package (.zip).")
         browse.clicked.connect(self._pick_model)
         model_row = QWidget()
         row = QHBoxLayout(model_row)
@@ -246,8 +260,16 @@ class SegmentationWidget(QWidget):
         self.step_slider = QSlider(Qt.Orientation.Horizontal)
         self.step_slider.setRange(1, 1)
         self.step_slider.setEnabled(False)
-        self.step_slider.setToolTip("Show the colors after the first k steps in 'X colors'.")
+        self.step_slider.setToolTip("Show the colors after the first k steps in 'X colors' (on "
+                                    "top; 'X instances' shows again at the last step).")
         self.step_label = QLabel("colors after step –")
+        self.retrain_button = QPushButton("Retrain on my corrections")
+        self.retrain_button.setEnabled(False)
+        self.retrain_button.setToolTip(
+            "After correcting 'X instances' with napari's label tools (paint, erase, fill, new "
+            "label): fine-tune the model that made it on the corrected frames, in the training "
+            "dock. The next segmentation uses the new model.")
+        self.retrain_button.clicked.connect(self.retrain)
         self.status = QLabel()
         self.status.setWordWrap(True)
 
@@ -269,6 +291,7 @@ class SegmentationWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.step_label)
         layout.addWidget(self.step_slider)
+        layout.addWidget(self.retrain_button)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
@@ -279,7 +302,11 @@ class SegmentationWidget(QWidget):
         self.image.currentTextChanged.connect(self.prefer_fitting_model)
         self.image.currentTextChanged.connect(self.refresh)
         self.model.currentIndexChanged.connect(self.refresh)
-        trained_checkpoints.events.inserted.connect(self._on_trained)
+        # The registry outlives the dock: leave it when the dock's Qt side is deleted (a dead
+        # weak callback made a later registration raise ReferenceError in psygnal's loop).
+        on_trained = self._on_trained
+        trained_checkpoints.events.inserted.connect(on_trained)
+        self.destroyed.connect(lambda *_: _leave_registry(on_trained))
         self.refresh_models()
 
     # --- inputs ---------------------------------------------------------------------------
@@ -330,12 +357,14 @@ class SegmentationWidget(QWidget):
             trained_checkpoints.events.inserted.disconnect(self._on_trained)
 
     def _pick_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "ColorRL checkpoint", "", "Checkpoints (*.pt)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "ColorRL model", "",
+            "ColorRL models (*.pt *.zip);;Checkpoints (*.pt);;bioimage.io packages (*.zip)")
         if path:
             self.add_model_file(path)
 
     def add_model_file(self, path: str | Path) -> None:
-        """Offer a checkpoint file and select it."""
+        """Offer a model file (checkpoint or bioimage.io package) and select it."""
         path = str(path)
         if path not in self._browsed:
             self._browsed.append(path)
@@ -420,6 +449,7 @@ class SegmentationWidget(QWidget):
         self.worker.returned.connect(lambda result: self._on_done(result, layer))
         self.worker.finished.connect(self._on_finished)
         self.running, self.cancelled = True, False
+        self._started = time.monotonic()
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)
@@ -505,6 +535,7 @@ class SegmentationWidget(QWidget):
             self._put(self.results.labels, f"{name} instances",
                       metadata=self.metadata("instances"), opacity=0.6)
             self.step_slider.setEnabled(False)
+            self.retrain_button.setEnabled(False)
             self.status.setText(
                 f"T = {steps} steps; the labels are too large for memory and are kept in "
                 f"{self.results.folder} (no step or color layers; min. size applied while "
@@ -528,14 +559,18 @@ class SegmentationWidget(QWidget):
         self.step_slider.setValue(steps)
         self.step_slider.blockSignals(False)
         self.step_slider.setEnabled(True)
-        self.step_label.setText(f"colors after step {steps} of {steps}")
+        self.retrain_button.setEnabled(True)
         count = sum(int(r.instances.max()) for r in self.results)
+        self._objects_after = {(steps, self.effective_min_size()): count}
+        self.step_label.setText(f"colors after step {steps} of {steps}: {count} objects")
         frames = f" in {len(self.results)} frames" if self.stacked else ""
         plan = self.results[0].plan
         tiles = f", {plan.tiles} tiles per frame" if plan is not None and plan.tiles > 1 else ""
         scale = ("" if plan is None or all(abs(f - 1) < 1e-6 for f in plan.factors) else
                  f", seen at {' x '.join(f'{f:.2f}' for f in plan.factors)} of its size")
-        self.status.setText(f"T = {steps} steps, {count} objects{frames}{tiles}{scale}.")
+        took = "" if self._started is None else f" in {time.monotonic() - self._started:.1f} s"
+        self.status.setText(f"T = {steps} steps, {count} objects{frames}{tiles}{scale}{took}, "
+                            f"model {Path(str(self.segmenter.source)).name}.")
 
     def _put(self, data: np.ndarray, name: str, **kwargs: Any):
         """Write a result layer, never over one the user made or edited (``write_result``)."""
@@ -545,14 +580,65 @@ class SegmentationWidget(QWidget):
         return layer
 
     def show_step(self, k: int) -> None:
-        """Show the color map after the first ``k`` steps in 'X colors'."""
+        """Show the color map after the first ``k`` steps in 'X colors', on top of the other
+        layers, with 'X instances' hidden until the last step; the label says how many objects
+        the first k steps separate."""
         if not self.results or isinstance(self.results, LazyResult):
             return
+        steps, name = self.segmenter.steps, self.input_layer.name
         colors = self._stack([r.colors_after(k) for r in self.results])
-        layer = self._put(colors, f"{self.input_layer.name} colors",
-                          metadata=self.metadata("colors", after_step=k))
+        layer = self._put(colors, f"{name} colors", metadata=self.metadata("colors", after_step=k))
         layer.visible = True
-        self.step_label.setText(f"colors after step {k} of {self.segmenter.steps}")
+        layers = self.viewer.layers
+        if layers.index(layer) != len(layers) - 1:
+            layers.move(layers.index(layer), len(layers))  # on top: the coloring is the view
+        instances = self._written.get(f"{name} instances")
+        if instances in layers:
+            layers[instances].visible = k == steps
+        self.step_label.setText(
+            f"colors after step {k} of {steps}: {self.objects_after(k)} objects")
+
+    def objects_after(self, k: int) -> int:
+        """How many objects the colors of the first ``k`` steps give (post-processed as the
+        instances are, cached per step)."""
+        key = (k, self.effective_min_size())
+        if key not in self._objects_after:
+            # After the last step: the stitched instances (the colors of neighbouring tiles
+            # are chosen apart); before it, the components of the colors so far.
+            self._objects_after[key] = sum(
+                int(self.segmenter.instances_of(r, min_size=key[1]).max()) if k ==
+                self.segmenter.steps else
+                int(self.segmenter.postprocess(r.colors_after(k), min_size=key[1]).max())
+                for r in self.results)
+        return self._objects_after[key]
+
+    def retrain(self) -> None:
+        """Hand (input image, corrected instances) to the training dock for a fine-tune from
+        the model that segmented it."""
+        from napari.utils.notifications import show_info
+
+        from napari_colorrl.widgets._layers import corrected_frames
+
+        if not self.results or self.input_layer is None:
+            return
+        if isinstance(self.results, LazyResult):
+            show_info("These labels are too large for memory (kept on disk); fine-tune on a "
+                      "part of the image instead.")
+            return
+        name = self._written.get(f"{self.input_layer.name} instances")
+        if name not in self.viewer.layers or self.input_layer not in self.viewer.layers:
+            show_info("The segmented image or its instances layer is gone; segment again.")
+            return
+        instances = self.viewer.layers[name]
+        if not corrected_frames(instances):
+            show_info(f"Correct {name!r} first (paint, erase, fill, new label): only the frames "
+                      f"you corrected are used for training.")
+            return
+        _, training = self.viewer.window.add_plugin_dock_widget("napari-colorrl",
+                                                                "ColorRL Training")
+        show_dock(training)  # in front of this dock when they share a tabbed area
+        training.fine_tune_on(self.input_layer, instances, str(self.segmenter.source),
+                              self.segmenter.config.ndim)
 
     def update_instances(self) -> None:
         """Re-run only the post-processing with the new minimum size."""

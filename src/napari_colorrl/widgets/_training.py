@@ -11,13 +11,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QFrame,
     QLabel,
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -42,12 +46,10 @@ def _training_run(request: Any, out: Path, stop: threading.Event):
         yield setup
         if stop.is_set():
             return None
-        run = train(setup.config, setup.train, setup.val, out=out, resume=request.resume)
-        for report in run:
-            yield report
-            if stop.is_set():
-                run.close()
-                break
+        # Stop ends the run after the current update, with the checkpoint written and a final
+        # report that says it stopped.
+        yield from train(setup.config, setup.train, setup.val, out=out, resume=request.resume,
+                         init=request.init, should_stop=stop.is_set)
     except Exception as err:  # noqa: BLE001 - every failure goes to the user
         return Failure(err)
     return None
@@ -58,13 +60,16 @@ class TrainingWidget(TrainingForm):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(napari_viewer, parent)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(360)  # every tab fits without sideways scrolling
         self.worker = None
         self.running = False
         self.last_checkpoint: Path | None = None
         self.history: list = []  # the reports of the current run
         self._stop = threading.Event()
         self._notified: str | None = None
+        self._auto_count = 0  # the latest automatic-T count asked for (see _count_neighbours)
+        self._init_configs: dict = {}  # the config of the model to start from, by file version
+        self.auto_worker = None
 
         # --- run -------------------------------------------------------------------------
         self.start_button = QPushButton("Start training")
@@ -76,18 +81,24 @@ class TrainingWidget(TrainingForm):
         self.status.setWordWrap(True)
         self.plot = TrainingPlot(*_theme_colors(napari_viewer))
 
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        for widget in (*self.inputs, self.start_button, self.progress, self.status,
-                       self.plot):
-            layout.addWidget(widget)
-        layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
+        # Settings in tabs (each scrolls vertically, never sideways); the plot in a tab of its
+        # own that Start brings up; Start, progress and status always in view below the tabs.
+        self.tabs = QTabWidget()
+        for box, title in zip(self.inputs, ("Data", "Method", "Training")):
+            box.setTitle("")
+            box.setFlat(True)
+            page = QScrollArea()
+            page.setWidgetResizable(True)
+            page.setFrameShape(QFrame.Shape.NoFrame)
+            page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            page.setWidget(box)
+            self.tabs.addTab(page, title)
+        self.tabs.addTab(self.plot, "Plot")
         outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(self.tabs, 1)
+        for widget in (self.start_button, self.progress, self.status):
+            outer.addWidget(widget)
 
         for signal in (self.source.currentTextChanged, self.train_pairs.changed,
                        self.val_pairs.changed, self.radii.textChanged,
@@ -115,6 +126,9 @@ class TrainingWidget(TrainingForm):
             scans.append(scan)
         self.train_scan, self.val_scan = scans
         if not self.train_scan.samples:
+            if self.train_scan.untouched:
+                return ("The training labels are a segmentation result nobody corrected yet: "
+                        "edit it (paint, erase, fill) and its corrected frames will train.")
             return "No labelled frame or volume found in the training layers."
         return None
 
@@ -136,7 +150,31 @@ class TrainingWidget(TrainingForm):
             self.settings()
         except ValueError as err:
             found.append(str(err))
+        if (problem := self._init_problem()) is not None:
+            found.append(problem)
         return found
+
+    def _init_problem(self) -> str | None:
+        """Why the model to start from cannot be fine-tuned here, or None."""
+        init = self.init_model()
+        if init is None or self.resume.text().strip():
+            return None
+        from napari_colorrl.core.model.bioimage import load_model_file
+        from napari_colorrl.core.model.bundled import resolve_model_path
+
+        try:
+            path = resolve_model_path(init)
+            key = (str(path), path.stat().st_mtime)
+            if key not in self._init_configs:  # read once per file version, not per refresh
+                self._init_configs = {key: load_model_file(path).config}
+            config = self._init_configs[key]
+        except (OSError, ValueError) as err:
+            return str(err)
+        if config.ndim != self.ndim:
+            return (f"The model to start from ({init}) is a {config.ndim}D model, but a "
+                    f"{self.ndim}D model is chosen; pick a {self.ndim}D model to start from, or "
+                    f"'new model'.")
+        return None
 
     def refresh(self) -> None:
         """Re-check the inputs: sample count, automatic T, Start button."""
@@ -159,24 +197,57 @@ class TrainingWidget(TrainingForm):
             return
         train, val = self.train_scan, self.val_scan
         skipped = train.skipped + val.skipped
+        untouched = train.untouched + val.untouched
         text = f"Found {len(train.samples)} training and {len(val.samples)} validation samples"
-        self.data_status.setText(
-            text + (f" ({skipped} without labels skipped)." if skipped else "."))
-        try:
-            self.auto_steps.setText(self._auto_steps_text())
-        except ValueError as err:  # labels the neighbour count cannot read: say why
-            self.auto_steps.setText("")
-            self.data_status.setText(f"<span style='color:#e8743b'>{err}</span>")
+        notes = []
+        if skipped:
+            notes.append(f"{skipped} without labels")
+        if untouched:
+            notes.append(f"{untouched} uncorrected result frames")
+        text += f" ({' and '.join(notes)} skipped)." if notes else "."
+        if not val.samples:
+            from napari_colorrl.core.config import SETTINGS_BY_PATH
+            from napari_colorrl.core.training.setup import held_out_count
 
-    def _auto_steps_text(self) -> str:
+            share = self.extra_settings.get("train.val_share",
+                                            SETTINGS_BY_PATH["train.val_share"].default)
+            count = held_out_count(len(train.samples), share)
+            text += (f" No validation pair: {count} of them will be held out (seeded) for the "
+                     f"validation curve and the best model." if count else
+                     " No validation pair and a single sample: no validation curve or best "
+                     "model (add a validation pair, or more frames).")
+        self.data_status.setText(text)
+        self._count_neighbours()
+
+    def _count_neighbours(self) -> None:
+        """Work out the automatic T in a thread (a neighbour count over every label map can
+        take seconds on big layers); the label says so meanwhile, and only the answer for the
+        current inputs is shown."""
         from napari_colorrl.core.config import ColorRLConfig, settings_dict
-        from napari_colorrl.core.method.steps import auto_steps
 
         settings = self.settings()
         settings["input_size"] = [settings["input_size"]] * self.ndim
         config = ColorRLConfig.from_dict({"ndim": self.ndim, **settings_dict(settings)})
-        steps, neighbours = auto_steps([s.labels for s in self.train_scan.samples], config)
-        return f"auto: T = {steps} (up to {neighbours} neighbours)"
+        self._auto_count += 1
+        count = self._auto_count
+        if self.init_model() is not None and not self.resume.text().strip():
+            self.auto_steps.setText("T from the model to start from")
+            return
+        self.auto_steps.setText("auto: T = … (counting neighbours)")
+        worker = thread_worker(_auto_steps_run, start_thread=False)(
+            count, [s.labels for s in self.train_scan.samples], config)
+        # A bound method, not a lambda: Qt drops the connection if the dock is gone first.
+        worker.returned.connect(self._neighbours_counted)
+        self.auto_worker = worker
+        worker.start()
+
+    def _neighbours_counted(self, answer: tuple[int, str, str | None]) -> None:
+        count, text, problem = answer
+        if count != self._auto_count or self.running:
+            return  # the inputs changed since (or training started and says T itself)
+        self.auto_steps.setText(text)
+        if problem:  # labels the neighbour count cannot read, or too big to count: say why
+            self.data_status.setText(f"<span style='color:#e8743b'>{problem}</span>")
 
     def request(self) -> Any:
         """The ``TrainingRequest`` for the current inputs (reads the layers again)."""
@@ -192,8 +263,11 @@ class TrainingWidget(TrainingForm):
             settings["train.minutes"] = self.budget.value()
         else:
             settings["train.episodes"] = int(self.budget.value())
+        init = None if resume is not None else self.init_model()
+        if init is not None:  # the model's own T, network, input and rewards; the rest from here
+            settings = {k: v for k, v in settings.items() if k.startswith("train.")}
         common = {"ndim": self.ndim, "recipe": self.recipe.currentText(), "resume": resume,
-                  "settings": settings}
+                  "settings": settings, "init": init}
         if self.source.currentText() == "folders":
             paths = {k: Path(e.text()).expanduser() if e.text().strip() else None
                      for k, e in self.folders.items()}
@@ -203,6 +277,29 @@ class TrainingWidget(TrainingForm):
             raise ValueError(problem)
         return TrainingRequest(samples=self.train_scan.samples,
                                val_samples=self.val_scan.samples, **common)
+
+    def fine_tune_on(self, image: Any, labels: Any, model: str, ndim: int) -> None:
+        """Correct, then retrain: train on (image, corrected labels), starting from ``model``
+        (the one that made the labels). The pair is added unless it is there; training starts."""
+        if self.running:
+            show_warning("ColorRL training is already running; stop it first.")
+            return
+        self.source.setCurrentText("layers")
+        self.set_model_ndim(ndim)
+        pairs = [(i, lab) for i, lab in self.train_pairs.pairs() if i is not None
+                 and lab is not None]
+        if (image, labels) not in pairs:
+            if pairs:
+                self.train_pairs.add_row(image, labels)
+            else:
+                self.train_pairs.set_pairs([(image, labels)])
+        self.resume.clear()
+        self.start_from.setEditText(str(model))
+        self.refresh()
+        if not self.start_button.isEnabled():
+            show_warning(f"ColorRL: cannot fine-tune yet: {self.problems()[0]}")
+            return
+        self.start()
 
     # --- running --------------------------------------------------------------------------
     def toggle(self) -> None:
@@ -240,7 +337,7 @@ class TrainingWidget(TrainingForm):
         self._stop = threading.Event()
         self.history = []
         self.plot.clear()
-        self.plot.show_validation(bool(request.val_samples) or request.val_images is not None)
+        self.tabs.setCurrentWidget(self.plot)
         self.worker = thread_worker(_training_run, start_thread=False)(request, out, self._stop)
         self.worker.yielded.connect(self._on_yield)
         relay_warnings(self.worker, "ColorRL training")
@@ -264,6 +361,7 @@ class TrainingWidget(TrainingForm):
 
     def _on_yield(self, item: Any) -> None:
         if hasattr(item, "messages"):  # the TrainingSetup
+            self.plot.show_validation(bool(item.val))  # given, or held out of the training set
             self.status.setText("\n".join(item.messages))
             self.auto_steps.setText(f"this run: T = {item.config.steps}")
             return
@@ -288,7 +386,9 @@ class TrainingWidget(TrainingForm):
             show_error(f"ColorRL training stopped: {result.message}{kept}")
             self.status.setText(f"Failed: {result.message}")
         elif out.exists():
-            show_info(f"ColorRL checkpoint saved: {out}")
+            # The file's name first: a toast shows one short line (the folder came first and
+            # the name was cut off).
+            show_info(f"Checkpoint saved: {out.name}, in {out.parent}")
 
     def _on_finished(self, out: Path) -> None:
         self.running = False
@@ -300,7 +400,7 @@ class TrainingWidget(TrainingForm):
             box.setEnabled(True)
         self.start_button.setText("Start training")
         self.progress.setRange(0, 1000)
-        self.progress.setFormat("done" if self.history else "idle")
+        self.progress.setFormat(_finished_text(self.history))
         self.refresh()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
@@ -334,3 +434,26 @@ def _theme_colors(viewer: Any) -> tuple[str, str]:
         return theme.background.as_hex(), theme.text.as_hex()
     except Exception:  # noqa: BLE001 - a plot in default colours is fine
         return "#262930", "#f0f1f2"
+
+
+def _finished_text(history: list) -> str:
+    """The progress bar's text once a run has ended."""
+    if not history:
+        return "idle"
+    last = history[-1]
+    if last.final and not last.stopped:
+        return f"done: {last.update} updates"
+    return f"stopped at update {last.update} ({100 * last.progress:.0f}% of the budget)"
+
+
+def _auto_steps_run(count: int, labels: list, config: Any) -> tuple[int, str, str | None]:
+    """The automatic T of these label maps (in a thread): (count, label text, problem)."""
+    from napari_colorrl.core.method.steps import auto_steps
+    from napari_colorrl.core.runtime import MemoryCheckError, check_setup_memory
+
+    try:
+        check_setup_memory(config, [np.shape(lab) for lab in labels], 1, "cpu")
+        steps, neighbours = auto_steps(labels, config)
+    except (ValueError, MemoryCheckError) as err:
+        return count, "", str(err)
+    return count, f"auto: T = {steps} (up to {neighbours} neighbours)", None

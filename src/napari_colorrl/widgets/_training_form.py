@@ -26,17 +26,22 @@ from qtpy.QtWidgets import (
 )
 
 from napari_colorrl.core.config import (
+    DEFAULT_RECIPE,
     NETWORK_PRESETS,
     SETTINGS_BY_PATH,
     TRAINING_RECIPES,
     ColorRLConfig,
+    budget_expectation,
+    machine_defaults,
 )
 from napari_colorrl.core.model.checkpoint import fresh_output_path
 from napari_colorrl.widgets._layers import LayerPairList, SampleScan
 from napari_colorrl.widgets._settings import read_value, set_value, setting_editor
 
+NEW_MODEL = "new model"
 
-def _path_row(edit: QLineEdit, pick: Any) -> QWidget:
+
+def _path_row(edit: QWidget, pick: Any) -> QWidget:
     button = QToolButton()
     button.setText("…")
     button.clicked.connect(pick)
@@ -103,11 +108,7 @@ class TrainingForm(QWidget):
             "T, the number of binary coloring steps (2^T colors). auto: the smallest T with "
             "2^(T-1)+1 >= the most neighbours of any object within the largest radius.")
         self.auto_steps = QLabel()
-        steps_row = QWidget()
-        steps_layout = QHBoxLayout(steps_row)
-        steps_layout.setContentsMargins(0, 0, 0, 0)
-        steps_layout.addWidget(self.steps)
-        steps_layout.addWidget(self.auto_steps, 1)
+        self.auto_steps.setWordWrap(True)
         self.radii = setting_editor("reward.radii")
         self.w_split = setting_editor("reward.w_split")
         self.w_merge = setting_editor("reward.w_merge")
@@ -130,44 +131,47 @@ class TrainingForm(QWidget):
             f"type your own, e.g. 8, 16, 32.")
         method = QGroupBox("Method")
         form = QFormLayout(method)
-        form.addRow("steps T", steps_row)
+        form.addRow("steps T", self.steps)
+        form.addRow(self.auto_steps)
         form.addRow("radii", self.radii)
-        form.addRow("w_s / w_m", self._pair(self.w_split, self.w_merge))
-        form.addRow("shrink / beta", self._pair(self.shrink, self.beta))
+        form.addRow("w_split", self.w_split)
+        form.addRow("w_merge", self.w_merge)
+        form.addRow("shrink", self.shrink)
+        form.addRow("beta", self.beta)
         form.addRow("input", size_row)
         form.addRow("network", self.network)
 
         # --- training --------------------------------------------------------------------
         self.recipe = QComboBox()
         self.recipe.addItems(list(TRAINING_RECIPES))
-        # The dock defaults to "fast": on a laptop CPU it is the difference between minutes and
-        # hours before the coloring is useful. The core's own default stays the paper's.
-        self.recipe.setCurrentText("fast")
+        self.recipe.setCurrentText(DEFAULT_RECIPE)  # the same as colorrl train's
         self.recipe.setToolTip(
             "fast: learns most per CPU-minute (higher learning rate with gradient clipping, "
             "normalised advantages, decaying entropy bonus). paper: the authors' settings "
             "(lr 1e-4, then 1e-5). Same method either way.")
         self.lr = setting_editor("train.lr")
-        set_value(self.lr, "train.lr", TRAINING_RECIPES["fast"]["lr"])
+        set_value(self.lr, "train.lr", TRAINING_RECIPES[DEFAULT_RECIPE]["lr"])
         self.recipe.currentTextChanged.connect(
             lambda name: set_value(self.lr, "train.lr", TRAINING_RECIPES[name]["lr"]))
         self.batch_size = setting_editor("train.batch_size")
         self.budget_kind = QComboBox()
-        self.budget_kind.addItems(["episodes", "minutes"])
+        self.budget_kind.addItems(["minutes", "episodes"])
         self.budget = QDoubleSpinBox()
         self.budget.setRange(0.1, 1e7)
         self.budget.setDecimals(1)
-        self.budget.setValue(SETTINGS_BY_PATH["train.episodes"].default)
-        self.budget.setToolTip("How long to train: a number of episodes, or minutes.")
-        self.budget_kind.currentTextChanged.connect(
-            lambda kind: self.budget.setValue(
-                10 if kind == "minutes" else SETTINGS_BY_PATH["train.episodes"].default))
+        self.budget.setToolTip("How long to train: minutes, or a number of episodes.")
+        self.budget_kind.currentTextChanged.connect(self._budget_kind_changed)
+        self.expectation = QLabel()  # how long, and what such a budget tends to give
+        self.expectation.setWordWrap(True)
+        self.budget.valueChanged.connect(lambda _: self._show_expectation())
         self.every = setting_editor("train.val_every")
         self.every.setToolTip("Validate and save a checkpoint every this many updates "
                               "(train.val_every and train.checkpoint_every).")
         self.device = QComboBox()
         self.device.addItems(available_devices())
-        self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU.")
+        self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU. The network and "
+                               "budget a new run starts from depend on it.")
+        self.device.currentTextChanged.connect(self._device_changed)
         self.output = QLineEdit(str(fresh_output_path(Path.home() / "colorrl-models")))
         self.auto_output = True  # the dock's own proposal: a fresh one at every Start
         self.output.textEdited.connect(lambda _: setattr(self, "auto_output", False))
@@ -176,17 +180,37 @@ class TrainingForm(QWidget):
         self.resume = QLineEdit()
         self.resume.setPlaceholderText("optional")
         self.resume.setToolTip("Continue training from this checkpoint (same T and dimensions).")
+        from napari_colorrl.core.model.bundled import available_models
+
+        self.start_from = QComboBox()
+        self.start_from.setEditable(True)
+        self.start_from.addItems([NEW_MODEL, *available_models()])
+        self.start_from.setToolTip(
+            "Fine-tune: start from the weights and method settings (T, network, input, rewards) "
+            "of a bundled model, a checkpoint or a bioimage.io package (.zip) written by "
+            "colorrl export, with a fresh schedule on these data. "
+            f"'{NEW_MODEL}': random weights and the settings above.")
+        self.start_from.currentTextChanged.connect(self._start_from_changed)
         training = QGroupBox("Training")
         form = QFormLayout(training)
         form.addRow("recipe", self.recipe)
         form.addRow("learning rate", self.lr)
         form.addRow("batch size", self.batch_size)
-        form.addRow("budget", self._pair(self.budget, self.budget_kind))
-        form.addRow("val./save every", self.every)
+        form.addRow("budget", self.budget)
+        form.addRow("budget in", self.budget_kind)
+        form.addRow(self.expectation)
+        form.addRow("save every", self.every)
         form.addRow("device", self.device)
         form.addRow("output", _path_row(self.output, self._pick_output))
+        form.addRow("start from", _path_row(self.start_from, self._pick_start))
         form.addRow("resume", _path_row(self.resume, self._pick_resume))
+        self.method_box = method
         self.inputs = [data, method, training]
+        for box in self.inputs:  # combos as narrow as the dock: their text is in the tooltip
+            for combo in box.findChildren(QComboBox):
+                combo.setSizeAdjustPolicy(
+                    QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                combo.setMinimumContentsLength(min(combo.minimumContentsLength() or 8, 8))
 
     # --- inputs ---------------------------------------------------------------------------
     @staticmethod
@@ -211,6 +235,23 @@ class TrainingForm(QWidget):
         if path:
             self.output.setText(path)
 
+    def _pick_start(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Model to start from", "",
+            "ColorRL models (*.pt *.zip);;Checkpoints (*.pt);;bioimage.io packages (*.zip)")
+        if path:
+            self.start_from.setEditText(path)
+
+    def init_model(self) -> str | None:
+        """The model to fine-tune (a bundled name or a checkpoint path), or None."""
+        text = self.start_from.currentText().strip()
+        return None if text in ("", NEW_MODEL) else text
+
+    def _start_from_changed(self, *_: Any) -> None:
+        # A fine-tune takes T, network and input from its model: those fields do not apply.
+        self.method_box.setEnabled(self.init_model() is None)
+        self.schedule_refresh()
+
     def _pick_resume(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Checkpoint to resume", "",
                                               "Checkpoints (*.pt)")
@@ -229,9 +270,28 @@ class TrainingForm(QWidget):
         self._ndim_chosen = True
         self.model_ndim.setCurrentIndex(1 if ndim == 3 else 0)
 
+    def device_type(self) -> str:
+        """"cpu", "cuda" or "mps": the kind of device the chosen one resolves to."""
+        from napari_colorrl.core.runtime import resolve_device
+
+        try:
+            return resolve_device(self.device.currentText()).type
+        except ValueError:
+            return "cpu"
+
+    def _budget_kind_changed(self, kind: str) -> None:
+        machine = machine_defaults(self.ndim, self.device_type())
+        self.budget.setValue(machine["train.minutes"] if kind == "minutes"
+                             else SETTINGS_BY_PATH["train.episodes"].default)
+        self._show_expectation()
+
+    def _show_expectation(self) -> None:
+        minutes = self.budget.value() if self.budget_kind.currentText() == "minutes" else None
+        self.expectation.setText(budget_expectation(self.ndim, minutes, self.device_type()))
+
     def apply_dim_defaults(self) -> None:
-        """Input size, mode, radii, shrink and network of the chosen dimensionality, from the
-        core's defaults and presets."""
+        """Input size, mode, radii, shrink, network and budget of the chosen dimensionality and
+        device, from the core's defaults, presets and machine defaults (as colorrl train)."""
         defaults = ColorRLConfig.default_for(self.ndim)
         self.input_size.setValue(defaults.input_size[0])
         set_value(self.input_mode, "input_mode", defaults.input_mode)
@@ -241,8 +301,25 @@ class TrainingForm(QWidget):
         self.network.clear()
         for name, features in presets.items():
             self.network.addItem(f"{name}: {', '.join(map(str, features))}")
-        default = next(name for name, f in presets.items() if f == defaults.network.features)
+        self.apply_machine_defaults()
+
+    def _device_changed(self, *_: Any) -> None:
+        # Another kind of device (a GPU instead of the CPU): its network and budget. The same
+        # kind ("auto" that is the CPU, then "cpu"): the fields stay as the user set them.
+        if self.device_type() != getattr(self, "_machine_type", None):
+            self.apply_machine_defaults()
+
+    def apply_machine_defaults(self) -> None:
+        """The network preset and the budget in minutes for the chosen device."""
+        self._machine_type = self.device_type()
+        machine = machine_defaults(self.ndim, self._machine_type)
+        presets = NETWORK_PRESETS[self.ndim]
+        default = next(name for name, f in presets.items()
+                       if list(f) == machine["network.features"])
         self.network.setCurrentIndex(list(presets).index(default))
+        self.budget_kind.setCurrentText("minutes")
+        self.budget.setValue(machine["train.minutes"])
+        self._show_expectation()
         self.schedule_refresh()
 
     def reset_choices(self, *_: Any) -> None:

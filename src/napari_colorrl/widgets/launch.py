@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from napari_colorrl.widgets import show_dock
+
 
 def add_docks(viewer: Any) -> tuple[Any, Any]:
     """Dock "ColorRL Training" and "ColorRL Segmentation" (tabbed) on the right of ``viewer``."""
@@ -17,18 +19,6 @@ def add_docks(viewer: Any) -> tuple[Any, Any]:
                                   tabify=True)
     show_dock(training)
     return training, segmentation
-
-
-def show_dock(widget: Any) -> None:
-    """Bring the (tabbed) dock holding ``widget`` to the front."""
-    from qtpy.QtWidgets import QDockWidget
-
-    parent = widget.parent()
-    while parent is not None and not isinstance(parent, QDockWidget):
-        parent = parent.parent()
-    if parent is not None:
-        parent.show()
-        parent.raise_()
 
 
 def setup_demo(viewer: Any, minutes: float, out: Path, start: bool = True) -> tuple[Any, Any]:

@@ -73,7 +73,55 @@ def test_narrow_channels_first_image_is_not_read_channels_last(shape):
 def test_channels_first_and_last_still_read():
     assert split_channels(np.zeros((3, 100, 40)), 2)[0].shape == (3, 100, 40)
     assert split_channels(np.zeros((100, 40, 3)), 2)[0].shape == (3, 100, 40)
-    assert split_channels(np.zeros((2, 8, 9, 10)), 3)[0].shape == (2, 8, 9, 10)
+    assert split_channels(np.zeros((8, 9, 10, 2)), 3)[0].shape == (2, 8, 9, 10)
+
+
+def test_a_short_first_axis_of_a_volume_is_not_taken_for_channels():
+    """A (T, Z, Y, X) stack of 3 volumes was averaged as 3 channels, without a word."""
+    with pytest.raises(ValueError, match=r"could be 3 colour channels or 3 time points.*CZYX"):
+        split_channels(np.zeros((3, 8, 9, 10)), 3)
+
+
+@pytest.mark.parametrize("axes, shape, expected", [
+    ("ZCYX", (5, 2, 16, 18), (5, 16, 18, 2)),  # an ImageJ hyperstack: channels go last
+    ("CZYX", (2, 5, 16, 18), (5, 16, 18, 2)),
+    ("CYX", (3, 16, 18), (16, 18, 3)),
+    ("TZYX", (3, 5, 16, 18), (3, 5, 16, 18)),  # no channels: a time series stays one
+    ("QQYX", (3, 5, 16, 18), (3, 5, 16, 18)),  # axes unknown: nothing is guessed here
+])
+def test_tiff_axes_metadata_decides_where_the_channels_are(tmp_path, axes, shape, expected):
+    import tifffile
+
+    from napari_colorrl.core.data.files import read_image
+
+    data = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    if axes == "QQYX":
+        tifffile.imwrite(tmp_path / "i.tif", data)
+    elif axes in ("ZCYX", "TZYX"):  # ImageJ's own order
+        tifffile.imwrite(tmp_path / "i.tif", data, imagej=True, metadata={"axes": axes})
+    else:  # tifffile's shaped metadata (any order)
+        tifffile.imwrite(tmp_path / "i.tif", data, metadata={"axes": axes})
+    image = read_image(tmp_path / "i.tif")
+    assert image.shape == expected
+    channel = axes.find("C")
+    if channel >= 0:  # the same numbers, moved
+        np.testing.assert_array_equal(image, np.moveaxis(data, channel, -1))
+        split_channels(image, len(expected) - 1)  # and read as channels, not refused
+    elif len(shape) == 4:
+        with pytest.raises(ValueError, match="time points"):
+            split_channels(image, 3)
+
+
+def test_training_samples_with_channels_first_are_put_channels_last():
+    from napari_colorrl.core.data.checks import check_training_samples
+    from napari_colorrl.core.data.files import Sample
+
+    labels = np.zeros((6, 9, 10), np.uint8)
+    labels[2:4, 3:6, 3:6] = 1
+    image = np.stack([labels * 0.0, labels * 1.0]).astype(np.float32)  # (C=2, Z, Y, X)
+    [checked] = check_training_samples([Sample("v", image, labels)], 3)
+    assert checked.image.shape == (6, 9, 10, 2)
+    assert normalize_image(checked.image, GRAY, 3).max() > 0.9  # both channels reach the model
 
 
 def test_float32_overflow_refused():

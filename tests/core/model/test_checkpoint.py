@@ -211,3 +211,40 @@ def test_core_import_does_not_import_torch_or_checkpoint():
     )
     env = dict(os.environ, PYTHONPATH=str(Path(napari_colorrl.__file__).parents[1]))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_a_full_disk_says_so_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    """A full disk gave torch's "unexpected pos 730112 vs 730000" or a bare [Errno 28]."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    path = _save(tmp_path / "model.pt")
+    before = path.read_bytes()
+
+    def short_write(payload, fh, *args, **kwargs):
+        fh.write(b"x" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . unexpected pos 730112 "
+                           "vs 730000")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", short_write)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 10**9, 4096))
+    with pytest.raises(OSError, match=r"The disk is full: the checkpoint .*model.pt could not be "
+                       r"written .*the previous checkpoint is kept.*Free some space") as info:
+        _save(path, step=99)
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before and _tmp_leftovers(tmp_path) == []
+
+    def enospc(payload, fh, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", enospc)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 0, 10**9))
+    with pytest.raises(OSError, match="The disk is full"):
+        _save(path, step=99)
+    # Another failure with room to spare stays what it is.
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError, match="^x$"):
+        _save(path, step=99)
+    assert path.read_bytes() == before

@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import socket
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from conftest import _ephemeral_range, free_ports
 from conftest import tiny_config as shared_tiny_config
 from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.data.files import Sample
@@ -34,38 +34,6 @@ def samples(n: int = 4) -> list[Sample]:
         image, labels = make_cells_2d(shape=(40, 40), n_objects=5, seed=i)
         out.append(Sample(name=f"s{i}", image=image, labels=labels))
     return out
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports, free now and outside the ephemeral range.
-
-    The ports are picked before the workers start and bound one after another over the next
-    20 s or so. A port from the ephemeral range (what binding port 0 gives) can meanwhile become
-    the local end of an outgoing connection, such as a gloo pair of an earlier process group,
-    and the store then fails with EADDRINUSE (seen in CI). Outgoing connections never take a
-    port outside that range.
-    """
-    low, high = _ephemeral_range()
-    outside = [*range(10000, low), *range(high + 1, 65536)]
-    ports: list[int] = []
-    for port in random.sample(outside, min(len(outside), 200)):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == n:
-            return ports
-    raise RuntimeError(f"fewer than {n} free ports outside the ephemeral range")
 
 
 def _join(rank: int, port: int) -> None:
@@ -169,6 +137,27 @@ def _train_nan_on_rank1(config: ColorRLConfig, out: Path) -> str | None:
     return None
 
 
+def _setup_fails_on_rank1(config: ColorRLConfig, folder: Path) -> str | None:
+    """Rank 1 resumes from a file that is not there; the error every rank ends with.
+
+    Rank 0 used to go on into DDP's first broadcast and wait there until the process group's
+    timeout (30 minutes). SIGALRM ends a hung worker, so a regression fails instead of hanging."""
+    import signal
+
+    from napari_colorrl.core.training import trainer
+
+    resume = folder / ("missing.pt" if os.environ["RANK"] == "1" else "dist.pt")
+    signal.alarm(60)
+    try:
+        for _ in trainer.train(config, samples(), out=folder / "setup.pt", resume=resume):
+            pass
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    finally:
+        signal.alarm(0)
+    return None
+
+
 def _worker(rank: int, ports: list[int], folder: str) -> None:
     torch.set_num_threads(1)
     folder = Path(folder)
@@ -186,6 +175,8 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
     nan = tiny_config(checkpoint_every=1, val_every=1000)
     result["nan_error"] = _train_nan_on_rank1(nan, folder / "nan.pt")
     _join(rank, ports[4])
+    result["setup_error"] = _setup_fails_on_rank1(tiny_config(), folder)
+    _join(rank, ports[5])
     dist.init_process_group("gloo")
     try:
         result["gradient_diff"] = _gradient_check()
@@ -197,7 +188,7 @@ def _worker(rank: int, ports: list[int], folder: str) -> None:
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distributed")
-    ports = free_ports(5)
+    ports = free_ports(6)
     mp.spawn(_worker, args=(ports, str(folder)), nprocs=WORLD, join=True)
     results = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return folder, results
@@ -237,6 +228,13 @@ def test_nan_on_one_rank_stops_every_rank(two_workers):
     assert good.step == 1
     assert all(torch.isfinite(v).all() for v in good.model_state.values()
                if v.is_floating_point())
+
+
+def test_a_setup_failure_on_one_rank_stops_every_rank_at_once(two_workers):
+    folder, results = two_workers
+    assert "missing.pt" in results[1]["setup_error"]  # rank 1: its own message
+    assert results[0]["setup_error"].startswith("WorkerFailed: Worker(s) 1 of the torchrun job")
+    assert not (folder / "setup.pt").exists()
 
 
 def test_rank0_checkpoint_loads_and_resumes(two_workers, tmp_path):

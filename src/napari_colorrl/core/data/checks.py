@@ -85,6 +85,8 @@ def check_training_samples(samples: Sequence, ndim: int, what: str = "training")
                 f"image and its labels must have the same size (RGB or up to 4 channels may be "
                 f"added first or last)."
             )
+        if image.ndim == ndim + 1 and image.shape[1:] == labels.shape != image.shape[:-1]:
+            image = np.moveaxis(image, 0, -1)  # channels first: the labels say so; put them last
         check_image(image, f"The image of the {what} sample {sample.name!r}")
         if labels.size and int(labels.max()) > MAX_LABEL_ID:
             ids, inverse = np.unique(labels, return_inverse=True)  # ids sorted: 0 stays 0

@@ -9,8 +9,10 @@ layout of a data-set folder (``images/`` with ``masks/`` or ``labels/`` in each)
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +72,13 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read a 2D image, an RGB image (H, W, 3) or a 3D TIFF volume (Z, Y, X).
 
     Singleton axes are dropped (an ImageJ (1, Y, X) TIFF becomes (Y, X)); an alpha channel is
-    dropped; palette PNGs are expanded to RGB.
+    dropped; palette PNGs are expanded to RGB. A TIFF whose metadata names its axes (ImageJ,
+    OME, tifffile) has its channel axis (C or S) moved last: an ImageJ (Z, C, Y, X) hyperstack
+    becomes (Z, Y, X, C), so channels are never mistaken for planes or time points.
     """
     path = _existing(path, "Image")
     if path.suffix.lower() in TIFF_SUFFIXES:
-        return _read_tiff(path)[0]
+        return _read_tiff(path, channels_last=True)[0]
     data, mode = _read_pil(path, as_rgb=True)
     if mode == "1":
         data = data.astype(np.uint8)
@@ -116,7 +120,8 @@ def as_label_array(data: np.ndarray, source: str = "the labels") -> np.ndarray:
     """Check that ``data`` holds non-negative whole numbers and return an unsigned integer array.
 
     Unsigned integer arrays are returned unchanged; booleans, signed integers and floats become
-    the smallest unsigned type that holds their maximum.
+    the smallest unsigned type that holds their maximum. Float ids of 2^53 and more (which a cast
+    would round or, above 2^64, turn into background) are numbered 1..N by value.
     """
     data = np.asarray(data)
     if data.dtype == bool:
@@ -146,6 +151,12 @@ def as_label_array(data: np.ndarray, source: str = "the labels") -> np.ndarray:
             f"and 1..N for objects. Relabel it (e.g. skimage.segmentation.relabel_sequential)."
         )
     top = int(data.max()) if data.size else 0
+    if data.dtype.kind == "f" and top >= 2**53:
+        # Beyond 2^53 a float no longer holds every whole number, and beyond 2^64 a cast to
+        # uint64 gives 0 (background): number the distinct values instead, 0 staying 0.
+        ids, inverse = np.unique(data, return_inverse=True)
+        data = inverse.reshape(data.shape) + int(ids[0] != 0)
+        top = int(data.max())
     return data.astype(_smallest_uint(top, (np.uint8, np.uint16, np.uint32, np.uint64)))
 
 
@@ -505,11 +516,40 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        free, written = _free_bytes(parent), 0  # free space before the part is removed
         with contextlib.suppress(OSError):
+            written = tmp.stat().st_size
             tmp.unlink()
+        if isinstance(err, Exception) and _disk_full(err, free):
+            kept = f"; the previous {what} is kept as it was" if path.exists() else ""
+            raise OSError(
+                errno.ENOSPC,
+                f"The disk is full: the {what} {path} could not be written (stopped after "
+                f"{_megabytes(written)}, {_megabytes(_free_bytes(parent))} free in {parent})"
+                f"{kept}. Free some space or write to another disk.",
+            ) from None
         raise
     return path
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return -1
+
+
+def _megabytes(n: int) -> str:
+    return "an unknown amount" if n < 0 else f"{n / 1024**2:.1f} MB"
+
+
+def _disk_full(err: Exception, free: int) -> bool:
+    """Whether a write failed for want of space: ENOSPC or EDQUOT, or another I/O error (torch
+    reports a short write as "unexpected pos ...") when the disk had under 4 MiB left."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, (OSError, RuntimeError)) and 0 <= free < 4 * 1024**2
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -540,20 +580,37 @@ def _read_pil(path: Path, as_rgb: bool) -> tuple[np.ndarray, str]:
         raise ValueError(f"Could not read the image file {path}: {err}.") from None
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
-    """Array (singleton axes and alpha dropped) and whether the TIFF is stored as RGB."""
+def _read_tiff(path: Path, channels_last: bool = False) -> tuple[np.ndarray, bool]:
+    """Array (singleton axes and alpha dropped) and whether the TIFF is stored as RGB.
+
+    channels_last: move a channel axis named in the metadata (C, or S for samples) last."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             data = tif.asarray()
+            axes = tif.series[0].axes if tif.series else ""
             photometric = tif.pages[0].photometric if len(tif.pages) else None
     except (tifffile.TiffFileError, OSError, ValueError) as err:
         raise ValueError(f"Could not read the TIFF file {path}: {err}.") from None
+    if channels_last:
+        data = channels_to_last(data, axes)
     rgb = photometric == tifffile.PHOTOMETRIC.RGB
     if rgb and data.ndim >= 3 and data.shape[-1] == 4:
         data = data[..., :3]
     return _squeeze(data), rgb
+
+
+def channels_to_last(data: np.ndarray, axes: str) -> np.ndarray:
+    """``data`` with its one channel axis ("C" or "S" in ``axes``, one letter per axis, as
+    tifffile and OME name them) moved last; unchanged when the axes are unknown or hold none."""
+    axes = axes.upper()
+    if len(axes) != data.ndim:
+        return data
+    found = [i for i, letter in enumerate(axes) if letter in "CS" and data.shape[i] > 1]
+    if len(found) != 1:
+        return data
+    return np.moveaxis(data, found[0], -1)
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -17,9 +17,13 @@ from ..config import ColorRLConfig, NormalizationConfig
 def channel_axis(shape: tuple[int, ...], ndim: int) -> int | None:
     """Where the colour channels of an image of ``shape`` are: None (grayscale), 0 or -1.
 
-    A 2D image may be (H, W), (H, W, C) or (C, H, W) with C in 1..4; a 3D volume (Z, Y, X),
-    (Z, Y, X, C) or (C, Z, Y, X). When both ends could be channels (e.g. (3, 100, 4)) the image
-    is ambiguous and raises ValueError. Reads the shape only (a lazy array stays unread).
+    A 2D image may be (H, W), (H, W, C) or (C, H, W) with C in 1..4; a 3D volume (Z, Y, X) or
+    (Z, Y, X, C). A volume with a short first axis, (n <= 4, Z, Y, X), could be channels or a
+    time series, and raises ValueError, as does an image whose both ends could be channels
+    (e.g. (3, 100, 4)). Files whose metadata names the axes are read channels-last
+    (``files.read_image``); training samples have their channels put last by
+    ``checks.check_training_samples``, where the labels say which axes are spatial. Reads the
+    shape only (a lazy array stays unread).
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) == ndim:
@@ -34,6 +38,13 @@ def channel_axis(shape: tuple[int, ...], ndim: int) -> int | None:
             )
         if last:
             return -1
+        if first and ndim == 3:
+            raise ValueError(
+                f"The image has shape {shape}: its first axis could be {shape[0]} colour "
+                f"channels or {shape[0]} time points (a stack of volumes). Give channels last "
+                f"(Z, Y, X, C), save it as a TIFF whose metadata names the axes (ImageJ or "
+                f"OME, e.g. CZYX or TZYX), or segment one volume at a time."
+            )
         if first:
             return 0
     kind = "2D image (Y, X)" if ndim == 2 else "3D volume (Z, Y, X)"
@@ -56,7 +67,7 @@ def split_channels(image: np.ndarray, ndim: int) -> tuple[np.ndarray, bool]:
 
 
 def spatial_shape(image: np.ndarray, ndim: int) -> tuple[int, ...]:
-    """Spatial shape of an image that may carry a channel axis."""
+    """Spatial shape of an image that may carry a channel axis (from its shape alone)."""
     shape = tuple(np.shape(image))
     axis = channel_axis(shape, ndim)
     if axis is None:
@@ -69,26 +80,30 @@ def normalize_image(
 ) -> np.ndarray:
     """Scale ``image`` to float32 (C, *S) in [0, 1], with C = config.channels.
 
+    ``model_channels`` then ``normalize_channels``: the channels the model takes, each scaled
+    separately (see both).
+    """
+    return normalize_channels(model_channels(image, config, ndim), config)
+
+
+def model_channels(image: np.ndarray, config: NormalizationConfig, ndim: int) -> np.ndarray:
+    """The image as float32 (C, *S) with the C = config.channels channels the model takes,
+    unscaled.
+
     A grayscale model gets the mean of all channels (2, 3 or 4: a constant alpha channel only
     shifts the mean, which the scaling removes). An RGB model gets RGB as is, the first three
     channels of four (a fourth that is not constant is dropped with a warning), and the
-    grayscale (or two-channel mean) repeated. NaN and inf are replaced by the image's finite
-    minimum. Values beyond float32 (e.g. float64 near 1e300) raise ValueError. A constant image
-    becomes all zeros. Each channel is scaled separately.
+    grayscale (or two-channel mean) repeated. Values beyond float32 (e.g. float64 near 1e300)
+    raise ValueError.
     """
     channels, _ = split_channels(image, ndim)
-    data = model_channels(channels, config, warn_alpha=True)
-    out = np.empty_like(data)
-    for c in range(data.shape[0]):
-        out[c] = _scale(data[c], config)
-    return out
+    return network_channels(channels, config, warn_alpha=True)
 
 
-def model_channels(channels: np.ndarray, config: NormalizationConfig,
-                   warn_alpha: bool = False) -> np.ndarray:
-    """The float32 channels (C, *S) the network takes from an image's channels (C_in, *S):
-    RGB as is, a 4th (alpha) channel dropped, grayscale averaged or repeated (as
-    ``normalize_image`` says). warn_alpha: warn when a dropped 4th channel is not constant."""
+def network_channels(channels: np.ndarray, config: NormalizationConfig,
+                     warn_alpha: bool = False) -> np.ndarray:
+    """``model_channels`` of an image's channels already split, (C_in, *S) (a tile of it, or
+    a subsample); warn_alpha: warn when a dropped 4th channel is not constant."""
     with np.errstate(over="ignore", invalid="ignore"):
         data = channels.astype(np.float32, copy=True)
     if channels.dtype.kind == "f" and channels.dtype.itemsize > 4:
@@ -110,6 +125,18 @@ def model_channels(channels: np.ndarray, config: NormalizationConfig,
     return data
 
 
+def normalize_channels(data: np.ndarray, config: NormalizationConfig) -> np.ndarray:
+    """Each channel of a float (C, *S) array scaled to float32 [0, 1] (``config.mode``).
+
+    NaN and inf are replaced by the channel's finite minimum; a constant channel becomes all
+    zeros.
+    """
+    out = np.empty(data.shape, dtype=np.float32)
+    for c in range(data.shape[0]):
+        out[c] = _scale(data[c], config)
+    return out
+
+
 @dataclass(frozen=True)
 class Levels:
     """Per network channel: the value mapped to 0 (``low``), the one mapped to 1 (``high``),
@@ -121,15 +148,15 @@ class Levels:
 
 
 def channel_levels(data: np.ndarray, config: NormalizationConfig) -> Levels:
-    """The ``Levels`` of network channels ``data`` (C, *S), found as ``normalize_image`` finds
-    them: percentiles of a subsample of about a million values, or the minimum and maximum."""
+    """The ``Levels`` of network channels ``data`` (C, *S), found as ``normalize_channels``
+    finds them: percentiles of a subsample of about a million values, or min and max."""
     found = [_levels(channel, config) for channel in data]
     return Levels(*(tuple(v[i] for v in found) for i in range(3)))
 
 
 def apply_levels(data: np.ndarray, levels: Levels) -> np.ndarray:
     """Network channels (C, *S) scaled to float32 [0, 1] by ``levels``: what
-    ``normalize_image`` does with the levels of the whole image, for one tile of it."""
+    ``normalize_channels`` does with the levels of the whole image, for one tile of it."""
     out = np.empty(data.shape, np.float32)
     for c, channel in enumerate(data):
         finite = np.isfinite(channel)

@@ -1,1 +1,2 @@
-"""The policy/value network, its CPU-fast layers, checkpoint files and the bundled models."""
+"""The policy/value network, its CPU-fast layers, checkpoint files, the bundled models and
+bioimage.io model packages."""

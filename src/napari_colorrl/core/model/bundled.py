@@ -9,6 +9,25 @@ MODEL_DIR = Path(__file__).resolve().parent / "weights"
 #: name -> file name inside ``core/model/weights``.
 BUNDLED_MODELS: dict[str, str] = {"nuclei-2d": "nuclei-2d.pt"}
 
+#: name -> what a bioimage.io package of the model says about it (``colorrl export``): its
+#: training data and its validation scores (docs/results.md).
+BUNDLED_INFO: dict[str, dict] = {
+    "nuclei-2d": {
+        "training_data": {
+            "name": "DSB 2018 fluorescence nuclei (BBBC038)",
+            "description": "The fluorescence images (up to 512 px) of the Kaggle Data Science "
+            "Bowl 2018 stage-1 nuclei set, BBBC038: 300 training and 45 validation images.",
+            "license": "CC0-1.0",
+            "doi": "10.1038/s41592-019-0612-7",
+            "citation": "Caicedo et al.: Nucleus segmentation across imaging experiments: the "
+            "2018 Data Science Bowl. Nature Methods 16, 1247-1253 (2019)",
+        },
+        "validation": "On the 45 validation images of that set, scored at full size "
+        "(2026-11-25, napari-colorrl docs/results.md): SBD 0.699, AP50 0.623, mAP 0.370, "
+        "AJI 0.665, absolute difference in count 7.53.",
+    },
+}
+
 
 def available_models() -> list[str]:
     """Names of bundled models whose files are present."""
@@ -16,7 +35,8 @@ def available_models() -> list[str]:
 
 
 def resolve_model_path(model: str | Path) -> Path:
-    """A bundled model name or a path to a checkpoint file -> the file's path."""
+    """A bundled model name or a path to a checkpoint file or a bioimage.io package -> the
+    file's path."""
     text = str(model)
     if text in BUNDLED_MODELS:
         path = MODEL_DIR / BUNDLED_MODELS[text]
@@ -30,7 +50,8 @@ def resolve_model_path(model: str | Path) -> Path:
     if not path.exists():
         names = ", ".join(available_models()) or "none installed"
         raise FileNotFoundError(
-            f"Model {text!r} not found: give the path of a checkpoint written by `colorrl train` "
-            f"or a bundled model name ({names})."
+            f"Model {text!r} not found: give the path of a checkpoint written by `colorrl train`, "
+            f"of a bioimage.io package written by `colorrl export`, or a bundled model name "
+            f"({names})."
         )
     return path

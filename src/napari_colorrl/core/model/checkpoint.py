@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -104,21 +104,37 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
         raise CheckpointError(f"Checkpoint {path} is a folder, not a file.")
     if path.stat().st_size == 0:
         raise CheckpointError(f"Checkpoint file {path} is empty (an interrupted copy or save?).")
+    if path.suffix.lower() == ".zip":
+        raise CheckpointError(
+            f"{path} is a bioimage.io package (a .zip, as `colorrl export` writes), not a "
+            f"training checkpoint: it holds no optimizer or training state, so a run cannot "
+            f"resume from it. Resume from the checkpoint it was exported from, or fine-tune the "
+            f"package with --init.")
+    return _parse(path, read_plain_data(path, f"Checkpoint file {path}", map_location))
+
+
+def read_plain_data(source: str | Path | BinaryIO, subject: str, map_location: Any = "cpu"
+                    ) -> Any:
+    """``torch.load(source, weights_only=True)``: tensors, numbers, text, lists and dicts only.
+
+    subject names the file in the messages ("Checkpoint file X"). CheckpointError for a file
+    that would unpickle a Python object (naming it; nothing runs), and for a corrupt, truncated
+    or unreadable one. Used for checkpoints and for the weights of bioimage.io packages.
+    """
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*pickle protocol.*", category=UserWarning)
-            data = torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(source, map_location=map_location, weights_only=True)
     except PermissionError as err:
-        raise CheckpointError(f"Checkpoint file {path} cannot be read: {err.strerror}.") from None
+        raise CheckpointError(f"{subject} cannot be read: {err.strerror}.") from None
     except pickle.UnpicklingError as err:
-        raise CheckpointError(_refusal(path, str(err))) from None
+        raise CheckpointError(_refusal(subject, str(err))) from None
     except Exception as err:  # torch raises RuntimeError, EOFError, IndexError, ... on bad bytes
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"Checkpoint file {path} is corrupt, truncated or not a torch file ({reason}). "
+            f"{subject} is corrupt, truncated or not a torch file ({reason}). "
             f"Save it again, or copy it again if it was transferred."
         ) from None
-    return _parse(path, data)
 
 
 def load_weights(
@@ -342,13 +358,15 @@ def _compact(tensor: torch.Tensor) -> bool:
 
 
 def check_model_state(
-    state: Mapping[str, Any], config: ColorRLConfig, path: str | Path, what: str = "weights"
+    state: Mapping[str, Any], config: ColorRLConfig, path: str | Path, what: str = "weights",
+    container: str = "checkpoint",
 ) -> None:
     """CheckpointError unless ``state`` holds exactly the tensors, with the shapes, that the
-    network of ``config`` has (checked against a meta-device build, before anything is loaded)."""
+    network of ``config`` has (checked against a meta-device build, before anything is loaded).
+    container: what ``path`` is, in the message ("checkpoint", "package")."""
     expected = expected_state_shapes(config)
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"Checkpoint {path} has no valid {what}; it is damaged.")
+        raise CheckpointError(f"The {container} {path} has no valid {what}; it is damaged.")
     missing = [k for k in expected if k not in state]
     unknown = [k for k in state if k not in expected]
     wrong = [
@@ -370,9 +388,9 @@ def check_model_state(
         problems.append(f"malformed tensors {', '.join(bad[:3])}")
     if problems:
         raise CheckpointError(
-            f"The {what} in checkpoint {path} do not fit the network its configuration "
+            f"The {what} in {container} {path} do not fit the network its configuration "
             f"describes ({'; '.join(problems)}); the file is damaged or was edited. Use another "
-            f"checkpoint."
+            f"{container}."
         )
 
 
@@ -459,15 +477,15 @@ def expected_parameter_shapes(config: ColorRLConfig) -> list[tuple[int, ...]]:
     return [tuple(p.shape) for p in model.parameters()]
 
 
-def _refusal(path: Path, message: str) -> str:
+def _refusal(subject: str, message: str) -> str:
     match = re.search(r"GLOBAL ([\w.]+)", message)
     if match is None:
         return (
-            f"Checkpoint file {path} was refused: it is corrupt or not a plain-data checkpoint "
+            f"{subject} was refused: it is corrupt or not a plain-data checkpoint "
             f"(napari-colorrl only loads tensors, numbers and text, never pickled Python objects)."
         )
     return (
-        f"Checkpoint file {path} was refused because it is not a plain-data checkpoint: loading it "
+        f"{subject} was refused because it is not a plain-data checkpoint: loading it "
         f"would import the Python object {match.group(1)!r}, which could run code. napari-colorrl "
         f"only loads files holding tensors, numbers and text; do not use files from untrusted "
         f"sources."

@@ -241,6 +241,46 @@ def broadcast_float(value: float, context: DistributedContext) -> float:
     return float(tensor.item())
 
 
+def any_rank(flag: bool, context: DistributedContext) -> bool:
+    """True on every rank when ``flag`` is True on any (``flag`` itself in a plain run)."""
+    if not context.enabled:
+        return bool(flag)
+    tensor = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64,
+                          device=_collective_device(context))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item() > 0)
+
+
+class WorkerFailed(RuntimeError):
+    """Another worker of the torchrun job failed while setting up; this one stops too."""
+
+
+def raise_unless_all_ready(error: BaseException | None, context: DistributedContext) -> None:
+    """Raise ``error`` if this worker's setup failed, or ``WorkerFailed`` if another's did.
+
+    Every worker calls this once, after its checks and before its first collective of training
+    (DDP's broadcast of the weights): one all-reduce tells each which ranks failed, so a rank
+    whose data or resume file is bad stops the whole job at once, with its own message, instead
+    of leaving the others waiting until the process group's timeout (30 minutes by default).
+    """
+    if not context.enabled:
+        if error is not None:
+            raise error
+        return
+    failed = torch.zeros(context.world_size, dtype=torch.float64,
+                         device=_collective_device(context))
+    failed[context.rank] = 1.0 if error is not None else 0.0
+    dist.all_reduce(failed)
+    if error is not None:
+        raise error
+    ranks = [rank for rank, flag in enumerate(failed.tolist()) if flag > 0]
+    if ranks:
+        raise WorkerFailed(
+            f"Worker(s) {', '.join(map(str, ranks))} of the torchrun job could not start "
+            f"training (their message says why); worker {context.rank} stops too."
+        )
+
+
 def _collective_device(context: DistributedContext) -> torch.device:
     if context.backend == "nccl":
         return torch.device("cuda", torch.cuda.current_device())

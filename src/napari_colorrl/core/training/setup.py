@@ -12,16 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import (
+    DEFAULT_RECIPE,
     ColorRLConfig,
     apply_recipe,
+    budget_expectation,
     deep_update,
+    machine_defaults,
     read_config_file,
     settings_dict,
 )
 from ..data.checks import check_training_samples
 from ..data.normalize import split_channels
 from ..method.steps import auto_steps, check_steps
+from ..runtime import check_setup_memory, resolve_device
 from .distributed import describe
 
 
@@ -35,6 +41,8 @@ class TrainingRequest:
     ``recipe``, the ``config_file``, then ``settings``: dotted paths of the settings table
     (``{"train.lr": 3e-4, "steps": "auto", "input_size": 128}``; an int ``input_size`` applies
     to every axis; ``"train.episodes"`` alone makes the budget a number of episodes).
+    ``init``: fine-tune a model (a checkpoint or a bundled name): its weights and method
+    settings (T, network, normalisation, input, rewards) with a fresh training schedule.
     """
 
     data: Path | None = None
@@ -49,6 +57,7 @@ class TrainingRequest:
     recipe: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     resume: Path | None = None
+    init: Path | str | None = None  # fine-tune: a checkpoint path or a bundled model name
 
 
 @dataclass
@@ -94,18 +103,36 @@ def _data_ndim(samples: list) -> int:
 def build_config(request: TrainingRequest, ndim: int) -> tuple[ColorRLConfig, int | str | None]:
     """The run's config and its number of steps as asked (an int, ``"auto"``, or None to keep
     the resumed checkpoint's): defaults for ndim (or the resumed checkpoint's config), then the
-    recipe, then the config file, then the settings."""
+    recipe, then the config file, then the settings. A new run starts from the machine's
+    defaults (``config.machine_defaults``: network and minutes for the device) and the default
+    recipe; a resumed one from its checkpoint, with a recipe only when one is asked for."""
+    given = read_config_file(request.config_file) if request.config_file is not None else {}
+    file_train = given.get("train") if isinstance(given.get("train"), dict) else {}
+    settings = dict(request.settings)
     data: dict[str, Any] = {"ndim": ndim}
+    recipe = request.recipe
+    if request.resume is not None and request.init is not None:
+        raise ValueError("Give --resume (continue a run) or --init (fine-tune a model into a "
+                         "new run), not both.")
     if request.resume is not None:
         from ..model.checkpoint import load_checkpoint
 
         data = load_checkpoint(request.resume).config.to_dict()
-    if request.recipe is not None:
-        data = apply_recipe(data, request.recipe)
-    given = read_config_file(request.config_file) if request.config_file is not None else {}
+    elif request.init is not None:
+        data = _init_config(request, ndim, settings, file_train)
+        recipe = recipe or DEFAULT_RECIPE
+    else:
+        device = settings.get("train.device", file_train.get("device", "auto"))
+        data = deep_update(data, settings_dict(
+            machine_defaults(ndim, resolve_device(device).type)))
+        recipe = recipe or DEFAULT_RECIPE
+    if recipe is not None:
+        data = apply_recipe(data, recipe)
+    if "episodes" in file_train and "minutes" not in file_train:
+        given = deep_update(given, {"train": {"minutes": None}})  # episodes replace minutes
     data = deep_update(data, given)
-    settings = dict(request.settings)
-    steps = settings.pop("steps", given.get("steps", None if request.resume else "auto"))
+    keep_steps = request.resume is not None or request.init is not None
+    steps = settings.pop("steps", given.get("steps", None if keep_steps else "auto"))
     if isinstance(settings.get("input_size"), int):
         settings["input_size"] = [settings["input_size"]] * ndim
     if "train.episodes" in settings and "train.minutes" not in settings:
@@ -118,6 +145,70 @@ def build_config(request: TrainingRequest, ndim: int) -> tuple[ColorRLConfig, in
     if isinstance(steps, str) and steps.lower() != "auto":
         raise ValueError(f"steps must be a whole number from 1 to 16 or 'auto', got {steps!r}.")
     return ColorRLConfig.from_dict(data), steps
+
+
+#: Settings a fine-tune takes from its model and cannot change: the weights were made for them.
+_FIXED_BY_WEIGHTS = ("steps", "network.", "normalization.channels")
+
+
+def _init_config(request: TrainingRequest, ndim: int, settings: dict[str, Any],
+                 file_train: dict[str, Any]) -> dict[str, Any]:
+    """The config dictionary a fine-tune starts from: the model's, with a fresh ``train``
+    section (the machine's budget); ValueError when it cannot work on these data."""
+    from ..model.bioimage import load_model_file
+    from ..model.bundled import resolve_model_path
+
+    path = resolve_model_path(request.init)
+    model = load_model_file(path).config
+    if model.ndim != ndim:
+        raise ValueError(
+            f"The model to start from ({request.init}) is a {model.ndim}D model but the labels "
+            f"are {ndim}D; start from a {ndim}D model, or train a new one (without --init).")
+    if str(settings.get("steps", "")).lower() == "auto":
+        del settings["steps"]  # a fine-tune keeps the model's T
+    fixed = {"steps": model.steps, "normalization.channels": model.normalization.channels,
+             **{f"network.{k}": v for k, v in dataclasses.asdict(model.network).items()}}
+    for key, value in settings.items():
+        if key.startswith(_FIXED_BY_WEIGHTS) and key in fixed and not _same(value, fixed[key]):
+            raise ValueError(
+                f"{key} {value!r} cannot change when fine-tuning: the weights of "
+                f"{request.init} were trained with {key} {fixed[key]!r}. Leave it out, or train "
+                f"a new model (without --init).")
+    data = model.to_dict()
+    data.pop("train", None)
+    device = settings.get("train.device", file_train.get("device", "auto"))
+    minutes = machine_defaults(ndim, resolve_device(device).type)["train.minutes"]
+    return deep_update(data, {"train": {"minutes": minutes}})
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
+
+
+def held_out_count(samples: int, share: float) -> int:
+    """How many of ``samples`` training samples ``hold_out`` keeps for validation."""
+    return min(samples - 1, max(1, round(share * samples))) if share > 0 else 0
+
+
+def hold_out(samples: list, share: float, seed: int) -> tuple[list, list, str]:
+    """(training, validation, what was done): ``share`` of ``samples`` (at least one, and never
+    all) drawn with ``seed`` for validation, when there are two or more."""
+    count = held_out_count(len(samples), share)
+    if count <= 0:
+        why = ("train.val_share is 0" if share <= 0 else
+               "there is only one training sample; add a validation pair or more samples")
+        return samples, [], (f"No validation data: no validation curve, best model or chosen "
+                             f"minimum size ({why}).")
+    picked = set(np.random.default_rng(seed).permutation(len(samples))[:count].tolist())
+    val = [s for i, s in enumerate(samples) if i in picked]
+    train = [s for i, s in enumerate(samples) if i not in picked]
+    return train, val, (
+        f"No validation data given: {count} of the {len(samples)} training samples "
+        f"({', '.join(s.name for s in val[:3])}{', ...' if count > 3 else ''}) are held out "
+        f"(train.val_share {share:g}, seed {seed}) for the validation curve, the best model and "
+        f"the minimum size.")
 
 
 def prepare_training(request: TrainingRequest) -> TrainingSetup:
@@ -134,16 +225,29 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
             f"The checkpoint to resume is a {config.ndim}D model but the labels are {ndim}D; "
             f"resume with {ndim}D data or start a new run."
         )
+    if request.init is not None:
+        messages_init = [f"Fine-tuning {request.init}: its weights, T = {config.steps}, network "
+                         f"{list(config.network.features)}, input "
+                         f"{'x'.join(map(str, config.input_size))} ({config.input_mode}); a "
+                         f"fresh training schedule."]
+    else:
+        messages_init = []
     train = check_training_samples(train, ndim)
     val = check_training_samples(val, ndim, what="validation")
-    messages = []
+    messages = messages_init
+    if not val:
+        train, val, note = hold_out(train, config.train.val_share, config.train.seed)
+        messages.append(note)
     channels = max(split_channels(s.image, ndim)[0].shape[0] for s in train)
     if channels >= 3 and config.normalization.channels != 3:
-        if request.resume is None:
+        if request.resume is None and request.init is None:  # (weights fix the channels)
             config = config.replace(
                 normalization=dataclasses.replace(config.normalization, channels=3)
             )
             messages.append("RGB images found: the network takes 3 input channels.")
+    # Before the automatic T, the reward targets or any resizing allocate anything.
+    check_setup_memory(config, [s.labels.shape for s in (*train, *val)], channels,
+                       resolve_device(config.train.device))
     if isinstance(steps, str) and steps.lower() == "auto":
         t, n_b = auto_steps([s.labels for s in train], config)
         config = config.replace(steps=t)
@@ -167,6 +271,8 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
         f"batch {config.train.batch_size} (environments per process), lr {config.train.lr:g}, "
         f"budget {budget}."
     )
+    messages.append(budget_expectation(ndim, config.train.minutes,
+                                       resolve_device(config.train.device).type))
     parallel = describe(config.train.batch_size, config.train.lr, config.train.device)
     if parallel is not None:
         messages.append(parallel)

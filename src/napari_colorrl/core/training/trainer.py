@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,7 @@ class TrainingReport:
     validation: dict[str, float] | None = None
     checkpoint: str | None = None
     final: bool = False
+    stopped: bool = False  # the final update, ended early by ``should_stop`` (a signal)
 
 
 def learning_rate(train: TrainConfig, progress: float) -> float:
@@ -111,6 +112,8 @@ def train(
     *,
     out: str | Path,
     resume: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    init: str | Path | None = None,
 ) -> Generator[TrainingReport, None, None]:
     """Train a ColorRL agent; yields a ``TrainingReport`` after every update.
 
@@ -122,7 +125,13 @@ def train(
         as ``checkpoint.best_path(out)`` (run.pt: run.best.pt), and (``train.tune_min_size``)
         the minimum object size is chosen on the validation images and saved in the
         checkpoints' config. resume: continue from a
-        checkpoint (weights, optimizer, counters, random state).
+        checkpoint (weights, optimizer, counters, random state). init: fine-tune, starting from
+        the weights of this checkpoint or bundled model (its network must be ``config``'s, as
+        ``setup.build_config`` makes it), with a fresh optimizer and schedule.
+        should_stop: asked after every update (``stopping.StopSignals.requested``); True ends
+        the run there, with the checkpoint written and a final report that has
+        ``stopped=True``. A KeyboardInterrupt raised inside an update (a second Ctrl-C) abandons
+        it and still writes the weights.
 
     Under torchrun (see ``training.distributed``) every process runs this generator as one
     worker: its own episodes from its own shard of ``train_samples``, gradients averaged by DDP,
@@ -131,25 +140,67 @@ def train(
     """
     tcfg, out = config.train, Path(out)
     ctx, device = distributed.setup(tcfg.device)
-    # Refuse what cannot work before any time is spent: bad labels, no room, no write access.
-    train_samples = check_training_samples(train_samples, config.ndim)
-    val_samples = check_training_samples(val_samples, config.ndim, what="validation")
-    check_training_memory(config, device)
-    ensure_writable(out.parent, what="checkpoint")
-    if tcfg.threads:
-        torch.set_num_threads(int(tcfg.threads))
-    state = TrainingState.start(tcfg.seed)
-    state.training_scale = measure_training_scale(train_samples, config).to_dict()
-    model = use_fast_layout(build_network(config).to(device), device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, amsgrad=tcfg.amsgrad)
-    if resume is not None:
-        state.resume(Path(resume), config, model, optimizer, device)
-    if ctx.enabled:
-        # Saved random states are rank 0's: every worker draws fresh streams of its own instead.
-        state.rng = distributed.worker_rng(tcfg.seed, ctx, state.update)
-    worker = distributed.wrap(model, ctx, device)  # the model itself in a plain run
-    env = Environment(distributed.shard(train_samples, ctx), config, device, state.rng)
-    budget = Budget(tcfg, ctx, state)
+    state = model = optimizer = worker = env = run = None
+    try:
+        # Refuse what cannot work before any time is spent: bad labels, no room, no write
+        # access, a bad resume file. Every worker learns whether all the others are ready, so a
+        # failure on one does not leave the rest waiting in the first collective.
+        error = None
+        try:
+            train_samples = check_training_samples(train_samples, config.ndim)
+            val_samples = check_training_samples(val_samples, config.ndim, what="validation")
+            check_training_memory(config, device)
+            ensure_writable(out.parent, what="checkpoint")
+            if tcfg.threads:
+                torch.set_num_threads(int(tcfg.threads))
+            state = TrainingState.start(tcfg.seed)
+            state.training_scale = measure_training_scale(train_samples, config).to_dict()
+            model = use_fast_layout(build_network(config).to(device), device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, amsgrad=tcfg.amsgrad)
+            if resume is not None:
+                state.resume(Path(resume), config, model, optimizer, device)
+            elif init is not None:
+                load_initial_weights(model, init, config)
+        except Exception as exc:  # re-raised below, on this worker and (as a note) on the others
+            error = exc
+        distributed.raise_unless_all_ready(error, ctx)
+        if ctx.enabled:
+            # Saved random states are rank 0's: every worker draws fresh streams of its own.
+            state.rng = distributed.worker_rng(tcfg.seed, ctx, state.update)
+        worker = distributed.wrap(model, ctx, device)  # the model itself in a plain run
+        env = Environment(distributed.shard(train_samples, ctx), config, device, state.rng)
+        budget = Budget(tcfg, ctx, state)
+        run = _Run(ctx, device, state, model, optimizer, worker, env, budget)
+        yield from _updates(run, config, val_samples, out, resume, should_stop)
+    finally:
+        worker = run = None  # DDP holds the process group: let it go before leaving the group
+        distributed.teardown(ctx)
+        # Drop the network, its gradients and Adam's moments before giving the memory back.
+        model = optimizer = env = None
+        release_memory(device)
+
+
+@dataclass
+class _Run:
+    """What ``train`` set up for its loop."""
+
+    ctx: distributed.DistributedContext
+    device: torch.device
+    state: TrainingState
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    worker: torch.nn.Module
+    env: Environment
+    budget: Budget
+
+
+def _updates(run: _Run, config: ColorRLConfig, val_samples: Sequence, out: Path,
+             resume: str | Path | None, should_stop: Callable[[], bool] | None,
+             ) -> Generator[TrainingReport, None, None]:
+    """The loop of ``train``: one report per update, a checkpoint at every stop."""
+    tcfg = config.train
+    ctx, device, state, model, optimizer = run.ctx, run.device, run.state, run.model, run.optimizer
+    worker, env, budget = run.worker, run.env, run.budget
     last_checkpoint: str | None = None if resume is None else str(resume)
 
     def save(path: Path) -> str:
@@ -172,11 +223,14 @@ def train(
             _stop_unless_finite(stats, model, state.update, lr, last_checkpoint)
             state.update += 1
             state.episodes += budget.batch
-            done = budget.finished()
+            stopped = distributed.any_rank(should_stop is not None and should_stop(), ctx)
+            done = stopped or budget.finished()
             validation, checkpoint = None, None
-            # The last update is always validated: with a time budget the final weights (after
-            # the low-learning-rate phase) would otherwise never compete for the best model.
-            if val_samples and ctx.is_main and (state.update % tcfg.val_every == 0 or done):
+            # The last update is always validated (with a time budget the final weights, after
+            # the low-learning-rate phase, would otherwise never compete for the best model),
+            # except after a stop request, which must end soon (a SLURM limit, docker stop).
+            due = state.update % tcfg.val_every == 0 or (done and not stopped)
+            if val_samples and ctx.is_main and due:
                 validation = validate(model, config, val_samples[: tcfg.val_max_images], device,
                                       choose_min_size=tcfg.tune_min_size)
                 if "min_size" in validation:
@@ -187,19 +241,27 @@ def train(
                     save(best_path(out))
             if state.update % tcfg.checkpoint_every == 0 or done:
                 checkpoint = last_checkpoint = save(out)
-            yield _report(stats, state, budget, lr, validation, checkpoint, done)
-    except GeneratorExit:
-        # The caller stopped training: keep what was learnt. (A crash raises past this and
-        # leaves the last periodic checkpoint untouched.)
+            yield _report(stats, state, budget, lr, validation, checkpoint, done, stopped)
+    except (GeneratorExit, KeyboardInterrupt):
+        # The caller stopped training (closed the generator, or a second Ctrl-C abandoned the
+        # update): keep what was learnt. A crash raises past this and leaves the last periodic
+        # checkpoint untouched.
         if _weights_finite(model):
             save(out)
         raise
-    finally:
-        worker = None  # DDP holds the process group: let go of it before leaving the group
-        distributed.teardown(ctx)
-        # Drop the network, its gradients and Adam's moments before giving the memory back.
-        model = worker = optimizer = env = None
-        release_memory(device)
+
+
+def load_initial_weights(model: torch.nn.Module, init: str | Path, config: ColorRLConfig) -> None:
+    """Load a fine-tune's starting weights into ``model`` (checked like any checkpoint: plain
+    data only, every tensor's name and shape against ``config``'s network before loading)."""
+    from ..model.bioimage import load_model_file
+    from ..model.bundled import resolve_model_path
+    from ..model.checkpoint import check_model_state, load_weights
+
+    path = resolve_model_path(init)
+    checkpoint = load_model_file(path)  # a checkpoint or a bioimage.io package
+    check_model_state(checkpoint.model_state, config, path)
+    load_weights(model, checkpoint, path)
 
 
 def _stop_unless_finite(stats: RolloutStats, model: torch.nn.Module, update: int, lr: float,
@@ -224,7 +286,8 @@ def _weights_finite(model: torch.nn.Module) -> bool:
 
 
 def _report(stats: RolloutStats, state: TrainingState, budget: Budget, lr: float,
-            validation: dict | None, checkpoint: str | None, final: bool) -> TrainingReport:
+            validation: dict | None, checkpoint: str | None, final: bool,
+            stopped: bool = False) -> TrainingReport:
     total = max(stats.seconds, 1e-9)
     elapsed, progress = budget.elapsed(), budget.progress()
     eta = elapsed * (1.0 - progress) / progress if progress > 0 else None
@@ -251,4 +314,5 @@ def _report(stats: RolloutStats, state: TrainingState, budget: Budget, lr: float
         validation=validation,
         checkpoint=checkpoint,
         final=final,
+        stopped=stopped,
     )
