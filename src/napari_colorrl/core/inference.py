@@ -30,7 +30,7 @@ from .data.lazy import ImageSource
 from .data.normalize import (
     apply_levels,
     channel_levels,
-    model_channels,
+    network_channels,
     normalize_image,
     resize_image,
     resize_nearest,
@@ -416,7 +416,7 @@ class Segmenter:
             if source.lazy:  # the warnings (NaN, constant) as far as the subsample tells
                 check_image(np.moveaxis(sample, 0, -1) if source.channel_axis is not None
                             else sample[0])
-            levels = channel_levels(model_channels(sample, self.config.normalization),
+            levels = channel_levels(network_channels(sample, self.config.normalization),
                                     self.config.normalization)
         min_size = self.default_min_size(plan) if min_size is None else int(min_size)
         stitcher = Stitcher(labels, min_size=min_size, connectivity=self.config.connectivity)
@@ -427,7 +427,7 @@ class Segmenter:
                                        self.config.ndim)
                 data = resize_image(data, plan.network_shape)
             else:
-                data = model_channels(source.read(tile.read), self.config.normalization)
+                data = network_channels(source.read(tile.read), self.config.normalization)
                 data = sample_window(apply_levels(data, levels), grid, tile)
             tile_steps = upsample_to_window(self._color_tile(data), grid, tile)
             tile_colors = colors_from_steps(tile_steps)
