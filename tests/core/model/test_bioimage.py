@@ -408,3 +408,20 @@ def test_the_torchscript_is_never_run_or_read(trained, tmp_path, monkeypatch):
     image = tiny_samples(2, n=1)[0].image
     np.testing.assert_array_equal(Segmenter.load(crafted, device="cpu").segment(image).instances,
                                   Segmenter.load(trained[0], device="cpu").segment(image).instances)
+
+
+def test_a_package_keeps_the_training_scale(trained):
+    """Issue 18: the scale the model was trained at travels with the package, so a model
+    loaded from it segments at the same scale as from its checkpoint, without a warning."""
+    import warnings
+
+    from napari_colorrl.core.data.checks import ColorRLWarning
+
+    model, package = trained
+    saved = load_checkpoint(model).extra["training_scale"]
+    assert load_package(package).extra["training_scale"] == saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ColorRLWarning)
+        segmenter = Segmenter.load(package, device="cpu")
+    assert segmenter.scale == Segmenter.load(model, device="cpu").scale
+    assert segmenter.scale.measured
