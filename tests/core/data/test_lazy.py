@@ -120,3 +120,17 @@ def test_views_and_label_files_leave_nothing_half_written(tmp_path):
         out.array[:10, :10] = 1
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compressed_and_pyramid_tiffs_open_lazily_at_full_resolution(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (300, 350), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "zlib.tif", image, compression="zlib", tile=(128, 128))
+    with tifffile.TiffWriter(tmp_path / "pyramid.tif") as tif:
+        tif.write(image, subifds=1, tile=(128, 128), compression="zlib")
+        tif.write(image[::2, ::2], subfiletype=1, tile=(128, 128), compression="zlib")
+    for name in ("zlib.tif", "pyramid.tif"):
+        lazy_image = open_lazy(tmp_path / name)
+        assert not isinstance(lazy_image, np.ndarray), name  # a store, not the pixels
+        assert lazy_image.shape == image.shape
+        np.testing.assert_array_equal(np.asarray(lazy_image[40:200, 100:330]),
+                                      image[40:200, 100:330])

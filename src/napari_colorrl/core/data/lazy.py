@@ -192,10 +192,10 @@ def open_lazy(path: str | Path) -> Any:
         try:
             import zarr
 
-            store = tifffile.imread(path, aszarr=True)
+            store = tifffile.imread(path, aszarr=True, level=0)  # a pyramid: full resolution
             array = zarr.open(store, mode="r")
-            if hasattr(array, "shape") is False or not hasattr(array, "dtype"):
-                array = array[0]  # a multiscale TIFF: its full resolution
+            if not hasattr(array, "dtype"):  # a group all the same: its first array
+                array = array[sorted(name for name, _ in array.arrays())[0]]
         except Exception as err:  # noqa: BLE001 - tifffile and zarr raise many kinds
             raise ValueError(f"Could not read the TIFF file {path} lazily: {err}.") from None
     return squeeze_view(array)
