@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_colorrl.core.config import (
     DEFAULT_RECIPE,
+    FINETUNE_RECIPE,
     NETWORK_PRESETS,
     SETTINGS_BY_PATH,
     TRAINING_RECIPES,
@@ -248,8 +249,11 @@ class TrainingForm(QWidget):
         return None if text in ("", NEW_MODEL) else text
 
     def _start_from_changed(self, *_: Any) -> None:
-        # A fine-tune takes T, network and input from its model: those fields do not apply.
+        # A fine-tune takes T, network and input from its model: those fields do not apply;
+        # its recipe is the gentle one, as colorrl train --init's.
         self.method_box.setEnabled(self.init_model() is None)
+        self.recipe.setCurrentText(DEFAULT_RECIPE if self.init_model() is None
+                                   else FINETUNE_RECIPE)
         self.schedule_refresh()
 
     def _pick_resume(self) -> None:

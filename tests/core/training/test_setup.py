@@ -9,6 +9,7 @@ import pytest
 from conftest import tiny_samples
 from napari_colorrl.core.config import (
     DEFAULT_RECIPE,
+    FINETUNE_RECIPE,
     NETWORK_PRESETS,
     TRAINING_RECIPES,
     budget_expectation,
@@ -99,7 +100,8 @@ def test_init_from_the_bundled_model_takes_its_method_and_a_fresh_schedule():
     assert config.normalization == bundled.normalization
     assert config.reward.radii == bundled.reward.radii and config.reward.w_split == 1.2
     assert config.train.minutes == 10.0  # a fresh schedule, not the model's
-    assert config.train.lr == TRAINING_RECIPES[DEFAULT_RECIPE]["lr"]
+    assert config.train.lr == TRAINING_RECIPES[FINETUNE_RECIPE]["lr"]  # the gentle recipe
+    assert config.train.entropy_coef == TRAINING_RECIPES[FINETUNE_RECIPE]["entropy_coef"]
 
 
 @pytest.mark.parametrize("settings, ndim, message", [

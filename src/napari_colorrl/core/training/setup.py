@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import (
     DEFAULT_RECIPE,
+    FINETUNE_RECIPE,
     ColorRLConfig,
     apply_recipe,
     budget_expectation,
@@ -120,7 +121,7 @@ def build_config(request: TrainingRequest, ndim: int) -> tuple[ColorRLConfig, in
         data = load_checkpoint(request.resume).config.to_dict()
     elif request.init is not None:
         data = _init_config(request, ndim, settings, file_train)
-        recipe = recipe or DEFAULT_RECIPE
+        recipe = recipe or FINETUNE_RECIPE
     else:
         device = settings.get("train.device", file_train.get("device", "auto"))
         data = deep_update(data, settings_dict(
