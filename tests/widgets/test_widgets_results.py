@@ -200,3 +200,26 @@ def test_correct_then_retrain_in_napari(docks, qtbot, tmp_path):
     assert segmentation.model.currentData() == str(tmp_path / "tuned.pt")  # the new model
     _run(qtbot, segmentation)
     assert segmentation.segmenter.source == str(tmp_path / "tuned.pt")
+
+
+def test_retrain_uses_the_open_training_dock_of_the_demo(make_napari_viewer, qtbot, tmp_path):
+    """Docks made by code (colorrl demo) were not found: Retrain opened a second training dock."""
+    from napari_colorrl.widgets import training_docks
+    from napari_colorrl.widgets.launch import add_docks
+
+    viewer = make_napari_viewer()
+    training, segmentation = add_docks(viewer)
+    image, labels = make_cells_2d(shape=(40, 40), n_objects=4, seed=0)
+    viewer.add_image(image, name="cells")
+    segmentation.add_model_file(write_model(tmp_path / "m.pt"))
+    segmentation.image.select("cells")
+    _run(qtbot, segmentation)
+    viewer.layers["cells instances"].data = labels.astype(np.uint16)  # corrected
+    training.output.setText(str(tmp_path / "tuned.pt"))
+    training.budget_kind.setCurrentText("episodes")
+    training.budget.setValue(2)
+    training.batch_size.setValue(1)
+    segmentation.retrain()
+    assert training.running
+    assert [d for d in training_docks if d.viewer is viewer] == [training]
+    qtbot.waitUntil(lambda: not training.running, timeout=WAIT_MS)

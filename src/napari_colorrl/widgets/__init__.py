@@ -8,6 +8,7 @@ a thread worker hands back a failure.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,22 @@ def relay_warnings(worker, prefix: str) -> None:
     worker.warned.connect(show)
 
 
+#: The training docks alive in this session (``training_dock_of`` finds the one of a viewer).
+training_docks: weakref.WeakSet = weakref.WeakSet()
+
+
+def training_dock_of(viewer):
+    """The training dock already open in ``viewer`` (made from the plugin menu or by code, as
+    ``colorrl demo`` does), or None."""
+    for dock in list(training_docks):
+        try:
+            if dock.viewer is viewer and dock.parent() is not None:
+                return dock
+        except RuntimeError:  # its Qt side is gone
+            continue
+    return None
+
+
 def show_dock(widget) -> None:
     """Bring the (tabbed) dock holding ``widget`` to the front."""
     from qtpy.QtWidgets import QDockWidget
@@ -88,4 +105,4 @@ def show_dock(widget) -> None:
 
 
 __all__ = ["Failure", "describe_error", "register_checkpoint", "relay_warnings", "show_dock",
-           "trained_checkpoints"]
+           "trained_checkpoints", "training_dock_of", "training_docks"]

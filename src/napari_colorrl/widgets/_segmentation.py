@@ -41,7 +41,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_colorrl.core.config import SETTINGS_BY_PATH
-from napari_colorrl.widgets import Failure, relay_warnings, show_dock, trained_checkpoints
+from napari_colorrl.widgets import (
+    Failure,
+    relay_warnings,
+    show_dock,
+    trained_checkpoints,
+    training_dock_of,
+)
 from napari_colorrl.widgets._layers import (
     RESULT_KEY,
     LayerCombo,
@@ -634,8 +640,10 @@ class SegmentationWidget(QWidget):
             show_info(f"Correct {name!r} first (paint, erase, fill, new label): only the frames "
                       f"you corrected are used for training.")
             return
-        _, training = self.viewer.window.add_plugin_dock_widget("napari-colorrl",
-                                                                "ColorRL Training")
+        training = training_dock_of(self.viewer)  # the open one, never a second dock
+        if training is None:
+            _, training = self.viewer.window.add_plugin_dock_widget("napari-colorrl",
+                                                                    "ColorRL Training")
         show_dock(training)  # in front of this dock when they share a tabbed area
         training.fine_tune_on(self.input_layer, instances, str(self.segmenter.source),
                               self.segmenter.config.ndim)

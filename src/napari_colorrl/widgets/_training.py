@@ -26,7 +26,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_colorrl.widgets import Failure, register_checkpoint, relay_warnings
+from napari_colorrl.widgets import (
+    Failure,
+    register_checkpoint,
+    relay_warnings,
+    training_docks,
+)
 from napari_colorrl.widgets._closing import stop_and_wait, watch_main_window
 from napari_colorrl.widgets._layers import SampleScan, pair_problem, samples_from_layers
 from napari_colorrl.widgets._plot import TrainingPlot
@@ -69,6 +74,7 @@ class TrainingWidget(TrainingForm):
         self._notified: str | None = None
         self._auto_count = 0  # the latest automatic-T count asked for (see _count_neighbours)
         self._init_configs: dict = {}  # the config of the model to start from, by file version
+        training_docks.add(self)  # the segmentation dock's "Retrain" finds this dock
         self.auto_worker = None
 
         # --- run -------------------------------------------------------------------------
