@@ -11,9 +11,9 @@ deepImageJ, ilastik, QuPath) can run and that napari-colorrl reads back (``bioim
 ``cover.png``           the sample and its instances; ``README.md`` (``bioimage_rdf.readme``)
 
 Before anything is written, the packaged module must give napari-colorrl's own color map of
-the test input, eager and compiled. docs/method.md ("bioimage.io packages") says what differs
-from napari-colorrl's own inference. Needs the optional ``bioimageio.spec``
-(``pip install 'napari-colorrl[bioimage]'``).
+the test input, eager and compiled. docs/method.md ("bioimage.io packages") says how the
+package's pipeline differs from this project's own inference. Needs the optional
+``bioimageio.spec`` (``pip install 'napari-colorrl[bioimage]'``).
 """
 
 from __future__ import annotations
