@@ -5,6 +5,10 @@ scale; megapixels per second next to Cellpose 3's tiled inference on the same im
    (``make_round_nuclei``) at 256 x 256 (a training size) and 1024 x 1024 (a 4x larger field of
    view), the old way (the whole image resized to the network's 256 x 256) and at the training
    scale in tiles; SBD, AP50, abs DiC.
+   Then tiled against untiled: the same images in one tile and in tiles (768 x 768 in four
+   512 tiles, 2048 x 2048 in nine 1024 tiles, 128 px of overlap, seeds 0 and 1), AP50 of each
+   against the ground truth and of the tiled objects against the untiled ones, with the shared
+   instance-norm statistics (the product) and with each tile normalised by itself (before).
 2. Time and peak memory against size: 2D with ``nuclei-2d`` (256 px to 8192 px), 3D with a
    random-init network of the ``gonuclear3d`` recipe (64^3 to 256 x 1024 x 1024). Each size runs
    in a fresh process: the image is a memory-mapped TIFF (a periodic pattern of nuclei), the
@@ -69,6 +73,38 @@ def quality() -> list[dict]:
                          "sbd": sbd(pred, labels), "ap50": ap(pred, labels, 0.5),
                          "abs_dic": abs_dic(pred, labels)})
             print(f"quality {size}: {how}: AP50 {rows[-1]['ap50']:.3f}", flush=True)
+    return rows
+
+
+AGREEMENT = ((768, 512), (2048, 1024))
+
+
+def agreement(seeds=(0, 1), cases=AGREEMENT, overlap: int = 128) -> list[dict]:
+    from napari_colorrl.core.data.synthetic import make_round_nuclei
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.metrics import ap
+
+    segmenter = Segmenter.load("nuclei-2d", device="cpu")
+    rows = []
+    for size, tile in cases:
+        for seed in seeds:
+            image, labels = make_round_nuclei((size, size), seed=seed)
+            row = {"size": size, "tile": tile, "seed": seed}
+            for name, shared in (("shared", True), ("own", False)):
+                if not shared:  # each tile (and the untiled pass) normalised by itself
+                    segmenter.image_statistics = lambda *a, **k: None
+                try:
+                    whole = segmenter.segment(image, tile_size=size, keep_steps=False).instances
+                    tiled = segmenter.segment(image, tile_size=tile, tile_overlap=overlap,
+                                              keep_steps=False)
+                finally:
+                    segmenter.__dict__.pop("image_statistics", None)
+                row[name] = {"tiles": tiled.plan.tiles, "whole_ap50": ap(whole, labels, 0.5),
+                             "tiled_ap50": ap(tiled.instances, labels, 0.5),
+                             "agreement": ap(tiled.instances, whole, 0.5)}
+            rows.append(row)
+            print(f"agreement {size} seed {seed}: {row['shared']['agreement']:.3f} (own "
+                  f"statistics {row['own']['agreement']:.3f})", flush=True)
     return rows
 
 
@@ -225,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out: dict = {"load_average": load}
     out["quality"] = [] if "quality" in args.skip else quality()
+    out["agreement"] = [] if "quality" in args.skip else agreement()
     out["2d"] = {}
     for size in [] if "2d" in args.skip else args.sizes:
         out["2d"][size] = measure((size, size), "nuclei-2d", None, args.threads, args.device)
@@ -260,6 +297,19 @@ def report(out: dict, config) -> str:
                  fmt(r["ap50"], ".3f"), fmt(r["abs_dic"], ".0f")] for r in out["quality"]]
         lines += ["", "Bundled `nuclei-2d` on synthetic nuclei of radius 8 px (seed 0):", "",
                   table(["image", "nuclei", "inference", "SBD", "AP50", "abs DiC"], rows)]
+    if out.get("agreement"):
+        rows = []
+        for r in out["agreement"]:
+            sh, own = r["shared"], r["own"]
+            rows.append([f"{r['size']} x {r['size']}", str(r["seed"]),
+                         f"{sh['tiles']} of {r['tile']}", fmt(sh["whole_ap50"], ".3f"),
+                         fmt(sh["tiled_ap50"], ".3f"), fmt(sh["agreement"], ".3f"),
+                         fmt(own["whole_ap50"], ".3f"), fmt(own["tiled_ap50"], ".3f"),
+                         fmt(own["agreement"], ".3f")])
+        lines += ["", "Tiled against untiled (128 px of overlap), shared statistics (now) and "
+                  "each tile's own (before):", "",
+                  table(["image", "seed", "tiles", "AP50 untiled", "AP50 tiled", "agreement",
+                         "own: AP50 untiled", "own: AP50 tiled", "own: agreement"], rows)]
     cp = out.get("cellpose") or {}
     for kind, title in (("2d", "2D, bundled `nuclei-2d` (T = 5)"),
                         ("3d", f"3D, random-init `gonuclear3d` network (T = {config.steps})")):

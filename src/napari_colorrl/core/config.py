@@ -83,9 +83,11 @@ class RewardConfig:
     interior_shrink: float = setting(0.8, "alpha: the interior keeps about alpha^2 of an "
                                      "object's area (1 = no erosion)", low=0, high=1,
                                      low_open=True)
-    split_form: str = setting("instance", "split term: 'instance' (each neighbour counts "
-                              "equally) or 'proximity' (pixel counts)",
-                              choices=("instance", "proximity"))
+    split_form: str = setting("instance", "split term: 'instance' (the mean over the "
+                              "neighbours), 'worst' (the most shared neighbour: a collision "
+                              "costs the same however many neighbours an object has) or "
+                              "'proximity' (pixel counts)",
+                              choices=("instance", "worst", "proximity"))
     subset: bool = setting(False, "in crowded images reward only a random object and the "
                            "nearest third of the objects per episode")
     subset_min_instances: int = setting(12, "objects an image needs before subset applies",
@@ -149,7 +151,7 @@ class InferenceConfig:
         "rescaling to the training scale) is segmented in overlapping tiles of this size, so "
         "memory is bounded by the tile", low=16, high=65536)
     tile_overlap: int = setting(
-        64, "overlap of neighbouring tiles in pixels at the network's input; each object is "
+        128, "overlap of neighbouring tiles in pixels at the network's input; each object is "
         "kept by the tile that holds its centre, so give at least the object size (at most "
         "half the tile)", low=0, high=32768)
 

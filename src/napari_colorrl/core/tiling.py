@@ -27,16 +27,19 @@ from scipy import ndimage as ndi
 from skimage.measure import label as label_regions
 
 
-def axis_starts(size: int, tile: int, overlap: int) -> list[int]:
+def axis_starts(size: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     """Starts of the tiles of ``tile`` pixels covering ``size`` pixels, neighbours overlapping by
-    at least ``overlap``: as few tiles as that allows, spread evenly, the last one ending at the
-    end. One tile (start 0) when the axis fits in one."""
+    at least ``overlap``: a regular grid whose starts are multiples of ``align`` (the network's
+    stride, so every tile sees the image on the same pooling grid as an untiled pass), the last
+    tile ending at the end. One tile (start 0) when the axis fits in one."""
     if size <= tile:
         return [0]
-    step = max(tile - overlap, 1)
-    count = math.ceil((size - overlap) / step)
-    count = max(count, 2)
-    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
+    align = max(int(align), 1)
+    step = (tile - overlap) // align * align
+    if step < 1:  # a tile barely larger than the overlap: give up the alignment
+        step = max(tile - overlap, 1)
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ class AxisTiles:
     core_ends: tuple[int, ...]
 
     @classmethod
-    def make(cls, image_size: int, network_size: int, tile: int, overlap: int) -> AxisTiles:
-        starts = axis_starts(network_size, tile, overlap)
+    def make(cls, image_size: int, network_size: int, tile: int, overlap: int,
+             align: int = 1) -> AxisTiles:
+        starts = axis_starts(network_size, tile, overlap, align)
         ends = [min(s + tile, network_size) for s in starts]
         cores = [0] + [(starts[i] + ends[i - 1]) // 2 for i in range(1, len(starts))]
         return cls(image_size, network_size, tuple(starts), tuple(ends), tuple(cores),
@@ -126,8 +130,8 @@ class TileGrid:
 
     @classmethod
     def make(cls, image_shape: Sequence[int], network_shape: Sequence[int],
-             tile_size: Sequence[int], overlap: int) -> TileGrid:
-        return cls(tuple(AxisTiles.make(int(s), int(n), int(t), int(overlap))
+             tile_size: Sequence[int], overlap: int, align: int = 1) -> TileGrid:
+        return cls(tuple(AxisTiles.make(int(s), int(n), int(t), int(overlap), int(align))
                          for s, n, t in zip(image_shape, network_shape, tile_size)))
 
     @property

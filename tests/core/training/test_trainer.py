@@ -220,3 +220,20 @@ def test_the_policy_gradient_raises_the_probability_of_rewarded_actions():
                           mask=torch.ones(1, 4, 4), part_means=torch.zeros(1, 4))
         actor_critic_loss(rollout, train, entropy_coef=0.0).total.backward()
         assert float(-theta.grad) * direction > 0  # descent moves theta towards the reward
+
+
+def test_a_few_dozen_updates_raise_the_mean_reward(tmp_path):
+    """The direction of learning (issue 17, point 6): 40 updates on two tiny synthetic images
+    raise the mean reward of the last five updates clearly above that of the first five
+    (measured 0.09 -> 0.22, 0.10 -> 0.19, 0.09 -> 0.23 for seeds 0, 1, 2). Checked by hand,
+    2026-12-02: with the policy loss's sign flipped (``actor_critic_loss`` returning
+    total - 2 policy) the same run goes 0.08 -> -0.25 and this test fails, while the
+    weight-change tests above still pass."""
+    config = shared_tiny_config(2, train={"episodes": 160, "batch_size": 4, "lr": 3e-3,
+                                          "seed": 0, "checkpoint_every": 1000,
+                                          "val_every": 1000, "entropy_coef": 0.0,
+                                          "entropy_coef_final": 0.0})
+    rewards = [r.reward for r in train(config, tiny_samples(2, 2), out=tmp_path / "m.pt")]
+    assert len(rewards) == 40
+    first, last = np.mean(rewards[:5]), np.mean(rewards[-5:])
+    assert last > first + 0.05, (first, last)

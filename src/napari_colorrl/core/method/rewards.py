@@ -18,6 +18,11 @@ into rewards (docs/method.md, "Rewards"). With c_t = sum_{k<=t} a_k 2^k:
     radius) gets +1 / (T - 1) per step t >= 1, +1 over the episode: the best total a crowded
     instance can earn (m_0 is about 1 when the step-0 decision is right, m_t = 0 afterwards),
     so isolated objects are not favoured over crowded ones.
+  - worst form (beyond the paper, docs/method.md): as the instance form with the mean over the
+    neighbours replaced by the maximum, m_t(p) = max over j of #{q in Inr_j : c_t(q) = c_t(p)}
+    / (|Inr_j| + 1), and m_{t-1} the maximum of the shares at c_{t-1} (each neighbour's own
+    histogram with the halves merged: the maximum of merged halves is not the merged maximum).
+    Sharing a color with the one touching neighbour costs as much as with all of them.
 
 All parts are zeroed outside the episode's own mask (``BatchTargets.mask``).
 """
@@ -203,6 +208,16 @@ def _previous(hist: torch.Tensor) -> torch.Tensor:
     return hist.view(hist.shape[0], 2, hist.shape[1] // 2).sum(1)
 
 
+def _neighbour_max(shares: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """(G, K): per instance i and color, the largest share of that color over the neighbours j
+    of i (``shares[j]`` for the pairs (src, dst) = (i, j); 0 without neighbours)."""
+    out = torch.zeros_like(shares)
+    if src.numel():
+        index = src[:, None].expand(-1, shares.shape[1])
+        out.scatter_reduce_(0, index, shares[dst], reduce="amax", include_self=True)
+    return out
+
+
 def _pair_counts(hist: torch.Tensor, slot: torch.Tensor, c: torch.Tensor, c_prev: torch.Tensor):
     """Per pixel, hist[slot, c_t] and the same over c_{t-1}: two (B*P,) float32 tensors."""
     n_colors = hist.shape[1]
@@ -271,8 +286,20 @@ def step_rewards(
             mean = torch.zeros_like(shares).index_add_(0, src, shares[dst] * w[:, None])
             m_now, m_before = _pair_counts(mean, slot, c, c_prev)
             split += m_before - m_now - m_now / steps + iso[slot].to(torch.float32) * lone
+    elif cfg.split_form == "worst":
+        shares = inner * batch.interior_norm[:, None]  # fraction of Inr_j per color at c_t
+        before = _previous(inner) * batch.interior_norm[:, None]  # ... and at c_{t-1}
+        lone = 1.0 / (steps - 1)
+        for src, dst, iso in zip(batch.neighbour_src, batch.neighbour_dst, batch.isolated,
+                                 strict=True):
+            worst = _neighbour_max(shares, src, dst)
+            worst_before = _neighbour_max(before, src, dst)
+            m_now = worst.reshape(-1)[slot * n_colors + c]
+            m_before = worst_before.reshape(-1)[slot * (n_colors // 2) + c_prev]
+            split += m_before - m_now - m_now / steps + iso[slot].to(torch.float32) * lone
     else:
-        raise ValueError(f"split_form must be 'instance' or 'proximity', got {cfg.split_form!r}.")
+        raise ValueError(f"split_form must be 'instance', 'proximity' or 'worst', got "
+                         f"{cfg.split_form!r}.")
     split = split.view(shape) * (float(cfg.w_split) * weight)
     return RewardParts(zeros, background, split, merge, background + split + merge, batch.mask)
 

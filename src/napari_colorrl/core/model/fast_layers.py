@@ -18,23 +18,86 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class InstanceNorm2d(nn.InstanceNorm2d):
+class _GroupNormInstanceNorm:
+    """The forward of :class:`InstanceNorm2d` and :class:`InstanceNorm3d`."""
+
+    statistics: SharedStatistics | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.statistics is not None:
+            return self.statistics.normalize(x, self.weight, self.bias, self.eps)
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
+class InstanceNorm2d(_GroupNormInstanceNorm, nn.InstanceNorm2d):
     """``nn.InstanceNorm2d(affine=True)`` computed as ``group_norm`` with one group per channel.
 
     Mean and (biased) variance per sample and channel over the spatial axes, then the per-channel
     affine transform: the same function and parameters, several times faster on the CPU, where
     ``instance_norm`` runs ``batch_norm`` on a (1, B*C, *S) view.
+
+    ``statistics``: None (the instance norm), or a :class:`SharedStatistics` that supplies the
+    mean and variance instead (tiled inference: every tile normalised with the image's).
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
-
-class InstanceNorm3d(nn.InstanceNorm3d):
+class InstanceNorm3d(_GroupNormInstanceNorm, nn.InstanceNorm3d):
     """3D counterpart of :class:`InstanceNorm2d`."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+class SharedStatistics:
+    """The mean and variance of every instance norm of a network, measured once and then used for
+    other inputs (docs/method.md, "Scale and tiles").
+
+    A tile normalised with its own statistics sees a different network from the whole image's
+    (the coloring of a near tie flips), so tiled inference first runs the coloring on a sample of
+    the image, a batch of crops, in ``"record"`` mode: each norm takes the mean and variance per
+    channel over the whole batch (all crops, all pixels) and keeps them, in the order the norms
+    are called. Then, in ``"replay"`` mode, each tile's coloring (the same sequence of calls:
+    image branch, then T steps) uses them in the same order; ``rewind`` before each tile.
+    """
+
+    def __init__(self) -> None:
+        self.mode = "record"
+        self.values: list[tuple[Tensor, Tensor]] = []
+        self.index = 0
+
+    def normalize(self, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+        if self.mode == "record":
+            dims = (0, *range(2, x.ndim))
+            var, mean = torch.var_mean(x.detach().float(), dim=dims, unbiased=False)
+            self.values.append((mean, var))
+        else:
+            if self.index >= len(self.values):
+                raise RuntimeError("SharedStatistics: more norm calls than were recorded; "
+                                   "rewind() before each coloring.")
+            mean, var = self.values[self.index]
+            self.index += 1
+        # The same arithmetic in both modes (a near tie of the coloring must not flip), for
+        # inference only: no gradient flows into the statistics.
+        out = F.batch_norm(x.float(), mean, var, weight, bias, False, 0.0, eps)
+        return out.to(x.dtype)
+
+    def replay(self) -> SharedStatistics:
+        """Switch to replaying the recorded statistics, from the first."""
+        self.mode, self.index = "replay", 0
+        return self
+
+    def rewind(self) -> None:
+        self.index = 0
+
+    def attach(self, model: nn.Module) -> None:
+        """Make every instance norm of ``model`` use these statistics."""
+        for module in model.modules():
+            if isinstance(module, _GroupNormInstanceNorm):
+                module.statistics = self
+
+    @staticmethod
+    def detach(model: nn.Module) -> None:
+        """Back to each input's own statistics."""
+        for module in model.modules():
+            if isinstance(module, _GroupNormInstanceNorm):
+                module.statistics = None
 
 
 def _onednn_ready(x: Tensor) -> bool:
