@@ -88,11 +88,16 @@ def recipe_config(args) -> dict:
 def prepare_run(args, folder: Path, *, minutes: float, changes: dict | None = None,
                 resume: Path | None = None):
     """Write the run's config (recipe, then ``changes``, budget and seed) to folder/config.json
-    and prepare training from it as ``colorrl train --config`` does; print its messages."""
+    and prepare training from it as ``colorrl train --config`` does; print its messages.
+    Selection (``train.selection``) is on a share carved from train/: ``setup.val`` is that
+    share, ``setup.scored`` the val/ images to report."""
     from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
 
     config = deep_update(recipe_config(args), changes or {})
-    config = deep_update(config, {"train": {"minutes": minutes, "seed": args.seed}})
+    # The checkpoint and the minimum size are chosen on a seeded share of train/, never on
+    # val/, which is only scored (setup.scored) after training.
+    config = deep_update(config, {"train": {"minutes": minutes, "seed": args.seed,
+                                            "selection": "train"}})
     path = write_recipe(config, folder / "config.json")
     settings = {"steps": args.steps} if args.steps is not None else {}
     setup = prepare_training(TrainingRequest(data=args.data, config_file=path,

@@ -71,12 +71,12 @@ def run_colorrl(args, setup, work: Path) -> dict:
     best = out.with_suffix(".best.pt")
     segmenter = Segmenter.load(best if best.is_file() else out, device="cpu")
     preds, seconds = {}, []
-    for sample in setup.val:
+    for sample in setup.scored:
         start = time.perf_counter()
         preds[sample.name] = segmenter.segment(sample.image).instances
         seconds.append(time.perf_counter() - start)
     return {"colorrl": {
-        **score(preds, setup.val), "train_minutes": rows[-1]["elapsed"] / 60,
+        **score(preds, setup.scored), "train_minutes": rows[-1]["elapsed"] / 60,
         "updates": rows[-1]["update"], "infer_ms": 1000 * float(np.median(seconds)),
         "choice": f"min size {segmenter.config.min_size} px"}}
 
@@ -94,23 +94,26 @@ def run_unet(args, setup, minutes: float, work: Path) -> dict:
         bar.set_postfix_str(f"update {last.update} loss {last.loss:.3f}")
         bar.refresh()
     bar.close()
+    # Threshold, minimum distance and size chosen on the selection share (setup.val, carved
+    # from train/), as ColorRL's checkpoint and minimum size; scored on val/ (setup.scored).
+    chosen_on = {s.name: unet.probability(s.image) for s in setup.val}
     probs, prob_seconds = {}, []
-    for sample in setup.val:
+    for sample in setup.scored:
         start = time.perf_counter()
         probs[sample.name] = unet.probability(sample.image)
         prob_seconds.append(time.perf_counter() - start)
     names = [s.name for s in setup.val]
     gts = [s.labels for s in setup.val]
     default_size = setup.config.min_size
-    sizes = min_size_candidates(default_size, int(min(p.size for p in probs.values())))
-    threshold, _ = choose(THRESHOLDS, lambda t: [cc_instances(probs[n], t, default_size)
+    sizes = min_size_candidates(default_size, int(min(p.size for p in chosen_on.values())))
+    threshold, _ = choose(THRESHOLDS, lambda t: [cc_instances(chosen_on[n], t, default_size)
                                                  for n in names], gts)
-    cc_size, _ = choose(sizes, lambda m: [cc_instances(probs[n], threshold, m) for n in names],
-                        gts)
-    distance, _ = choose(MIN_DISTANCES, lambda d: [
-        watershed_instances(probs[n], threshold, d, default_size) for n in names], gts)
-    ws_size, _ = choose(sizes, lambda m: [watershed_instances(probs[n], threshold, distance, m)
+    cc_size, _ = choose(sizes, lambda m: [cc_instances(chosen_on[n], threshold, m)
                                           for n in names], gts)
+    distance, _ = choose(MIN_DISTANCES, lambda d: [
+        watershed_instances(chosen_on[n], threshold, d, default_size) for n in names], gts)
+    ws_size, _ = choose(sizes, lambda m: [watershed_instances(chosen_on[n], threshold, distance,
+                                                              m) for n in names], gts)
     results = {}
     for key, make, choice in (
         ("unet_cc", lambda p: cc_instances(p, threshold, cc_size),
@@ -119,11 +122,11 @@ def run_unet(args, setup, minutes: float, work: Path) -> dict:
          f"threshold {threshold}, min distance {distance} px, min size {ws_size} px"),
     ):
         preds, seconds = {}, []
-        for name, base in zip(names, prob_seconds):
+        for sample, base in zip(setup.scored, prob_seconds):
             start = time.perf_counter()
-            preds[name] = make(probs[name])
+            preds[sample.name] = make(probs[sample.name])
             seconds.append(base + time.perf_counter() - start)
-        results[key] = {**score(preds, setup.val), "train_minutes": last.elapsed / 60,
+        results[key] = {**score(preds, setup.scored), "train_minutes": last.elapsed / 60,
                         "updates": last.update, "infer_ms": 1000 * float(np.median(seconds)),
                         "choice": choice}
     return results
@@ -135,21 +138,21 @@ def run_cellpose(args, setup, minutes: float, work: Path) -> dict:
     result = train_cellpose(args.data, minutes, work / "cellpose", quick=args.quick)
     masks = Path(result["masks_dir"])
     preds = {}
-    for sample in setup.val:
+    for sample in setup.scored:
         found = sorted(masks.glob(f"{Path(sample.name).stem}.*"))
         if not found:
             raise FileNotFoundError(f"Cellpose wrote no mask for {sample.name} in {masks}")
         preds[sample.name] = read_labels(found[0])
     return {"cellpose": {
-        **score(preds, setup.val), "train_minutes": result["train_seconds"] / 60,
+        **score(preds, setup.scored), "train_minutes": result["train_seconds"] / 60,
         "updates": f"{result['epochs']} epochs",
         "infer_ms": 1000 * float(result["infer_seconds_per_image"]),
         "choice": f"cellpose {result.get('version', '?')}"}}
 
 
 def run_perfect(setup) -> dict:
-    preds = {s.name: perfect_foreground_cc(s.labels) for s in setup.val}
-    return {"perfect": {**score(preds, setup.val), "train_minutes": None, "updates": None,
+    preds = {s.name: perfect_foreground_cc(s.labels) for s in setup.scored}
+    return {"perfect": {**score(preds, setup.scored), "train_minutes": None, "updates": None,
                         "infer_ms": None, "choice": "true foreground"}}
 
 
@@ -174,7 +177,7 @@ def main() -> int:
     setup = prepare_run(args, work, minutes=minutes,
                         changes={"train": {"val_max_images": 4}} if args.quick else None)
     if args.quick:
-        setup.val = setup.val[:4]
+        setup.val, setup.report = setup.val[:4], setup.report[:4]
 
     store = work / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else {}
@@ -229,7 +232,8 @@ def section(name: str, args, setup, results: dict) -> str:
         *header(f"Comparison: {name}")[:3],
         *[f"- command: `{c}`" for c in commands],
         f"- date: {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else ""),
-        f"- data: `{args.data.name}`, {len(setup.train)} training and {len(setup.val)} "
+        f"- data: `{args.data.name}`, {len(setup.train)} training, {len(setup.val)} "
+        f"selection (carved from train/) and {len(setup.scored)} scored "
         f"validation images, all scored at full size; training budget "
         f"{' / '.join(f'{b:g}' for b in budgets)} min per method, one method at a time",
         f"- ColorRL: recipe `{args.recipe or args.config}`, T = {config.steps}, network "
@@ -241,8 +245,9 @@ def section(name: str, args, setup, results: dict) -> str:
         table(results),
         "",
         "Inference is the median per validation image on the CPU, post-processing included. "
-        "Thresholds, distances and minimum sizes are chosen on the validation images (by SBD + "
-        "AP50), as ColorRL's minimum size is.",
+        "Thresholds, distances and minimum sizes are chosen (by SBD + AP50) on the selection "
+        "share carved from train/, as ColorRL's checkpoint and minimum size are; val/ is only "
+        "scored.",
     ]
     return "\n".join(lines)
 

@@ -94,10 +94,10 @@ def score_run(out: Path, setup, *, choose_size: bool = False):
         segmenter.config = segmenter.config.replace(min_size=int(chosen["min_size"]))
     start = time.perf_counter()
     per_image = {}
-    for sample in tqdm(setup.val, desc="scoring val/", unit="image"):
+    for sample in tqdm(setup.scored, desc="scoring val/", unit="image"):
         per_image[sample.name] = evaluate(segmenter.segment(sample.image).instances,
                                           sample.labels)
-    seconds = (time.perf_counter() - start) / max(1, len(setup.val))
+    seconds = (time.perf_counter() - start) / max(1, len(setup.scored))
     return scored, segmenter, mean_metrics(list(per_image.values())), per_image, seconds
 
 
@@ -131,7 +131,8 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
     lines = [
         *header(f"Learning: {name}"),
         f"- recipe: `{args.recipe or args.config}`",
-        f"- data: `{args.data.name}`, {len(setup.train)} training and {len(setup.val)} "
+        f"- data: `{args.data.name}`, {len(setup.train)} training, {len(setup.val)} "
+        f"selection (carved from train/) and {len(setup.scored)} scored "
         f"validation images; network input {'x'.join(map(str, config.input_size))} "
         f"({config.input_mode}), scored at full size; T = {config.steps}; network "
         f"{list(config.network.features)}; batch {config.train.batch_size}",

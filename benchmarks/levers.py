@@ -36,6 +36,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                     {"train": {"entropy_coef": 0.01, "entropy_coef_final": 0.001}}),
     "lr-3e-4": ("Adam 3e-4 then 5e-5 instead of 6e-4 then 1e-4",
                 {"train": {"lr": 3e-4, "lr_final": 5e-5}}),
+    # Issue 17's levers against the merged-object equilibrium (docs/method.md).
+    "worst": ("split form 'worst': a collision costs the most shared neighbour's share",
+              {"reward": {"split_form": "worst"}}),
+    "per-object": ("every object (and the background) weighs the same in the loss",
+                   {"train": {"object_weighting": True}}),
+    "aux": ("auxiliary foreground and boundary heads on the decoder, weight 0.5",
+            {"network": {"aux_heads": True}, "train": {"aux_weight": 0.5}}),
+    "worst+per-object": ("both of the above",
+                         {"reward": {"split_form": "worst"},
+                          "train": {"object_weighting": True}}),
 }
 
 

@@ -66,6 +66,10 @@ class NetworkConfig:
                               "network)")
     input_features: int = setting(16, "width of each of the two input modules (image, step "
                                   "channels)", low=1, high=1024)
+    aux_heads: bool = setting(
+        False, "auxiliary supervised heads on the shared decoder (foreground and boundaries of "
+        "the labels), trained with weight train.aux_weight and ignored at inference (beyond "
+        "the paper)")
 
 
 @dataclass
@@ -118,6 +122,11 @@ class TrainConfig:
     gae_lambda: float = setting(1.0, "GAE lambda (1: returns are the sums of the remaining "
                                 "rewards)", low=0, high=1)
     advantage_norm: bool = setting(False, "normalise advantages over the loss mask")
+    aux_weight: float = setting(0.5, "weight of the auxiliary supervised loss (only with "
+                                "network.aux_heads)", low=0, high=100)
+    object_weighting: bool = setting(
+        False, "weigh every ground-truth object (and each image's background) equally in the "
+        "loss means and the advantage normalisation, instead of every pixel")
     grad_clip: float | None = setting(None, "clip the gradient norm to this (none = off)", low=0,
                                       high=10**6, low_open=True)
     warmup_updates: int = setting(0, "first updates on a single sample (the supplement's 3D "
@@ -133,6 +142,11 @@ class TrainConfig:
     val_share: float = setting(0.2, "share of the training samples held out (seeded) for the "
                                "validation curve, the best model and the minimum size when no "
                                "validation data is given; 0: none", low=0, high=0.5)
+    selection: str = setting(
+        "val", "what the best checkpoint and the minimum size are chosen on: 'val' (the "
+        "validation data when given, else the held-out share) or 'train' (always the held-out "
+        "share of the training samples; validation data given is only scored afterwards, as "
+        "the benchmarks do)", choices=("val", "train"))
     val_max_images: int = setting(16, "validation images scored at each validation", low=1,
                                   high=10**6)
     tune_min_size: bool = setting(True, "choose the minimum object size on the validation "

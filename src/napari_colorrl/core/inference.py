@@ -388,7 +388,13 @@ class Segmenter:
         grid = plan.grid
         window = tuple(math.ceil(t / f) + 1 for t, f in zip(grid.tile_shape, plan.factors))
         window = tuple(min(w, s) for w, s in zip(window, plan.image_shape))
-        check_tile_memory(self.config, grid.tile_shape, grid.read_shape, window,
+        tile = grid.tile_shape
+        _, crops = self.statistics_crops(plan)
+        if crops:  # the batch of statistics crops runs as one pass: check the larger of the two
+            batch = (len(crops) * crops[0].network_shape[0], *crops[0].network_shape[1:])
+            if math.prod(batch) > math.prod(tile):
+                tile = batch
+        check_tile_memory(self.config, tile, grid.read_shape, window,
                           source.channels, self.device, tiles=plan.tiles, results=results,
                           image=plan.image_shape)
 

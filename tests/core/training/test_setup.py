@@ -168,3 +168,31 @@ def test_colorrl_train_init_fine_tunes_the_bundled_model(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "d"), "--init", "nuclei-2d", "--steps", "3",
                  "--out", str(tmp_path / "x.pt")]) == 2
     assert "steps 3 cannot change when fine-tuning" in capsys.readouterr().err
+
+
+def test_selection_on_train_keeps_the_validation_pairs_for_scoring_only():
+    """Issue 17, point 5: with ``train.selection = 'train'`` the best checkpoint and the
+    minimum size are chosen on a seeded share carved from the training samples; the validation
+    pairs given are set aside (``setup.report``), never given to the trainer."""
+    from conftest import tiny_samples
+    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
+
+    samples = tiny_samples(2, 6)
+    given_val = tiny_samples(2, 2)
+    for s in given_val:
+        s.name = "val-" + s.name
+    request = TrainingRequest(samples=samples, val_samples=given_val,
+                              settings={"train.selection": "train", "train.val_share": 0.34,
+                                        "steps": 3})
+    setup = prepare_training(request)
+    names = {s.name for s in setup.val}
+    assert len(setup.val) == 2 and not names & {s.name for s in given_val}
+    assert names <= {s.name for s in samples} and not names & {s.name for s in setup.train}
+    assert [s.name for s in setup.report] == [s.name for s in given_val]
+    assert setup.scored is setup.report
+    assert any("only scored afterwards" in m for m in setup.messages)
+    again = prepare_training(request)
+    assert [s.name for s in again.val] == [s.name for s in setup.val]  # seeded
+    plain = prepare_training(TrainingRequest(samples=samples, val_samples=given_val,
+                                             settings={"steps": 3}))
+    assert [s.name for s in plain.val] == [s.name for s in given_val] and plain.report == []

@@ -237,3 +237,41 @@ def test_a_few_dozen_updates_raise_the_mean_reward(tmp_path):
     assert len(rewards) == 40
     first, last = np.mean(rewards[:5]), np.mean(rewards[-5:])
     assert last > first + 0.05, (first, last)
+
+
+def test_object_weighting_gives_every_object_the_same_weight(tmp_path):
+    """Issue 17, point 2: with ``train.object_weighting`` a 100-pixel and a 4-pixel object (and
+    the background) carry the same total weight in the loss means, which keep the size of a
+    per-pixel mean; the trainer runs with it."""
+    from napari_colorrl.core.config import RewardConfig
+    from napari_colorrl.core.method.rewards import collate_targets
+    from napari_colorrl.core.method.targets import prepare_targets
+    from napari_colorrl.core.training.rollout import (Rollout, actor_critic_loss,
+                                                      object_weights)
+
+    labels = np.zeros((2, 20, 20), np.int32)
+    labels[0, 2:12, 2:12] = 1
+    labels[0, 15:17, 15:17] = 2
+    labels[1, 5:9, 5:9] = 1
+    batch = collate_targets([prepare_targets(lab, RewardConfig(radii=(2,))) for lab in labels])
+    mask = batch.mask.to(torch.float32)
+    weight = object_weights(batch, mask)
+    assert float(weight.sum()) == pytest.approx(float(mask.sum()))
+    totals = [float(weight[0][labels[0] == k].sum()) for k in (0, 1, 2)]
+    totals += [float(weight[1][labels[1] == k].sum()) for k in (0, 1)]
+    assert totals == pytest.approx([totals[0]] * 5)
+    # The loss is the weighted mean: an advantage on the small object counts 25x more per pixel.
+    train_cfg = shared_tiny_config(2, train={"object_weighting": True}).train
+    theta = torch.zeros((), requires_grad=True)
+    log_prob = torch.nn.functional.logsigmoid(theta).expand(1, 2, 20, 20)
+    reward = torch.zeros(1, 2, 20, 20)
+    reward[0, 0][labels[0] == 2] = 1.0
+    rollout = Rollout(log_prob, torch.zeros(1, 2, 20, 20), torch.zeros(1, 2, 20, 20), reward,
+                      mask, torch.zeros(1, 4), weight)
+    loss = actor_critic_loss(rollout, train_cfg, entropy_coef=0.0)
+    expected = -float(torch.nn.functional.logsigmoid(torch.zeros(()))) * totals[2] / 800
+    assert float(loss.policy.detach()) == pytest.approx(expected, rel=1e-4)
+
+    config = shared_tiny_config(2, train={"episodes": 2, "object_weighting": True})
+    reports = list(train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
+    assert reports[-1].final and np.isfinite(reports[-1].loss)

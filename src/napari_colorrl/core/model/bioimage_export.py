@@ -18,6 +18,8 @@ package's pipeline differs from this project's own inference. Needs the optional
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import shutil
 import tempfile
@@ -123,7 +125,7 @@ def export_package(
     if isinstance(sample, (str, Path)):
         sample = _read_sample(sample)
     checkpoint, path = load_model(model)
-    config = checkpoint.config
+    config = without_aux_heads(checkpoint.config)
     known = BUNDLED_INFO.get(str(model), {})
     if training_data is None and "training_data" in known:
         training_data = TrainingData(**known["training_data"])
@@ -131,7 +133,8 @@ def export_package(
         training_data = TrainingData(name=training_data)
     raw, sample_text = _test_input(config, sample)
     image = normalize_channels(raw, config.normalization)
-    module = coloring_module(config, checkpoint.model_state)
+    module = coloring_module(config, {k: v for k, v in checkpoint.model_state.items()
+                                      if not k.startswith("aux_head.")})
     scripted, colors, steps = _run_checked(module, network_from_checkpoint(checkpoint, path),
                                            config, image)
     instances = instances_from_colors(colors[0], min_size=config.min_size,
@@ -158,6 +161,14 @@ def export_package(
                         sample=sample_text, test_shape=tuple(raw.shape[1:]),
                         objects=int(instances.max()),
                         training_data=None if training_data is None else training_data.name)
+
+
+def without_aux_heads(config: ColorRLConfig) -> ColorRLConfig:
+    """The config a package carries: the auxiliary heads (training only, never used to color)
+    are left out with their weights."""
+    if not config.network.aux_heads:
+        return config
+    return config.replace(network=dataclasses.replace(config.network, aux_heads=False))
 
 
 def coloring_module(config: ColorRLConfig, state: dict[str, torch.Tensor]) -> torch.nn.Module:

@@ -136,6 +136,7 @@ class ColorRLNet(nn.Module):
         features: Sequence[int],
         attention: bool,
         input_features: int,
+        aux_heads: bool = False,
     ) -> None:
         super().__init__()
         if ndim not in (2, 3):
@@ -168,6 +169,11 @@ class ColorRLNet(nn.Module):
         for head in (self.policy_head, self.value_head):
             nn.init.normal_(head.weight, std=1e-3)
             nn.init.zeros_(head.bias)
+        # Auxiliary supervised heads (network.aux_heads, docs/method.md "Auxiliary supervision"):
+        # logits of the foreground and of the boundaries of the labels, from the same decoder
+        # features; trained alongside the policy, never used to color.
+        self.aux_heads = bool(aux_heads)
+        self.aux_head = conv(features[0], 2, 1) if self.aux_heads else None
 
     @property
     def fast_layout(self) -> bool:
@@ -249,9 +255,11 @@ class ColorRLNet(nn.Module):
         return self.image_input(self._pad(image))
 
     def forward(
-        self, image: Tensor, steps: Tensor, image_features: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Policy logits (B, 2, *S) and values (B, 1, *S).
+        self, image: Tensor, steps: Tensor, image_features: Tensor | None = None,
+        aux: bool = False,
+    ):
+        """Policy logits (B, 2, *S) and values (B, 1, *S); with ``aux`` (a network with
+        ``aux_heads``) also the auxiliary logits (B, 2, *S): foreground, boundary.
 
         image: (B, C, *S) float in [0, 1]. steps: (B, T, *S) float in {-1, 0, +1}.
         image_features: optional output of ``encode_image(image)``; skips the image branch.
@@ -286,6 +294,8 @@ class ColorRLNet(nn.Module):
             x = x.float()
             logits = self._crop(self.policy_head(x), spatial)
             value = self._crop(self.value_head(x), spatial)
+            if aux and self.aux_head is not None:
+                return logits, value, self._crop(self.aux_head(x), spatial)
         return logits, value
 
 
@@ -299,6 +309,7 @@ def build_network(config: ColorRLConfig) -> ColorRLNet:
         features=net.features,
         attention=net.attention,
         input_features=net.input_features,
+        aux_heads=net.aux_heads,
     )
 
 

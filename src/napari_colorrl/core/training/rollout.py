@@ -33,6 +33,8 @@ class Rollout:
     reward: torch.Tensor  # r_t, the sum of the four reward parts
     mask: torch.Tensor  # (B, *S) the loss mask of each episode
     part_means: torch.Tensor  # (T, 4) mean of each reward part per step over the mask
+    weight: torch.Tensor | None = None  # (B, *S) loss weights (None: the mask, every pixel)
+    aux: torch.Tensor | None = None  # auxiliary supervised loss (network.aux_heads), with graph
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Losses:
     policy: torch.Tensor
     value: torch.Tensor
     entropy: torch.Tensor
+    aux: torch.Tensor | None = None
 
 
 @dataclass
@@ -63,6 +66,57 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` (..., B, *S) over the pixels where ``mask`` (B, *S) is set."""
     weight = mask.expand_as(values)
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (..., B, *S) weighted by ``weight`` (B, *S)."""
+    weight = weight.expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def object_weights(targets, mask: torch.Tensor) -> torch.Tensor:
+    """(B, *S) loss weights giving every ground-truth object, and each episode's background,
+    the same total weight over its pixels in ``mask``, scaled so the weights sum to the number
+    of masked pixels (losses keep the size of a per-pixel mean)."""
+    flat = mask.reshape(-1).to(torch.float32)
+    slots = targets.instance
+    counts = torch.bincount(slots, weights=flat, minlength=targets.n_slots)
+    weight = flat / counts[slots].clamp_min(1.0)
+    weight = weight * (flat.sum() / weight.sum().clamp_min(1e-12))
+    return weight.view(mask.shape).to(mask.dtype)
+
+
+def has_aux_heads(model: torch.nn.Module) -> bool:
+    """Whether ``model`` (or the network inside a DDP wrapper) has auxiliary heads."""
+    return bool(getattr(getattr(model, "module", model), "aux_heads", False))
+
+
+def aux_label_maps(targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """(foreground, boundary) float maps (B, *S) of the episode's labels: the targets of the
+    auxiliary heads. A boundary pixel is a foreground pixel with a face neighbour of another
+    instance or the background (made from the instance slots, no preparation per image)."""
+    shape = tuple(targets.mask.shape)
+    slots = targets.instance.view(shape)
+    foreground = targets.foreground.view(shape)
+    boundary = torch.zeros(shape, dtype=torch.bool, device=slots.device)
+    for axis in range(1, len(shape)):
+        differs = slots.narrow(axis, 1, shape[axis] - 1) != slots.narrow(axis, 0, shape[axis] - 1)
+        boundary.narrow(axis, 1, shape[axis] - 1).logical_or_(differs)
+        boundary.narrow(axis, 0, shape[axis] - 1).logical_or_(differs)
+    return foreground.float(), (boundary & foreground).float()
+
+
+def aux_loss(logits: torch.Tensor, targets: tuple[torch.Tensor, torch.Tensor],
+             mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the foreground and the boundary heads over ``mask``; the rare
+    boundary pixels are weighted up by the ratio of the two classes (at most 10x)."""
+    foreground, boundary = targets
+    fg = F.binary_cross_entropy_with_logits(logits[:, 0], foreground, reduction="none")
+    positives = (boundary * mask).sum()
+    ratio = ((mask.sum() - positives) / positives.clamp_min(1.0)).clamp(1.0, 10.0)
+    bd = F.binary_cross_entropy_with_logits(logits[:, 1], boundary, reduction="none",
+                                            pos_weight=ratio)
+    return masked_mean(fg, mask) + masked_mean(bd, mask)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, lam: float) -> torch.Tensor:
@@ -103,9 +157,17 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     with autocast(image.device, precision):
         cache = model.encode_image(image) if hasattr(model, "encode_image") else None
     log_probs, entropies, values, rewards, part_means = [], [], [], [], []
+    use_aux = has_aux_heads(model) and config.train.aux_weight > 0
+    aux_targets = aux_label_maps(episode.targets) if use_aux else None
+    aux_losses = []
     for t in range(steps):
         with autocast(image.device, precision):
-            logits, value = model(image, channels, image_features=cache)
+            if use_aux:
+                logits, value, aux_logits = model(image, channels, image_features=cache,
+                                                  aux=True)
+                aux_losses.append(aux_loss(aux_logits.float(), aux_targets, mask))
+            else:
+                logits, value = model(image, channels, image_features=cache)
         log_p = F.log_softmax(logits.float(), dim=1)
         prob_one = log_p[:, 1].exp()
         with torch.no_grad():
@@ -123,25 +185,39 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         channels = channels.clone()  # the old tensor is saved for backward
         channels[:, t] = step_value(action)
         prev_colors = colors
+    weight = object_weights(episode.targets, mask) if config.train.object_weighting else None
+    aux = torch.stack(aux_losses).mean() if aux_losses else None
     return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
-                   torch.stack(rewards), mask, torch.stack(part_means))
+                   torch.stack(rewards), mask, torch.stack(part_means), weight, aux)
 
 
 def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float) -> Losses:
     """Policy loss -A_t log pi(a_t|s_t) + value_coef (R_t - V(s_t))^2 - entropy_coef H(pi),
     each a mean over the masked pixels and steps; advantages by GAE with gamma = 1."""
     value, mask = rollout.value, rollout.mask
+    weight = rollout.weight
     with torch.no_grad():
         advantages = gae(rollout.reward, value.detach(), train.gae_lambda)
         returns = advantages + value.detach()
-        if train.advantage_norm:
+        if train.advantage_norm and weight is None:
             selected = advantages[mask.expand_as(advantages).bool()]
             advantages = (advantages - selected.mean()) / (selected.std() + 1e-6)
-    policy = -masked_mean(rollout.log_prob * advantages, mask)
-    value_loss = masked_mean((returns - value) ** 2, mask)
-    entropy = masked_mean(rollout.entropy, mask)
+        elif train.advantage_norm:  # the same, every object weighing the same
+            centre = weighted_mean(advantages, weight)
+            spread = weighted_mean((advantages - centre) ** 2, weight).sqrt()
+            advantages = (advantages - centre) / (spread + 1e-6)
+    if weight is None:
+        policy = -masked_mean(rollout.log_prob * advantages, mask)
+        value_loss = masked_mean((returns - value) ** 2, mask)
+        entropy = masked_mean(rollout.entropy, mask)
+    else:
+        policy = -weighted_mean(rollout.log_prob * advantages, weight)
+        value_loss = weighted_mean((returns - value) ** 2, weight)
+        entropy = weighted_mean(rollout.entropy, weight)
     total = policy + train.value_coef * value_loss - entropy_coef * entropy
-    return Losses(total, policy, value_loss, entropy)
+    if rollout.aux is not None:
+        total = total + train.aux_weight * rollout.aux
+    return Losses(total, policy, value_loss, entropy, rollout.aux)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,

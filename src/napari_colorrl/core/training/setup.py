@@ -63,10 +63,20 @@ class TrainingRequest:
 
 @dataclass
 class TrainingSetup:
+    """What training runs on. val: the samples the best checkpoint and the minimum size are
+    chosen on (given to ``train``); report: with ``train.selection = 'train'``, the validation
+    pairs given, set aside to be scored after training and never used to choose anything."""
+
     config: ColorRLConfig
     train: list
     val: list
     messages: list[str]
+    report: list = field(default_factory=list)
+
+    @property
+    def scored(self) -> list:
+        """The samples a benchmark reports: the validation pairs given, else ``val``."""
+        return self.report or self.val
 
 
 def load_samples(request: TrainingRequest) -> tuple[list, list]:
@@ -193,7 +203,8 @@ def held_out_count(samples: int, share: float) -> int:
     return min(samples - 1, max(1, round(share * samples))) if share > 0 else 0
 
 
-def hold_out(samples: list, share: float, seed: int) -> tuple[list, list, str]:
+def hold_out(samples: list, share: float, seed: int,
+             reason: str = "No validation data given") -> tuple[list, list, str]:
     """(training, validation, what was done): ``share`` of ``samples`` (at least one, and never
     all) drawn with ``seed`` for validation, when there are two or more."""
     count = held_out_count(len(samples), share)
@@ -206,7 +217,7 @@ def hold_out(samples: list, share: float, seed: int) -> tuple[list, list, str]:
     val = [s for i, s in enumerate(samples) if i in picked]
     train = [s for i, s in enumerate(samples) if i not in picked]
     return train, val, (
-        f"No validation data given: {count} of the {len(samples)} training samples "
+        f"{reason}: {count} of the {len(samples)} training samples "
         f"({', '.join(s.name for s in val[:3])}{', ...' if count > 3 else ''}) are held out "
         f"(train.val_share {share:g}, seed {seed}) for the validation curve, the best model and "
         f"the minimum size.")
@@ -236,7 +247,15 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     train = check_training_samples(train, ndim)
     val = check_training_samples(val, ndim, what="validation")
     messages = messages_init
-    if not val:
+    report: list = []
+    if val and config.train.selection == "train":
+        report = val
+        train, val, note = hold_out(
+            train, config.train.val_share, config.train.seed,
+            reason=f"Chosen on the training data (train.selection 'train'; the {len(report)} "
+                   f"validation samples are only scored afterwards)")
+        messages.append(note)
+    elif not val:
         train, val, note = hold_out(train, config.train.val_share, config.train.seed)
         messages.append(note)
     channels = max(split_channels(s.image, ndim)[0].shape[0] for s in train)
@@ -277,4 +296,5 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     parallel = describe(config.train.batch_size, config.train.lr, config.train.device)
     if parallel is not None:
         messages.append(parallel)
-    return TrainingSetup(config=config, train=train, val=val, messages=messages)
+    return TrainingSetup(config=config, train=train, val=val, messages=messages,
+                         report=report)
