@@ -180,8 +180,12 @@ def _worker(spec_path: str) -> int:
     reset = _reset_peak()
     base = _current_rss()
     start = time.perf_counter()
-    for _ in segmenter.iter_segment(image, out.array, plan=plan):
-        pass
+    limit = spec.get("first_tiles") or plan.tiles
+    run = segmenter.iter_segment(image, out.array, plan=plan)
+    for done, _ in run:
+        if done >= limit:  # only the first tiles of a very large image: time and peak so far
+            run.close()
+            break
     seconds = time.perf_counter() - start
     peak = _peak_rss()
     out.discard()
@@ -189,13 +193,14 @@ def _worker(spec_path: str) -> int:
     host, network = tile_bytes(segmenter.config, grid.tile_shape, grid.read_shape,
                                grid.tile_shape)
     print(json.dumps({"seconds": seconds, "peak_mb": max(peak - base, 0) / 2**20,
-                      "peak_reset": reset,
+                      "peak_reset": reset, "tiles_done": min(limit, plan.tiles),
                       "tiles": plan.tiles, "tile": list(grid.tile_shape),
                       "tile_estimate_mb": (host + network) / 2**20}))
     return 0
 
 
-def measure(shape: tuple[int, ...], model: str, config, threads: int, device: str) -> dict:
+def measure(shape: tuple[int, ...], model: str, config, threads: int, device: str,
+            first_tiles: int | None = None) -> dict:
     import torch
 
     with tempfile.TemporaryDirectory(prefix="colorrl-tiling-") as tmp:
@@ -203,7 +208,8 @@ def measure(shape: tuple[int, ...], model: str, config, threads: int, device: st
         write_image(image, shape)
         spec = Path(tmp) / "spec.json"
         spec.write_text(json.dumps({"image": str(image), "out": str(Path(tmp) / "l.zarr"),
-                                    "model": model, "threads": threads or
+                                    "model": model, "first_tiles": first_tiles,
+                                    "threads": threads or
                                     torch.get_num_threads(), "device": device,
                                     "config": None if config is None else config.to_dict()}))
         env = dict(os.environ)
@@ -214,8 +220,8 @@ def measure(shape: tuple[int, ...], model: str, config, threads: int, device: st
         if done.returncode != 0:
             raise RuntimeError(f"tiling worker failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
-    pixels = math.prod(shape)
-    result.update(shape=list(shape), megapixels=pixels / 1e6,
+    pixels = math.prod(shape) * result["tiles_done"] / result["tiles"]  # those segmented
+    result.update(shape=list(shape), megapixels=math.prod(shape) / 1e6,
                   mpx_per_s=pixels / 1e6 / result["seconds"],
                   us_per_px=1e6 * result["seconds"] / pixels)
     return result
@@ -252,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"a trained Cellpose 3 model (default: {CELLPOSE_MODEL} if it "
                         f"exists)")
     parser.add_argument("--no-cellpose", action="store_true", help="leave Cellpose out")
+    parser.add_argument("--first-tiles", type=int, default=None,
+                        help="segment only the first N tiles of each 3D size (time per pixel "
+                        "and peak memory of a volume too large to finish)")
     parser.add_argument("--cellpose-max", type=int, default=2048,
                         help="the largest 2D size Cellpose segments (default 2048: on a CPU it "
                         "takes about 20 us per pixel, 22 minutes at 8192 x 8192)")
@@ -274,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     out["3d"] = {}
     for text in [] if "3d" in args.skip else args.sizes_3d:
         shape = _shape(text, 3)
-        out["3d"][text] = measure(shape, "random", config, args.threads, args.device)
+        out["3d"][text] = measure(shape, "random", config, args.threads, args.device,
+                                  first_tiles=args.first_tiles)
         print(f"3D {text}: {out['3d'][text]['seconds']:.1f} s, peak "
               f"{out['3d'][text]['peak_mb']:.0f} MB", flush=True)
     model = args.cellpose_model or (CELLPOSE_MODEL if CELLPOSE_MODEL.is_file() else None)
@@ -321,8 +331,10 @@ def report(out: dict, config) -> str:
             continue
         rows = []
         for key, r in out[kind].items():
+            done = r.get("tiles_done", r["tiles"])
+            tiles = str(r["tiles"]) if done == r["tiles"] else f"first {done} of {r['tiles']}"
             row = [" x ".join(map(str, r["shape"])), fmt(r["megapixels"], ".2f"),
-                   str(r["tiles"]), fmt(r["seconds"], ".1f"), fmt(r["mpx_per_s"], ".3f"),
+                   tiles, fmt(r["seconds"], ".1f"), fmt(r["mpx_per_s"], ".3f"),
                    fmt(r["us_per_px"], ".2f"), fmt(r["peak_mb"], ".0f"),
                    fmt(r["tile_estimate_mb"], ".0f")]
             if kind == "2d" and cp:

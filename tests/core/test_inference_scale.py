@@ -49,18 +49,21 @@ def test_a_4x_larger_field_of_view_scores_like_training_size_images(nuclei_model
 
 
 def test_a_given_object_size_rescales_the_image(nuclei_model):
+    """Objects 3x the training size: given their size, the image is shrunk to the training
+    scale and scores like the original (measured 0.81); without it, 0.21. (At 2x the model,
+    normalised with the statistics of input-size crops, still finds most objects unsized.)"""
     image, labels = make_round_nuclei((256, 256), seed=3)
     base = ap(nuclei_model.segment(image).instances, labels, 0.5)
-    big = rescale(image, 2, order=1, preserve_range=True).astype(np.uint8)
-    big_labels = rescale(labels, 2, order=0, preserve_range=True, anti_aliasing=False
+    big = rescale(image, 3, order=1, preserve_range=True).astype(np.uint8)
+    big_labels = rescale(labels, 3, order=0, preserve_range=True, anti_aliasing=False
                          ).astype(np.uint16)
-    sized = nuclei_model.segment(big, object_size=32)  # radius 8 x 2: 32 px across
+    sized = nuclei_model.segment(big, object_size=48)  # radius 8 x 3: 48 px across
     assert sized.plan.factors == pytest.approx(
-        (nuclei_model.scale.diameter / 32,) * 2, rel=0.01)
+        (nuclei_model.scale.diameter / 48,) * 2, rel=0.01)
     assert sized.instances.shape == big.shape
     assert ap(sized.instances, big_labels, 0.5) >= base - 0.1
-    unsized = nuclei_model.segment(big)  # objects twice the training size
-    assert ap(sized.instances, big_labels, 0.5) > ap(unsized.instances, big_labels, 0.5)
+    unsized = nuclei_model.segment(big)  # objects three times the training size
+    assert ap(sized.instances, big_labels, 0.5) > ap(unsized.instances, big_labels, 0.5) + 0.3
 
 
 def test_bad_sizes_are_refused_before_any_work(nuclei_model, monkeypatch):
@@ -101,8 +104,11 @@ def test_an_image_larger_than_the_input_takes_the_statistics_of_input_size_crops
     big = nuclei_model.plan((1024, 1024))
     _, crops = nuclei_model.statistics_crops(big)
     _, same = nuclei_model.statistics_crops(nuclei_model.plan((1024, 1024), tile_size=384))
-    assert len(crops) == 16 and [c.network for c in crops] == [c.network for c in same]
+    assert len(crops) == 4 and [c.network for c in crops] == [c.network for c in same]
     assert all(c.network_shape == (256, 256) for c in crops)
+    # Every other crop along each axis, at most 16: a quarter of the image, one tile's pixels.
+    assert len(nuclei_model.statistics_crops(nuclei_model.plan((2048, 2048)))[1]) == 16
+    assert len(nuclei_model.statistics_crops(nuclei_model.plan((8192, 8192)))[1]) == 16
     assert nuclei_model.statistics_crops(nuclei_model.plan((256, 256)))[1] == []
     image, _ = make_round_nuclei((600, 600), seed=3)
     run = nuclei_model.segment_steps(image, tile_size=384, tile_overlap=64, keep_steps=False)

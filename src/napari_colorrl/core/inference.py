@@ -51,7 +51,7 @@ MAX_RESCALE = 32.0
 
 #: At most this many input-size crops per image give the instance-norm statistics of tiled
 #: inference (``Segmenter.statistics_crops``): 16 of 256 x 256 in 2D and 8 of 64^3 in 3D are
-#: the pixels of one default tile.
+#: the pixels of one default tile (fewer on smaller images: every other crop per axis).
 STATISTICS_CROPS = {2: 16, 3: 8}
 
 
@@ -480,19 +480,21 @@ class Segmenter:
         """The crops whose instance-norm statistics every tile of ``plan`` uses, or no crops
         when the image uses its own (``plan.own_statistics``).
 
-        Crops of the model's input size (what it was trained on), on the network's stride,
-        at most ``STATISTICS_CROPS[ndim]`` per image spread evenly over it: a function of the
-        image's shape at the network's scale only, never of the tiles, so a tiled and an
-        untiled pass see the same network."""
+        Crops of the model's input size (what it was trained on), on the network's stride:
+        every other one of the grid of such crops along each axis, spread evenly, at most
+        ``STATISTICS_CROPS[ndim]`` per image. A function of the image's shape at the network's
+        scale only, never of the tiles, so a tiled and an untiled pass see the same network."""
         grid, stride = plan.grid, self.stride
         crop = tuple(min(n, max(stride, int(c) // stride * stride))
                      for n, c in zip(grid.network_shape, self.config.input_size))
         crops = TileGrid.make(grid.image_shape, grid.network_shape, crop, 0, align=stride)
         if plan.own_statistics(crop):
             return crops, []
-        per_axis = max(1, int(round(STATISTICS_CROPS[self.config.ndim] ** (1 / len(crop)))))
-        picks = [sorted({round(float(v)) for v in np.linspace(0, count - 1, min(count, per_axis))})
-                 for count in crops.counts]
+        # Every other crop along each axis (about a quarter of the image in 2D, an eighth in 3D:
+        # the statistics pass costs at most that much more), at most STATISTICS_CROPS in all.
+        cap = max(1, int(round(STATISTICS_CROPS[self.config.ndim] ** (1 / len(crop)))))
+        picks = [sorted({round(float(v)) for v in np.linspace(
+            0, count - 1, min(cap, max(1, round(count / 2))))}) for count in crops.counts]
         wanted = set(itertools.product(*picks))
         return crops, [tile for tile in crops if tile.index in wanted]
 
