@@ -44,14 +44,15 @@ def test_cores_partition_the_axis_and_tiles_overlap_enough(size, tile, overlap):
 @pytest.mark.parametrize("size,tile,overlap,align", [(1000, 256, 64, 16), (777, 128, 32, 8),
                                                       (2048, 1024, 128, 16), (300, 40, 30, 16)])
 def test_tile_starts_follow_the_network_stride(size, tile, overlap, align):
-    """Every tile but the last (which ends at the end) starts on the network's pooling grid, so
-    it sees the image as an untiled pass does; neighbours still overlap enough."""
+    """Every tile starts on the network's pooling grid, so it sees the image as an untiled pass
+    does; neighbours still overlap enough; the last tile ends at the end, shorter if need be."""
     starts = axis_starts(size, tile, overlap, align)
-    assert starts[0] == 0 and starts[-1] == size - tile
+    assert starts[0] == 0 and starts[-2] + tile < size <= starts[-1] + tile  # covered, no extra
     if tile - overlap >= align:
-        assert all(s % align == 0 for s in starts[:-1])
+        assert all(s % align == 0 for s in starts)
     assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
     assert all(b > a for a, b in zip(starts, starts[1:]))
+    assert size - starts[-1] > overlap  # the short last tile still overlaps its neighbour
 
 
 def test_image_windows_follow_the_nearest_resize_map():

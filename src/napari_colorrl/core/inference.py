@@ -493,8 +493,10 @@ class Segmenter:
         # Every other crop along each axis (about a quarter of the image in 2D, an eighth in 3D:
         # the statistics pass costs at most that much more), at most STATISTICS_CROPS in all.
         cap = max(1, int(round(STATISTICS_CROPS[self.config.ndim] ** (1 / len(crop)))))
+        full = [sum(1 for start in a.starts if start + c <= a.network_size)  # whole crops only
+                for a, c in zip(crops.axes, crop)]
         picks = [sorted({round(float(v)) for v in np.linspace(
-            0, count - 1, min(cap, max(1, round(count / 2))))}) for count in crops.counts]
+            0, count - 1, min(cap, max(1, round(count / 2))))}) for count in full]
         wanted = set(itertools.product(*picks))
         return crops, [tile for tile in crops if tile.index in wanted]
 
