@@ -246,8 +246,7 @@ def test_object_weighting_gives_every_object_the_same_weight(tmp_path):
     from napari_colorrl.core.config import RewardConfig
     from napari_colorrl.core.method.rewards import collate_targets
     from napari_colorrl.core.method.targets import prepare_targets
-    from napari_colorrl.core.training.rollout import (Rollout, actor_critic_loss,
-                                                      object_weights)
+    from napari_colorrl.core.training.rollout import Rollout, actor_critic_loss, object_weights
 
     labels = np.zeros((2, 20, 20), np.int32)
     labels[0, 2:12, 2:12] = 1

@@ -19,7 +19,6 @@ package's pipeline differs from this project's own inference. Needs the optional
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import shutil
 import tempfile
