@@ -63,15 +63,10 @@ class RolloutStats:
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` (..., B, *S) over the pixels where ``mask`` (B, *S) is set."""
+    """Mean of ``values`` (..., B, *S) over the pixels where ``mask`` (B, *S) is set, or
+    weighted by ``mask`` when it holds weights (``object_weights``)."""
     weight = mask.expand_as(values)
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` (..., B, *S) weighted by ``weight`` (B, *S)."""
-    weight = weight.expand_as(values)
-    return (values * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
 def object_weights(targets, mask: torch.Tensor) -> torch.Tensor:
@@ -203,17 +198,13 @@ def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float)
             selected = advantages[mask.expand_as(advantages).bool()]
             advantages = (advantages - selected.mean()) / (selected.std() + 1e-6)
         elif train.advantage_norm:  # the same, every object weighing the same
-            centre = weighted_mean(advantages, weight)
-            spread = weighted_mean((advantages - centre) ** 2, weight).sqrt()
+            centre = masked_mean(advantages, weight)
+            spread = masked_mean((advantages - centre) ** 2, weight).sqrt()
             advantages = (advantages - centre) / (spread + 1e-6)
-    if weight is None:
-        policy = -masked_mean(rollout.log_prob * advantages, mask)
-        value_loss = masked_mean((returns - value) ** 2, mask)
-        entropy = masked_mean(rollout.entropy, mask)
-    else:
-        policy = -weighted_mean(rollout.log_prob * advantages, weight)
-        value_loss = weighted_mean((returns - value) ** 2, weight)
-        entropy = weighted_mean(rollout.entropy, weight)
+    weight = mask if weight is None else weight
+    policy = -masked_mean(rollout.log_prob * advantages, weight)
+    value_loss = masked_mean((returns - value) ** 2, weight)
+    entropy = masked_mean(rollout.entropy, weight)
     total = policy + train.value_coef * value_loss - entropy_coef * entropy
     if rollout.aux is not None:
         total = total + train.aux_weight * rollout.aux
