@@ -43,7 +43,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                    {"train": {"object_weighting": True}}),
     "aux": ("auxiliary foreground and boundary heads on the decoder, weight 0.5",
             {"network": {"aux_heads": True}, "train": {"aux_weight": 0.5}}),
-    "worst+per-object": ("both of the above",
+    "expected": ("each step's own reward from its exact expectation in the policy gradient",
+                 {"train": {"expected_reward": True}}),
+    "worst+expected": ("split form 'worst' and the expected reward of each step",
+                       {"reward": {"split_form": "worst"},
+                        "train": {"expected_reward": True}}),
+    "worst+per-object": ("split form 'worst' and per-object weighting",
                          {"reward": {"split_form": "worst"},
                           "train": {"object_weighting": True}}),
 }

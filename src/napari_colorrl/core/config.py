@@ -127,6 +127,10 @@ class TrainConfig:
     object_weighting: bool = setting(
         False, "weigh every ground-truth object (and each image's background) equally in the "
         "loss means and the advantage normalisation, instead of every pixel")
+    expected_reward: bool = setting(
+        False, "the policy gradient of each step's own reward from its exact expectation over "
+        "the other pixels' actions, for both actions of a pixel; the sampled return only for "
+        "the later steps (less noise per update)")
     grad_clip: float | None = setting(None, "clip the gradient norm to this (none = off)", low=0,
                                       high=10**6, low_open=True)
     warmup_updates: int = setting(0, "first updates on a single sample (the supplement's 3D "

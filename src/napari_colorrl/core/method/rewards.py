@@ -243,14 +243,11 @@ def step_rewards(
     """
     if not 0 <= t < steps:
         raise ValueError(f"step t = {t} is outside 0 .. T-1 = {steps - 1}.")
-    cfg = batch.config
     shape = tuple(colors.shape)
-    device = colors.device
-    weight = batch.mask.to(device=device, dtype=torch.float32)
-    zeros = torch.zeros(shape, dtype=torch.float32, device=device)
-    fg = batch.foreground
-    beta = float(cfg.beta)
     if t == 0:
+        weight = batch.mask.to(device=colors.device, dtype=torch.float32)
+        zeros = torch.zeros(shape, dtype=torch.float32, device=colors.device)
+        fg, beta = batch.foreground, float(batch.config.beta)
         took = action.reshape(-1) != 0
         magnitude = torch.where(fg, 1.0 - beta, beta)
         foreground = torch.where(took == fg, magnitude, -magnitude).view(shape) * weight
@@ -258,22 +255,92 @@ def step_rewards(
 
     c = colors.reshape(-1).to(torch.int64)
     c_prev = prev_colors.reshape(-1).to(torch.int64)
-    n_colors, n_slots = 1 << (t + 1), batch.n_slots
+    n_colors = 1 << (t + 1)
+    inner, rings = _histograms(
+        batch, lambda ids, px: _histogram(ids, c[px], batch.n_slots, n_colors))
+    return _later_step(batch, c_prev, c, t, steps, inner, rings, shape)
+
+
+def expected_step_rewards(
+    batch: BatchTargets,
+    prev_colors: torch.Tensor,
+    prob_one: torch.Tensor,
+    t: int,
+    steps: int,
+) -> tuple[RewardParts, RewardParts]:
+    """The expected rewards of step ``t`` of every pixel for a_t = 0 and for a_t = 1, when every
+    other pixel q samples its action from ``prob_one`` (B, *S), P(a_t(q) = 1), independently.
+
+    The rewards of a step are linear in counts of (instance, color) pairs, so their expectation
+    is the same formula on histograms filled with the probabilities of the two colors each pixel
+    can take (c_{t-1} and c_{t-1} + 2^t) instead of its sampled one; a pixel's own count, which
+    its action decides, is corrected in the merge term (the only one whose histogram holds the
+    pixel itself). Exact for the proximity and instance forms; for the worst form the maximum of
+    the expected shares stands for the expected maximum. Used by ``train.expected_reward``
+    (docs/method.md).
+    """
+    if not 0 <= t < steps:
+        raise ValueError(f"step t = {t} is outside 0 .. T-1 = {steps - 1}.")
+    shape = tuple(prev_colors.shape)
+    if t == 0:  # the foreground reward: a pixel's own action alone
+        zeros = torch.zeros(shape, dtype=torch.int64, device=prev_colors.device)
+        return tuple(step_rewards(batch, zeros, zeros + a, zeros + a, 0, steps)
+                     for a in (0, 1))
+    c_prev = prev_colors.reshape(-1).to(torch.int64)
+    p_one = prob_one.reshape(-1).to(torch.float32)
+    n_colors, bit = 1 << (t + 1), 1 << t
+
+    def soft(ids: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
+        index, p = ids * n_colors + c_prev[px], p_one[px]
+        size = batch.n_slots * n_colors
+        counts = (torch.bincount(index, weights=1.0 - p, minlength=size)
+                  + torch.bincount(index + bit, weights=p, minlength=size))
+        return counts.view(batch.n_slots, n_colors).to(torch.float32)
+
+    inner, rings = _histograms(batch, soft)
+    own = batch.foreground & (batch.interior == batch.instance)  # p counts in its own Inr_i
+    return tuple(
+        _later_step(batch, c_prev, c_prev + a * bit, t, steps, inner, rings, shape,
+                    own=own * (p_one if a == 0 else 1.0 - p_one))
+        for a in (0, 1))
+
+
+def _histograms(batch: BatchTargets, count) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The interior histogram and, for the proximity form, one ring histogram per radius, each
+    from ``count(ids, pixels)``."""
+    inner = count(batch.interior_ids, batch.interior_pixels)
+    rings = []
+    if batch.config.split_form == "proximity":
+        rings = [count(ids, px) for ids, px in zip(batch.ring_ids, batch.ring_pixels,
+                                                    strict=True)]
+    return inner, rings
+
+
+def _later_step(batch: BatchTargets, c_prev: torch.Tensor, c: torch.Tensor, t: int, steps: int,
+                inner: torch.Tensor, rings: list[torch.Tensor], shape: tuple[int, ...],
+                own: torch.Tensor | None = None) -> RewardParts:
+    """The rewards of a step t >= 1 for the colors ``c`` (flat), given the c_t histograms of the
+    interiors and rings; ``own`` (flat) is added to each pixel's count of its own color in its
+    own interior (the expected form: the pixel's own share, which its action decides)."""
+    cfg = batch.config
+    weight = batch.mask.to(device=c.device, dtype=torch.float32)
+    zeros = torch.zeros(shape, dtype=torch.float32, device=c.device)
+    fg = batch.foreground
+    beta = float(cfg.beta)
+    n_colors = 1 << (t + 1)
     turned = ~fg & (c_prev == 0) & (c != 0)
     background = torch.where(turned, -beta, 0.0).view(shape) * weight
 
-    inner = _histogram(batch.interior_ids, c[batch.interior_pixels], n_slots, n_colors)
     s_now, s_before = _pair_counts(inner, batch.instance, c, c_prev)
+    if own is not None:
+        s_now = s_now + own
     merge = (s_now / steps - (s_before - s_now)) * batch.interior_norm[batch.instance]
     merge = merge.view(shape) * (float(cfg.w_merge) * weight)
 
     slot = batch.interior
     split = torch.zeros_like(c, dtype=torch.float32)
     if cfg.split_form == "proximity":
-        for ids, px, norm in zip(
-            batch.ring_ids, batch.ring_pixels, batch.ring_norm, strict=True
-        ):
-            ring = _histogram(ids, c[px], n_slots, n_colors)
+        for ring, norm in zip(rings, batch.ring_norm, strict=True):
             m_now, m_before = _pair_counts(ring, slot, c, c_prev)
             split += (m_before - m_now - m_now / steps) * norm[slot]
     elif cfg.split_form == "instance":

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..config import ColorRLConfig, TrainConfig
 from ..method.coloring import step_value
-from ..method.rewards import step_rewards
+from ..method.rewards import expected_step_rewards, step_rewards
 from .environment import Episode
 from .timing import SectionTimer, UpdateClock
 
@@ -35,6 +35,11 @@ class Rollout:
     part_means: torch.Tensor  # (T, 4) mean of each reward part per step over the mask
     weight: torch.Tensor | None = None  # (B, *S) loss weights (None: the mask, every pixel)
     aux: torch.Tensor | None = None  # auxiliary supervised loss (network.aux_heads), with graph
+    # train.expected_reward: P(a_t = 1) (with graph), and per pixel the expected reward of step
+    # t for a_t = 1 minus that for a_t = 0, and its mean under the policy (no graph).
+    prob_one: torch.Tensor | None = None
+    expected_gain: torch.Tensor | None = None
+    expected_reward: torch.Tensor | None = None
 
 
 @dataclass
@@ -154,7 +159,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     log_probs, entropies, values, rewards, part_means = [], [], [], [], []
     use_aux = has_aux_heads(model) and config.train.aux_weight > 0
     aux_targets = aux_label_maps(episode.targets) if use_aux else None
-    aux_losses = []
+    aux_losses, expected = [], config.train.expected_reward
+    probs, gains, means = [], [], []
     for t in range(steps):
         with autocast(image.device, precision):
             if use_aux:
@@ -173,6 +179,14 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         colors = prev_colors + action.to(torch.int64) * (1 << t)
         with reward_timer or contextlib.nullcontext():
             parts = step_rewards(episode.targets, prev_colors, colors, action, t, steps)
+            if expected:
+                with torch.no_grad():
+                    p_one = prob_one.detach()
+                    zero, one = expected_step_rewards(episode.targets, prev_colors, p_one, t,
+                                                      steps)
+                    gains.append(one.total - zero.total)
+                    means.append(zero.total + p_one * gains[-1])
+                probs.append(prob_one)
         rewards.append(parts.total.float())
         # Means stay on the device and are read back once per update (one sync, not 4 T).
         part_means.append(torch.stack([masked_mean(getattr(parts, name).float(), mask)
@@ -182,27 +196,44 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         prev_colors = colors
     weight = object_weights(episode.targets, mask) if config.train.object_weighting else None
     aux = torch.stack(aux_losses).mean() if aux_losses else None
+    stack = (lambda items: torch.stack(items)) if expected else (lambda items: None)
     return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
-                   torch.stack(rewards), mask, torch.stack(part_means), weight, aux)
+                   torch.stack(rewards), mask, torch.stack(part_means), weight, aux,
+                   stack(probs), stack(gains), stack(means))
 
 
 def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float) -> Losses:
     """Policy loss -A_t log pi(a_t|s_t) + value_coef (R_t - V(s_t))^2 - entropy_coef H(pi),
-    each a mean over the masked pixels and steps; advantages by GAE with gamma = 1."""
+    each a mean over the masked pixels and steps; advantages by GAE with gamma = 1.
+
+    With ``train.expected_reward`` the policy loss of step t is
+    -(P(a_t = 1) g_t + F_t log pi(a_t|s_t)): g_t, the expected reward of step t for a_t = 1
+    minus that for a_t = 0, is the exact gradient of the step's own expected reward; F_t = A_t -
+    (r_t - E_pi[r_t]) is the advantage of the later steps alone (its baseline V(s_t) -
+    E_pi[r_t] depends on the state only). Normalised advantages divide both by the spread of A.
+    """
     value, mask = rollout.value, rollout.mask
     weight = rollout.weight
+    weights = mask if weight is None else weight
     with torch.no_grad():
         advantages = gae(rollout.reward, value.detach(), train.gae_lambda)
         returns = advantages + value.detach()
-        if train.advantage_norm and weight is None:
-            selected = advantages[mask.expand_as(advantages).bool()]
-            advantages = (advantages - selected.mean()) / (selected.std() + 1e-6)
-        elif train.advantage_norm:  # the same, every object weighing the same
-            centre = masked_mean(advantages, weight)
-            spread = masked_mean((advantages - centre) ** 2, weight).sqrt()
-            advantages = (advantages - centre) / (spread + 1e-6)
-    weight = mask if weight is None else weight
-    policy = -masked_mean(rollout.log_prob * advantages, weight)
+        centre, spread = torch.zeros(()), torch.ones(())
+        if train.advantage_norm:
+            centre = masked_mean(advantages, weights)
+            spread = masked_mean((advantages - centre) ** 2, weights).sqrt() + 1e-6
+        if rollout.expected_gain is not None:
+            future = advantages - (rollout.reward - rollout.expected_reward)
+            if train.advantage_norm:
+                future = future - masked_mean(future, weights)
+            future, gain = future / spread, rollout.expected_gain / spread
+        else:
+            advantages = (advantages - centre) / spread
+    weight = weights
+    if rollout.expected_gain is not None:
+        policy = -masked_mean(rollout.prob_one * gain + rollout.log_prob * future, weight)
+    else:
+        policy = -masked_mean(rollout.log_prob * advantages, weight)
     value_loss = masked_mean((returns - value) ** 2, weight)
     entropy = masked_mean(rollout.entropy, weight)
     total = policy + train.value_coef * value_loss - entropy_coef * entropy
