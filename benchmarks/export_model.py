@@ -1,13 +1,10 @@
 """Make the bundled pretrained model from a training checkpoint, and score it.
 
 The shipped ``nuclei-2d`` model is trained on the CC0 ``dsb2018_fluo`` set (the only one of the
-benchmark sets the package may redistribute a model of), ``nuclei-3d`` on volumes generated in
-code (``benchmarks/synthetic_set.py``):
+benchmark sets the package may redistribute a model of):
 
     python -m benchmarks.learn --data DATA/dsb2018_fluo --recipe dsb --minutes 60
     python -m benchmarks.export_model runs/learn-dsb/model.best.pt --data DATA/dsb2018_fluo
-    python -m benchmarks.export_model runs/learn-gonuclear3d/model.best.pt --name nuclei-3d \
-        --data runs/synthetic-nuclei3d
 
 Export keeps the configuration (T, input size, network, the minimum size chosen on validation)
 and the network weights in float16 (half the size; they are cast back to float32 on loading),
@@ -26,10 +23,7 @@ import torch
 
 from ._report import ROOT, header
 
-WEIGHTS = ROOT / "src" / "napari_colorrl" / "core" / "model" / "weights"
-#: What each bundled model was trained on (recorded in the file as its source).
-TRAINED_ON = {"nuclei-2d": "dsb2018_fluo (CC0)",
-              "nuclei-3d": "synthetic touching nuclei generated in code (benchmarks.synthetic_set)"}
+DEFAULT_OUT = ROOT / "src" / "napari_colorrl" / "core" / "model" / "weights" / "nuclei-2d.pt"
 COLUMNS = ("sbd", "abs_dic", "ap50", "map", "aji")
 
 
@@ -54,13 +48,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by training")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: the package's weights folder, NAME.pt")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data", type=Path, default=None,
                         help="score both files on DATA/val and print the scores")
-    parser.add_argument("--name", default="nuclei-2d", choices=sorted(TRAINED_ON))
+    parser.add_argument("--name", default="nuclei-2d")
     args = parser.parse_args()
-    out_path = args.out or WEIGHTS / f"{args.name}.pt"
 
     from tqdm import tqdm
 
@@ -69,9 +61,9 @@ def main() -> int:
     from napari_colorrl.core.metrics import evaluate, mean_metrics
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    note = (f"trained by benchmarks.learn on {TRAINED_ON[args.name]}; exported from "
+    note = (f"trained by benchmarks.learn on dsb2018_fluo (CC0); exported from "
             f"{args.checkpoint.name} by benchmarks.export_model")
-    out = export(args.checkpoint, out_path, note)
+    out = export(args.checkpoint, args.out, note)
     size_mb = out.stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.2f} MB)")
     if args.data is None:
@@ -95,8 +87,8 @@ def main() -> int:
         f"T = {config.steps}; network {list(config.network.features)} at "
         f"{'x'.join(map(str, config.input_size))} ({config.input_mode}); minimum object size "
         f"{config.min_size} px",
-        f"- use: `colorrl predict --model {args.name} --input IMAGES --output LABELS`, or "
-        f"\"bundled: {args.name}\" in the segmentation dock",
+        "- use: `colorrl predict --model nuclei-2d --input IMAGES --output LABELS`, or "
+        "\"bundled: nuclei-2d\" in the segmentation dock",
         f"- scored on all {len(val)} validation images of `{args.data.name}` at full size:",
         "",
         "| model | " + " | ".join(COLUMNS) + " | ms per image |",

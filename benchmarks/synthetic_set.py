@@ -1,14 +1,11 @@
-"""Write a synthetic labelled data set (``train/`` and ``val/``, ``images/`` and ``masks/``) to
-train a model that the package may ship: the data is generated in code, so it may be
-redistributed with the weights.
-
-The bundled ``nuclei-3d`` model is trained on the 3D set this writes (touching ellipsoidal nuclei
-of ``core.data.synthetic.make_nuclei_3d``, the plugin's 3D sample, at the sample's density):
+"""Write a synthetic labelled 3D data set (``train/`` and ``val/``, ``images/`` and ``masks/``):
+touching ellipsoidal nuclei of ``core.data.synthetic.make_nuclei_3d`` (the plugin's 3D sample) at
+the sample's density. Data generated in code may be redistributed with a model trained on it,
+which makes it the candidate training set of a shipped 3D model (docs/experiments.md says how far
+a 20-minute run got):
 
     python -m benchmarks.synthetic_set runs/synthetic-nuclei3d
     python -m benchmarks.learn --data runs/synthetic-nuclei3d --recipe gonuclear3d --minutes 20
-    python -m benchmarks.export_model runs/learn-gonuclear3d/model.best.pt --name nuclei-3d \\
-        --data runs/synthetic-nuclei3d
 """
 
 from __future__ import annotations
