@@ -153,6 +153,18 @@ def _peak_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _rss_file() -> int:
+    """Bytes of file-backed pages the process has mapped (RssFile: the memory-mapped image's
+    pages read so far; the kernel may drop them at any time, they are not memory in use)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _worker(spec_path: str) -> int:
     """One size in a fresh process: segment the memory-mapped image into a zarr array."""
     import torch
@@ -178,11 +190,15 @@ def _worker(spec_path: str) -> int:
     segmenter.segment(warm)  # one untimed call: oneDNN and the allocator set up
     gc.collect()
     reset = _reset_peak()
-    base = _current_rss()
+    base, base_file = _current_rss(), _rss_file()
     start = time.perf_counter()
     limit = spec.get("first_tiles") or plan.tiles
     run = segmenter.iter_segment(image, out.array, plan=plan)
+    by_tiles = []  # (tiles done, peak MB so far, mapped image pages MB) at 1, 2, 4, ... tiles
     for done, _ in run:
+        if done & (done - 1) == 0 or done >= limit:
+            by_tiles.append((done, max(_peak_rss() - base, 0) / 2**20,
+                             max(_rss_file() - base_file, 0) / 2**20))
         if done >= limit:  # only the first tiles of a very large image: time and peak so far
             run.close()
             break
@@ -195,7 +211,8 @@ def _worker(spec_path: str) -> int:
     print(json.dumps({"seconds": seconds, "peak_mb": max(peak - base, 0) / 2**20,
                       "peak_reset": reset, "tiles_done": min(limit, plan.tiles),
                       "tiles": plan.tiles, "tile": list(grid.tile_shape),
-                      "tile_estimate_mb": (host + network) / 2**20}))
+                      "tile_estimate_mb": (host + network) / 2**20,
+                      "peak_by_tiles": by_tiles}))
     return 0
 
 
@@ -345,6 +362,13 @@ def report(out: dict, config) -> str:
         if kind == "2d" and cp:
             head.append(f"Cellpose {cp['version']} Mpx/s")
         lines += ["", f"{title}, labels written to zarr tile by tile:", "", table(head, rows)]
+        for r in out[kind].values():
+            if len(r.get("peak_by_tiles") or []) > 2:
+                steps = r["peak_by_tiles"]
+                lines += ["", f"{' x '.join(map(str, r['shape']))}: peak MB after "
+                          + ", ".join(f"{n}: {p:.0f}" for n, p, _ in steps) + " tiles; of it "
+                          "the memory-mapped image's pages read so far (RssFile, reclaimable) "
+                          + ", ".join(f"{f:.0f}" for _, _, f in steps) + " MB"]
     lines += ["", "Peak MB: increase of the peak RSS (VmHWM, reset after one warm-up call) over "
               "the call in a fresh process (image "
               "memory-mapped, labels to zarr); one tile (check): the memory check's estimate "

@@ -196,10 +196,11 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         prev_colors = colors
     weight = object_weights(episode.targets, mask) if config.train.object_weighting else None
     aux = torch.stack(aux_losses).mean() if aux_losses else None
-    stack = (lambda items: torch.stack(items)) if expected else (lambda items: None)
+    expectation = ((torch.stack(probs), torch.stack(gains), torch.stack(means)) if expected
+                   else (None, None, None))
     return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
                    torch.stack(rewards), mask, torch.stack(part_means), weight, aux,
-                   stack(probs), stack(gains), stack(means))
+                   *expectation)
 
 
 def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float) -> Losses:
@@ -212,24 +213,22 @@ def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float)
     (r_t - E_pi[r_t]) is the advantage of the later steps alone (its baseline V(s_t) -
     E_pi[r_t] depends on the state only). Normalised advantages divide both by the spread of A.
     """
-    value, mask = rollout.value, rollout.mask
-    weight = rollout.weight
-    weights = mask if weight is None else weight
+    value = rollout.value
+    weight = rollout.mask if rollout.weight is None else rollout.weight
     with torch.no_grad():
         advantages = gae(rollout.reward, value.detach(), train.gae_lambda)
         returns = advantages + value.detach()
-        centre, spread = torch.zeros(()), torch.ones(())
-        if train.advantage_norm:
-            centre = masked_mean(advantages, weights)
-            spread = masked_mean((advantages - centre) ** 2, weights).sqrt() + 1e-6
+        centre, spread = 0.0, 1.0
+        if train.advantage_norm:  # over the loss weights: every pixel, or every object alike
+            centre = masked_mean(advantages, weight)
+            spread = masked_mean((advantages - centre) ** 2, weight).sqrt() + 1e-6
         if rollout.expected_gain is not None:
             future = advantages - (rollout.reward - rollout.expected_reward)
             if train.advantage_norm:
-                future = future - masked_mean(future, weights)
+                future = future - masked_mean(future, weight)
             future, gain = future / spread, rollout.expected_gain / spread
         else:
             advantages = (advantages - centre) / spread
-    weight = weights
     if rollout.expected_gain is not None:
         policy = -masked_mean(rollout.prob_one * gain + rollout.log_prob * future, weight)
     else:
