@@ -142,13 +142,21 @@ def _reset_peak() -> bool:
         return False
 
 
-def _peak_rss() -> int:
+def _status_bytes(field: str) -> int | None:
+    """A memory line of /proc/self/status ("VmHWM", "RssFile") in bytes; None off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def _peak_rss() -> int:
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
@@ -156,13 +164,7 @@ def _peak_rss() -> int:
 def _rss_file() -> int:
     """Bytes of file-backed pages the process has mapped (RssFile: the memory-mapped image's
     pages read so far; the kernel may drop them at any time, they are not memory in use)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssFile:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _status_bytes("RssFile") or 0
 
 
 def _worker(spec_path: str) -> int:
