@@ -1,10 +1,16 @@
-"""Make the bundled pretrained model from a training checkpoint, and score it.
+"""Make a bundled pretrained model from a training checkpoint, and score it.
 
-The shipped ``nuclei-2d`` model is trained on the CC0 ``dsb2018_fluo`` set (the only one of the
-benchmark sets the package may redistribute a model of):
+A shipped model is trained on data the package may redistribute a model of: ``nuclei-2d`` on the
+CC0 ``dsb2018_fluo`` set, ``nuclei-3d`` on round 3D nuclei generated in code
+(``benchmarks.synthetic_set --kind round``):
 
     python -m benchmarks.learn --data DATA/dsb2018_fluo --recipe dsb --minutes 60
     python -m benchmarks.export_model runs/learn-dsb/model.best.pt --data DATA/dsb2018_fluo
+
+    python -m benchmarks.synthetic_set runs/synthetic-round3d --kind round
+    python -m benchmarks.learn --data runs/synthetic-round3d --recipe nuclei3d_round --minutes 25
+    python -m benchmarks.export_model runs/learn-nuclei3d_round/model.best.pt \
+        --data runs/synthetic-round3d --name nuclei-3d
 
 Export keeps the configuration (T, input size, network, the minimum size chosen on validation)
 and the network weights in float16 (half the size; they are cast back to float32 on loading),
@@ -23,7 +29,13 @@ import torch
 
 from ._report import ROOT, header
 
-DEFAULT_OUT = ROOT / "src" / "napari_colorrl" / "core" / "model" / "weights" / "nuclei-2d.pt"
+WEIGHTS = ROOT / "src" / "napari_colorrl" / "core" / "model" / "weights"
+#: where a data folder came from, for the note kept in the exported file
+SOURCES = {"dsb2018_fluo": "dsb2018_fluo (CC0)",
+           "synthetic-nuclei3d": "synthetic-nuclei3d (generated in code by "
+                                 "benchmarks.synthetic_set)",
+           "synthetic-round3d": "synthetic-round3d (generated in code by "
+                                "benchmarks.synthetic_set --kind round)"}
 COLUMNS = ("sbd", "abs_dic", "ap50", "map", "aji")
 
 
@@ -48,11 +60,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by training")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: the package's weights folder, NAME.pt")
     parser.add_argument("--data", type=Path, default=None,
-                        help="score both files on DATA/val and print the scores")
+                        help="the training data's folder: named in the file's note, and both "
+                        "files are scored on DATA/val")
     parser.add_argument("--name", default="nuclei-2d")
     args = parser.parse_args()
+    out_path = args.out or WEIGHTS / f"{args.name}.pt"
+    trained_on = SOURCES.get(args.data.name, args.data.name) if args.data else "dsb2018_fluo (CC0)"
 
     from tqdm import tqdm
 
@@ -61,9 +77,9 @@ def main() -> int:
     from napari_colorrl.core.metrics import evaluate, mean_metrics
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    note = (f"trained by benchmarks.learn on dsb2018_fluo (CC0); exported from "
+    note = (f"trained by benchmarks.learn on {trained_on}; exported from "
             f"{args.checkpoint.name} by benchmarks.export_model")
-    out = export(args.checkpoint, args.out, note)
+    out = export(args.checkpoint, out_path, note)
     size_mb = out.stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.2f} MB)")
     if args.data is None:
@@ -87,8 +103,8 @@ def main() -> int:
         f"T = {config.steps}; network {list(config.network.features)} at "
         f"{'x'.join(map(str, config.input_size))} ({config.input_mode}); minimum object size "
         f"{config.min_size} px",
-        "- use: `colorrl predict --model nuclei-2d --input IMAGES --output LABELS`, or "
-        "\"bundled: nuclei-2d\" in the segmentation dock",
+        f"- use: `colorrl predict --model {args.name} --input IMAGES --output LABELS`, or "
+        f"\"bundled: {args.name}\" in the segmentation dock",
         f"- scored on all {len(val)} validation images of `{args.data.name}` at full size:",
         "",
         "| model | " + " | ".join(COLUMNS) + " | ms per image |",
