@@ -8,8 +8,8 @@ CC0 ``dsb2018_fluo`` set, ``nuclei-3d`` on round 3D nuclei generated in code
     python -m benchmarks.export_model runs/learn-dsb/model.best.pt --data DATA/dsb2018_fluo
 
     python -m benchmarks.synthetic_set runs/synthetic-round3d --kind round
-    python -m benchmarks.learn --data runs/synthetic-round3d --recipe nuclei3d_round --minutes 25
-    python -m benchmarks.export_model runs/learn-nuclei3d_round/model.best.pt \
+    python -m benchmarks.learn --data runs/synthetic-round3d --recipe gonuclear3d --minutes 25
+    python -m benchmarks.export_model runs/learn-gonuclear3d/model.best.pt \
         --data runs/synthetic-round3d --name nuclei-3d
 
 Export keeps the configuration (T, input size, network, the minimum size chosen on validation)

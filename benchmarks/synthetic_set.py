@@ -10,7 +10,7 @@ model trained on it (docs/experiments.md says how far each got):
     python -m benchmarks.learn --data runs/synthetic-nuclei3d --recipe nuclei3d_synthetic \
         --minutes 40
     python -m benchmarks.synthetic_set runs/synthetic-round3d --kind round
-    python -m benchmarks.learn --data runs/synthetic-round3d --recipe nuclei3d_round --minutes 25
+    python -m benchmarks.learn --data runs/synthetic-round3d --recipe gonuclear3d --minutes 25
 """
 
 from __future__ import annotations
