@@ -32,8 +32,6 @@ from ._report import ROOT, header
 WEIGHTS = ROOT / "src" / "napari_colorrl" / "core" / "model" / "weights"
 #: where a data folder came from, for the note kept in the exported file
 SOURCES = {"dsb2018_fluo": "dsb2018_fluo (CC0)",
-           "synthetic-nuclei3d": "synthetic-nuclei3d (generated in code by "
-                                 "benchmarks.synthetic_set)",
            "synthetic-round3d": "synthetic-round3d (generated in code by "
                                 "benchmarks.synthetic_set --kind round)"}
 COLUMNS = ("sbd", "abs_dic", "ap50", "map", "aji")
@@ -68,7 +66,8 @@ def main() -> int:
     parser.add_argument("--name", default="nuclei-2d")
     args = parser.parse_args()
     out_path = args.out or WEIGHTS / f"{args.name}.pt"
-    trained_on = SOURCES.get(args.data.name, args.data.name) if args.data else "dsb2018_fluo (CC0)"
+    trained_on = SOURCES.get(args.data.name, args.data.name) if args.data else (
+        SOURCES["dsb2018_fluo"])
 
     from tqdm import tqdm
 

@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="2D image sizes (default: 256 to 8192)")
     parser.add_argument("--sizes-3d", nargs="*", default=list(SIZES_3D),
                         help="3D sizes, S or ZxYxX (default: 64 to 256x1024x1024)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "agreement-3d", "2d",
-                                                             "3d"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["quality", "agreement-3d", "2d", "3d"])
     parser.add_argument("--cellpose-model", type=Path, default=None,
                         help=f"a trained Cellpose 3 model (default: {CELLPOSE_MODEL} if it "
                         f"exists)")
