@@ -109,35 +109,59 @@ def agreement(seeds=(0, 1), cases=AGREEMENT, overlap: int = 128) -> list[dict]:
 
 
 AGREEMENT_3D = ((64, 192, 192), (96, 256, 256))
+#: (tile, overlap) choices for 3D, each measured for agreement, time and repeated work.
+TILINGS_3D = ((128, 32), (128, 48), (128, 64), (160, 48), (160, 64), (192, 64))
+#: the volume whose repeated work (network voxels per image voxel) each choice reports.
+WORK_VOLUME = (256, 1024, 1024)
 
 
-def agreement_3d(seeds=(0, 1), shapes=AGREEMENT_3D, tile: int = 128,
-                 overlaps=(32, 64)) -> list[dict]:
+def work_factor(shape, tile: int, overlap: int, stride: int) -> float:
+    """Network voxels run per image voxel when ``shape`` is cut into tiles of ``tile``^3 with
+    ``overlap``: the repeated work of the overlap (1.0 for one tile)."""
+    from napari_colorrl.core.tiling import TileGrid
+
+    grid = TileGrid.make(shape, shape, (tile,) * len(shape), overlap, align=stride)
+    return sum(math.prod(s.stop - s.start for s in t.network) for t in grid) / math.prod(shape)
+
+
+def agreement_3d(seeds=(0, 1), shapes=AGREEMENT_3D, tilings=TILINGS_3D) -> list[dict]:
     """The bundled ``nuclei-3d`` on synthetic nuclei like its training set's (round, radius 6,
-    seeds unlike its training volumes'): one pass against tiles of ``tile``^3 with each
-    overlap; AP50 of each against the truth and of the tiled objects against the untiled."""
+    seeds unlike its training volumes'): one pass against tiles of each (tile, overlap); AP50
+    of each against the truth and of the tiled objects against the untiled, the seconds of each
+    pass, the one-tile memory estimate and the repeated work of the choice on ``WORK_VOLUME``."""
     from napari_colorrl.core.inference import Segmenter
     from napari_colorrl.core.metrics import ap
+    from napari_colorrl.core.runtime import tile_bytes
 
     from .synthetic_set import make_volume
 
     segmenter = Segmenter.load("nuclei-3d", device="cpu")
+    segmenter.segment(np.zeros((32, 32, 32), np.float32), keep_steps=False)  # warm-up
     rows = []
     for shape in shapes:
         for seed in seeds:
             image, labels = make_volume("round", shape, seed=50_000 + seed)
+            start = time.perf_counter()
             whole = segmenter.segment(image, tile_size=max(shape), keep_steps=False)
-            for overlap in overlaps:
+            whole_s = time.perf_counter() - start
+            for tile, overlap in tilings:
+                start = time.perf_counter()
                 tiled = segmenter.segment(image, tile_size=tile, tile_overlap=overlap,
                                           keep_steps=False)
+                seconds = time.perf_counter() - start
+                host, net = tile_bytes(segmenter.config, (tile,) * 3, (tile,) * 3, (tile,) * 3)
                 row = {"shape": list(shape), "seed": seed, "tile": tile, "overlap": overlap,
                        "tiles": tiled.plan.tiles, "objects": int(labels.max()),
                        "whole_ap50": ap(whole.instances, labels, 0.5),
                        "tiled_ap50": ap(tiled.instances, labels, 0.5),
-                       "agreement": ap(tiled.instances, whole.instances, 0.5)}
+                       "agreement": ap(tiled.instances, whole.instances, 0.5),
+                       "whole_seconds": whole_s, "tiled_seconds": seconds,
+                       "tile_mb": (host + net) / 2**20,
+                       "work_factor": work_factor(WORK_VOLUME, tile, overlap, segmenter.stride)}
                 rows.append(row)
-                print(f"agreement 3D {'x'.join(map(str, shape))} seed {seed} overlap {overlap}: "
-                      f"{row['agreement']:.3f}", flush=True)
+                print(f"agreement 3D {'x'.join(map(str, shape))} seed {seed} tile {tile} "
+                      f"overlap {overlap}: {row['agreement']:.3f} ({seconds:.1f} s, one pass "
+                      f"{whole_s:.1f} s)", flush=True)
     return rows
 
 
@@ -306,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes-3d", nargs="*", default=list(SIZES_3D),
                         help="3D sizes, S or ZxYxX (default: 64 to 256x1024x1024)")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["quality", "agreement-3d", "2d", "3d"])
+                        choices=["quality", "agreement", "agreement-3d", "2d", "3d"],
+                        help="parts to leave out: quality (the 2D scale table), agreement (2D "
+                        "tiled against untiled), agreement-3d, 2d and 3d (time and memory)")
+    parser.add_argument("--tilings-3d", nargs="*", default=[f"{t}/{o}" for t, o in TILINGS_3D],
+                        help="3D agreement: TILE/OVERLAP choices to measure (default: "
+                        + " ".join(f"{t}/{o}" for t, o in TILINGS_3D) + ")")
     parser.add_argument("--cellpose-model", type=Path, default=None,
                         help=f"a trained Cellpose 3 model (default: {CELLPOSE_MODEL} if it "
                         f"exists)")
@@ -326,9 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out: dict = {"load_average": load}
     out["quality"] = [] if "quality" in args.skip else quality()
-    out["agreement"] = [] if "quality" in args.skip else agreement()
-    out["agreement_3d"] = [] if "quality" in args.skip or "agreement-3d" in args.skip else (
-        agreement_3d())
+    out["agreement"] = [] if "agreement" in args.skip else agreement()
+    out["agreement_3d"] = [] if "agreement-3d" in args.skip else (
+        agreement_3d(tilings=[tuple(int(v) for v in t.split("/")) for t in args.tilings_3d]))
     out["2d"] = {}
     for size in [] if "2d" in args.skip else args.sizes:
         out["2d"][size] = measure((size, size), "nuclei-2d", None, args.threads, args.device)
@@ -382,12 +411,18 @@ def report(out: dict, config) -> str:
     if out.get("agreement_3d"):
         rows = [[" x ".join(map(str, r["shape"])), str(r["objects"]), str(r["seed"]),
                  f"{r['tiles']} of {r['tile']}^3", str(r["overlap"]), fmt(r["whole_ap50"], ".3f"),
-                 fmt(r["tiled_ap50"], ".3f"), fmt(r["agreement"], ".3f")]
+                 fmt(r["tiled_ap50"], ".3f"), fmt(r["agreement"], ".3f"),
+                 fmt(r["tiled_seconds"] / r["whole_seconds"], ".2f"),
+                 fmt(r["work_factor"], ".2f"), fmt(r["tile_mb"], ".0f")]
                 for r in out["agreement_3d"]]
+        work = " x ".join(map(str, WORK_VOLUME))
         lines += ["", "3D, bundled `nuclei-3d` on synthetic round nuclei (radius 6), tiled "
                   "against one pass:", "",
                   table(["volume", "nuclei", "seed", "tiles", "overlap", "AP50 untiled",
-                         "AP50 tiled", "agreement"], rows)]
+                         "AP50 tiled", "agreement", "time / one pass",
+                         f"work on {work}", "one tile MB"], rows),
+                  "", f"work on {work}: network voxels run per image voxel (the overlap's "
+                  "repeated work); one tile MB: the memory check's estimate."]
     cp = out.get("cellpose") or {}
     for kind, title in (("2d", "2D, bundled `nuclei-2d` (T = 5)"),
                         ("3d", f"3D, random-init `gonuclear3d` network (T = {config.steps})")):

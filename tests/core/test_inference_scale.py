@@ -120,16 +120,21 @@ def test_an_image_larger_than_the_input_takes_the_statistics_of_input_size_crops
 
 
 def test_tiled_and_untiled_inference_of_the_bundled_3d_model_agree():
-    """Issue 18, point 6, in 3D with a trained network: a 48 x 160 x 160 volume of the round
-    nuclei ``nuclei-3d`` was trained on (other seeds) in one pass and in four 128^3 tiles with
-    64 voxels of overlap gives the same objects (AP50 of one against the other >= 0.98;
-    measured 1.0, and 0.988 for seed 60_001). With 32 voxels of overlap it was 0.94 to 0.95:
-    the overlap must exceed the context a nucleus' coloring depends on."""
+    """Issue 18, point 6, in 3D with a trained network, at the product's default tiles: a
+    48 x 224 x 224 volume of the round nuclei ``nuclei-3d`` was trained on (other seeds) in one
+    pass and in four tiles of the 3D default (160^3, 48 voxels of overlap) gives the same
+    objects (AP50 of one against the other >= 0.98; measured 0.994). Over nine such volumes
+    (this one, seed 60_001: 0.977, three of 64 x 256 x 256: 0.980 to 0.997, the four of
+    ``benchmarks.tiling``) it agreed at 0.977 to 0.997, mean 0.989; the remaining differences
+    are near ties (an object whose size is near the minimum size, two touching nuclei merged
+    or not), not objects lost at a seam. The old default, 128^3 with 32, agreed at 0.92 to
+    0.97 on the benchmark's volumes (docs/results.md, "Tiles and scale")."""
     segmenter = Segmenter.load("nuclei-3d", device="cpu")
-    image, labels = make_round_nuclei((48, 160, 160), radius=6, density=1.2e-4, seed=60_000)
-    whole = segmenter.segment(image, tile_size=160, keep_steps=False)
-    tiled = segmenter.segment(image, tile_size=128, tile_overlap=64, keep_steps=False)
+    image, labels = make_round_nuclei((48, 224, 224), radius=6, density=1.2e-4, seed=60_000)
+    whole = segmenter.segment(image, tile_size=224, keep_steps=False)
+    tiled = segmenter.segment(image, keep_steps=False)  # the defaults
+    assert segmenter.config.inference.tile_size == (160, 160, 160)
     assert whole.plan.tiles == 1 and tiled.plan.tiles == 4
     assert tiled.instances.shape == image.shape and tiled.instances.dtype == whole.instances.dtype
     assert ap(tiled.instances, whole.instances, 0.5) >= 0.98
-    assert ap(whole.instances, labels, 0.5) >= 0.6  # measured 0.728
+    assert ap(whole.instances, labels, 0.5) >= 0.6  # measured 0.856

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import bit_segmenter, blobs
-from napari_colorrl.core.inference import frame_shape
+from napari_colorrl.core.data.frames import frame_shape
 from napari_colorrl.core.metrics import ap
 from napari_colorrl.core.tiling import AxisTiles, Stitcher, TileGrid, axis_starts
 

@@ -307,6 +307,11 @@ def test_dock_defaults_are_the_cli_defaults_for_this_machine(docks, qtbot):
         for key in ("lr", "grad_clip", "minutes", "features"):
             if hasattr(getattr(cli, section), key):
                 assert getattr(getattr(dock, section), key) == getattr(getattr(cli, section), key)
+    single = viewer.add_image(image, name="one image")  # one pair: a slab of it is held out
+    training.train_pairs.set_pairs([(single, viewer.add_labels(labels, name="one gt"))])
+    training.refresh()
+    assert "a slab of 10 of its 48 px along axis 0 will be held out" in (
+        training.data_status.text())
     training.set_model_ndim(3)  # 3D: its own small network
     assert training.network.currentText() == "small: " + ", ".join(
         map(str, NETWORK_PRESETS[3]["small"]))

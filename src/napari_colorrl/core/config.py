@@ -145,7 +145,8 @@ class TrainConfig:
                                     high=10**9)
     val_share: float = setting(0.2, "share of the training samples held out (seeded) for the "
                                "validation curve, the best model and the minimum size when no "
-                               "validation data is given; 0: none", low=0, high=0.5)
+                               "validation data is given (a single sample: a slab of this share "
+                               "of its longest axis); 0: none", low=0, high=0.5)
     selection: str = setting(
         "val", "what the best checkpoint and the minimum size are chosen on: 'val' (the "
         "validation data when given, else the held-out share) or 'train' (always the held-out "
@@ -289,7 +290,7 @@ DEFAULTS_3D: dict[str, Any] = {
     "input_size": [64, 64, 64], "input_mode": "crop", "min_size": 50,
     "network": {"features": [8, 16, 32, 64, 128], "attention": False, "input_features": 8},
     "reward": {"radii": [6, 12], "interior_shrink": 1.0, "split_form": "proximity"},
-    "inference": {"tile_size": [128, 128, 128], "tile_overlap": 32},
+    "inference": {"tile_size": [160, 160, 160], "tile_overlap": 48},
 }
 
 #: Named sets of trainer settings. "paper": the authors' A3C settings (lr 1e-4 then 1e-5,

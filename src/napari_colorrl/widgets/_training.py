@@ -212,18 +212,34 @@ class TrainingWidget(TrainingForm):
             notes.append(f"{untouched} uncorrected result frames")
         text += f" ({' and '.join(notes)} skipped)." if notes else "."
         if not val.samples:
-            from napari_colorrl.core.config import SETTINGS_BY_PATH
-            from napari_colorrl.core.training.setup import held_out_count
-
-            share = self.extra_settings.get("train.val_share",
-                                            SETTINGS_BY_PATH["train.val_share"].default)
-            count = held_out_count(len(train.samples), share)
-            text += (f" No validation pair: {count} of them will be held out (seeded) for the "
-                     f"validation curve and the best model." if count else
-                     " No validation pair and a single sample: no validation curve or best "
-                     "model (add a validation pair, or more frames).")
+            text += " " + self._hold_out_text(train.samples)
         self.data_status.setText(text)
         self._count_neighbours()
+
+    def _hold_out_text(self, samples: list) -> str:
+        """What training will hold out for validation, as ``prepare_training`` will do it."""
+        from napari_colorrl.core.config import SETTINGS_BY_PATH
+        from napari_colorrl.core.training.setup import held_out_count, slab_split
+
+        try:
+            settings = self.settings()
+        except ValueError:  # a field the problems line already names
+            settings = dict(self.extra_settings, input_size=self.input_size.value())
+        share = settings.get("train.val_share", SETTINGS_BY_PATH["train.val_share"].default)
+        if len(samples) != 1:
+            count = held_out_count(len(samples), share)
+            return (f"No validation pair: {count} of them will be held out (seeded) for the "
+                    f"validation curve and the best model.")
+        crop = settings.get("input_mode") == "crop"
+        shape = np.shape(samples[0].labels)
+        split = slab_split(shape, share, int(settings.get("train.seed", 0)),
+                           keep=(int(settings["input_size"]),) * len(shape) if crop else ())
+        if isinstance(split, str):
+            return f"No validation pair: no validation curve or best model ({split})."
+        axis, _, held = split
+        return (f"No validation pair and a single sample: a slab of {held.stop - held.start} of "
+                f"its {shape[axis]} px along axis {axis} will be held out for the validation "
+                f"curve and the best model.")
 
     def _count_neighbours(self) -> None:
         """Work out the automatic T in a thread (a neighbour count over every label map can

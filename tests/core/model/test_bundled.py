@@ -29,6 +29,12 @@ def test_bundled_models_are_shipped_small_and_plain_data(name, ndim, source):
     assert checkpoint.extra.get("training_scale")  # the scale it learned (issue 18)
     assert all(v.dtype == torch.float16 for v in checkpoint.model_state.values()
                if v.is_floating_point())
+    # It tiles as this version's measured defaults do, whatever its file says (nuclei-2d's
+    # says 64 px of overlap, from before 128 was chosen by measurement).
+    from napari_colorrl.core.config import ColorRLConfig
+    from napari_colorrl.core.model.bioimage import load_model_file
+
+    assert load_model_file(path).config.inference == ColorRLConfig.default_for(ndim).inference
 
 
 def _nuclei_image(seed=3, n=20, size=256):

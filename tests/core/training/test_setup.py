@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import tiny_samples
@@ -62,9 +63,41 @@ def test_without_validation_data_a_seeded_share_is_held_out():
     assert [s.name for s in hold_out(samples, 0.2, seed=3)[1]] == [s.name for s in val]
     assert [s.name for s in hold_out(samples, 0.2, seed=4)[1]] != [s.name for s in val]
     assert "2 of the 10 training samples" in note and "held out" in note
-    one, none, why = hold_out(samples[:1], 0.2, seed=0)
-    assert len(one) == 1 and none == [] and "only one training sample" in why
     assert hold_out(samples, 0.0, seed=0)[1] == []
+    assert hold_out(samples[:1], 0.0, seed=0)[1] == []
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_single_sample_is_cut_into_a_training_part_and_a_held_out_slab(ndim):
+    """One annotated image or volume (a user's one labelled layer, GoNuclear's one training
+    volume) still gets a held-out set: a slab of val_share of its longest axis."""
+    shape = (40, 64) if ndim == 2 else (30, 24, 50)
+    sample = tiny_samples(ndim, 1, shape=shape)[0]
+    train, val, note = hold_out([sample], 0.2, seed=0)
+    assert len(train) == 1 and len(val) == 1 and "slab" in note
+    axis = int(np.argmax(shape))  # the longest axis
+    held, kept = val[0].labels.shape[axis], train[0].labels.shape[axis]
+    assert held == round(0.2 * shape[axis]) and held + kept == shape[axis]
+    assert [n for i, n in enumerate(val[0].labels.shape) if i != axis] == [
+        n for i, n in enumerate(shape) if i != axis]
+    # the two parts are the sample, image and labels alike, cut at one plane
+    for part in (train[0], val[0]):
+        assert part.image.shape[:ndim] == part.labels.shape
+    whole = (np.concatenate([train[0].labels, val[0].labels], axis=axis)
+             if np.array_equal(train[0].labels, np.take(sample.labels, range(kept), axis=axis))
+             else np.concatenate([val[0].labels, train[0].labels], axis=axis))
+    assert np.array_equal(whole, sample.labels)
+    # seeded: the same seed cuts the same end; some seed cuts the other
+    again = hold_out([sample], 0.2, seed=0)[1][0].name
+    assert again == val[0].name
+    assert {hold_out([sample], 0.2, seed=s)[1][0].name for s in range(8)} != {val[0].name}
+
+
+def test_a_single_sample_too_short_for_the_training_crop_is_not_cut():
+    sample = tiny_samples(3, 1, shape=(20, 20, 20))[0]
+    train, val, note = hold_out([sample], 0.2, seed=0, keep=(16, 16, 16))
+    assert train == [sample] and val == [] and "too short" in note and "validation pair" in note
+    assert len(hold_out([sample], 0.2, seed=0, keep=(12, 12, 12))[1]) == 1
 
 
 def test_prepare_training_holds_out_and_says_what_the_budget_tends_to_give():

@@ -65,9 +65,13 @@ def is_package(path: str | Path) -> bool:
 
 def load_model_file(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     """The model in a checkpoint or in a package (``*.zip``): for whatever needs only its
-    config and weights (inference, export, fine-tuning), never to resume training."""
+    config and weights (inference, export, fine-tuning), never to resume training. A bundled
+    model tiles as this version's measured defaults do (``bundled.with_current_tiling``)."""
     loader = load_package if is_package(path) else load_checkpoint
-    return loader(path, map_location=map_location)
+    checkpoint = loader(path, map_location=map_location)
+    from .bundled import is_bundled, with_current_tiling
+
+    return with_current_tiling(checkpoint) if is_bundled(path) else checkpoint
 
 
 def load_package(path: str | Path, map_location: Any = "cpu") -> Checkpoint:

@@ -44,6 +44,27 @@ BUNDLED_INFO: dict[str, dict] = {
 }
 
 
+def is_bundled(path: str | Path) -> bool:
+    """Whether ``path`` is one of the files of ``BUNDLED_MODELS``."""
+    path = Path(path).resolve()
+    return path.parent == MODEL_DIR and path.name in BUNDLED_MODELS.values()
+
+
+def with_current_tiling(checkpoint):
+    """``checkpoint`` with the tile size and overlap of this version's defaults for its
+    dimensionality. A checkpoint stores the ``inference`` section of the config it was trained
+    with; a bundled model's is that of the day it was exported, and the defaults have since been
+    chosen by measurement (docs/results.md, "Tiles and scale"): nuclei-2d was exported with 64 px
+    of overlap, where 128 is what makes tiles agree with one pass."""
+    import dataclasses
+
+    from ..config import ColorRLConfig
+
+    config = checkpoint.config
+    inference = ColorRLConfig.default_for(config.ndim).inference
+    return dataclasses.replace(checkpoint, config=config.replace(inference=inference))
+
+
 def available_models() -> list[str]:
     """Names of bundled models whose files are present."""
     return [name for name, file in BUNDLED_MODELS.items() if (MODEL_DIR / file).is_file()]

@@ -26,6 +26,7 @@ from ..config import (
     settings_dict,
 )
 from ..data.checks import check_training_samples
+from ..data.files import Sample
 from ..data.normalize import split_channels
 from ..method.steps import auto_steps, check_steps
 from ..runtime import check_setup_memory, resolve_device
@@ -203,16 +204,42 @@ def held_out_count(samples: int, share: float) -> int:
     return min(samples - 1, max(1, round(share * samples))) if share > 0 else 0
 
 
+#: The thinnest slab ``slab_split`` holds out of a single sample, in pixels.
+MIN_SLAB = 8
+
+
+def slab_split(shape, share: float, seed: int, keep=()) -> tuple[int, slice, slice] | str:
+    """How one sample of spatial ``shape`` is cut for validation when it is the only one:
+    (axis, training slice, held-out slice) along its longest axis, ``share`` of that axis at the
+    end or the start (chosen with ``seed``); or why it cannot be cut. keep: the size per axis the
+    training part must keep (the crop of "crop" training), so its crops stay whole."""
+    if share <= 0:
+        return "train.val_share is 0"
+    shape = tuple(int(n) for n in shape)
+    axis = int(np.argmax(shape))
+    size = shape[axis]
+    held = max(MIN_SLAB, round(share * size))
+    need = int(keep[axis]) if len(keep) > axis else 1
+    if size - held < max(need, MIN_SLAB):
+        return (f"there is only one training sample, {size} px along its longest axis: too "
+                f"short to hold out {held} px and keep {max(need, MIN_SLAB)} for training; add "
+                f"a validation pair or more samples")
+    cut = size - held if np.random.default_rng(seed).random() < 0.5 else held
+    first, second = slice(0, cut), slice(cut, size)
+    return (axis, first, second) if cut == size - held else (axis, second, first)
+
+
 def hold_out(samples: list, share: float, seed: int,
-             reason: str = "No validation data given") -> tuple[list, list, str]:
+             reason: str = "No validation data given", keep=()) -> tuple[list, list, str]:
     """(training, validation, what was done): ``share`` of ``samples`` (at least one, and never
-    all) drawn with ``seed`` for validation, when there are two or more."""
+    all) drawn with ``seed`` for validation, when there are two or more; a single sample is cut
+    in two (``slab_split``): a slab of ``share`` of its longest axis is held out."""
+    if len(samples) == 1:
+        return _hold_out_slab(samples[0], share, seed, reason, keep)
     count = held_out_count(len(samples), share)
     if count <= 0:
-        why = ("train.val_share is 0" if share <= 0 else
-               "there is only one training sample; add a validation pair or more samples")
-        return samples, [], (f"No validation data: no validation curve, best model or chosen "
-                             f"minimum size ({why}).")
+        return samples, [], ("No validation data: no validation curve, best model or chosen "
+                             "minimum size (train.val_share is 0).")
     picked = set(np.random.default_rng(seed).permutation(len(samples))[:count].tolist())
     val = [s for i, s in enumerate(samples) if i in picked]
     train = [s for i, s in enumerate(samples) if i not in picked]
@@ -221,6 +248,28 @@ def hold_out(samples: list, share: float, seed: int,
         f"({', '.join(s.name for s in val[:3])}{', ...' if count > 3 else ''}) are held out "
         f"(train.val_share {share:g}, seed {seed}) for the validation curve, the best model and "
         f"the minimum size.")
+
+
+def _hold_out_slab(sample, share: float, seed: int, reason: str, keep) -> tuple[list, list, str]:
+    labels = np.asarray(sample.labels)
+    split = slab_split(labels.shape, share, seed, keep)
+    if isinstance(split, str):
+        return [sample], [], (f"No validation data: no validation curve, best model or chosen "
+                              f"minimum size ({split}).")
+    axis, train_part, val_part = split
+    image = np.asarray(sample.image)  # channels last (check_training_samples)
+
+    def piece(where, tag):
+        index = (slice(None),) * axis + (where,)
+        return Sample(name=f"{sample.name} [{tag} {where.start}:{where.stop} of axis {axis}]",
+                      image=image[index], labels=labels[index])
+
+    held = val_part.stop - val_part.start
+    return [piece(train_part, "train")], [piece(val_part, "held out")], (
+        f"{reason}: one training sample, so a slab of it is held out: {held} of its "
+        f"{labels.shape[axis]} px along axis {axis} ({val_part.start}:{val_part.stop}; "
+        f"train.val_share {share:g}, seed {seed}) for the validation curve, the best model and "
+        f"the minimum size; training uses the rest.")
 
 
 def prepare_training(request: TrainingRequest) -> TrainingSetup:
@@ -248,15 +297,16 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     val = check_training_samples(val, ndim, what="validation")
     messages = messages_init
     report: list = []
+    keep = tuple(config.input_size) if config.input_mode == "crop" else ()
     if val and config.train.selection == "train":
         report = val
         train, val, note = hold_out(
             train, config.train.val_share, config.train.seed,
             reason=f"Chosen on the training data (train.selection 'train'; the {len(report)} "
-                   f"validation samples are only scored afterwards)")
+                   f"validation samples are only scored afterwards)", keep=keep)
         messages.append(note)
     elif not val:
-        train, val, note = hold_out(train, config.train.val_share, config.train.seed)
+        train, val, note = hold_out(train, config.train.val_share, config.train.seed, keep=keep)
         messages.append(note)
     channels = max(split_channels(s.image, ndim)[0].shape[0] for s in train)
     if channels >= 3 and config.normalization.channels != 3:
