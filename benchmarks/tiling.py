@@ -9,6 +9,10 @@ scale; megapixels per second next to Cellpose 3's tiled inference on the same im
    512 tiles, 2048 x 2048 in nine 1024 tiles, 128 px of overlap, seeds 0 and 1), AP50 of each
    against the ground truth and of the tiled objects against the untiled ones, with the shared
    instance-norm statistics (the product) and with each tile normalised by itself (before).
+   In 3D, the choice of tile and overlap: the bundled ``nuclei-3d`` on round synthetic nuclei
+   (64 x 192 x 192 and 96 x 256 x 256, two seeds each) in one pass and in tiles of each
+   (tile, overlap) of ``TILINGS_3D``: agreement, time against the one pass, the repeated work
+   on a 256 x 1024 x 1024 volume and the memory check's estimate for one tile.
 2. Time and peak memory against size: 2D with ``nuclei-2d`` (256 px to 8192 px), 3D with a
    random-init network of the ``gonuclear3d`` recipe (64^3 to 256 x 1024 x 1024). Each size runs
    in a fresh process: the image is a memory-mapped TIFF (a periodic pattern of nuclei), the
@@ -22,6 +26,7 @@ scale; megapixels per second next to Cellpose 3's tiled inference on the same im
 
     python -m benchmarks.tiling                       # everything (takes a while on a CPU)
     python -m benchmarks.tiling --sizes 256 --sizes-3d 64 --no-cellpose   # a quick check
+    python -m benchmarks.tiling --skip quality agreement 2d 3d --no-cellpose   # the 3D choice
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from test_cli import write_model
 
 from napari_colorrl.cli.main import main
 from napari_colorrl.core.data import lazy
-from napari_colorrl.core.data.files import written_by_predict
+from napari_colorrl.core.data.outputs import written_by_predict
 from napari_colorrl.core.inference import Segmenter
 
 

@@ -37,7 +37,8 @@ def test_from_file(tmp_path):
 
 
 def test_paper_recipe_is_the_default_and_fast_recipe_applies():
-    from napari_colorrl.core.config import TRAINING_RECIPES, TrainConfig
+    from napari_colorrl.core.config import TrainConfig
+    from napari_colorrl.core.recipes import TRAINING_RECIPES
     from napari_colorrl.core.training.setup import TrainingRequest, build_config
 
     defaults = TrainConfig()
@@ -88,7 +89,8 @@ def test_a_version_1_config_with_removed_options_still_loads():
 
 
 def test_3d_defaults_and_recipes_come_from_one_table():
-    from napari_colorrl.core.config import DEFAULTS_3D, apply_recipe
+    from napari_colorrl.core.config import DEFAULTS_3D
+    from napari_colorrl.core.recipes import apply_recipe
 
     three = ColorRLConfig.default_for(3)
     assert three.input_size == (64, 64, 64) and three.input_mode == "crop"

@@ -144,6 +144,34 @@ def test_stitcher_drops_an_object_seen_again_and_never_takes_written_pixels():
     assert stitcher.count == 2
 
 
+def test_an_object_each_tile_leaves_to_the_other_is_kept_once():
+    """Two colorings of one object near a seam differ by a pixel: the left tile's version has
+    its centre in the right tile's core and the right tile's in the left's. Each tile kept only
+    objects centred in its own core, so neither kept it and the object was lost."""
+    from napari_colorrl.core.tiling import Tile
+
+    left = Tile((0, 0), (slice(0, 10), slice(0, 12)), (slice(0, 10), slice(0, 12)),
+                (slice(0, 10), slice(0, 10)), (slice(0, 10), slice(0, 12)))
+    right = Tile((0, 1), (slice(0, 10), slice(8, 20)), (slice(0, 10), slice(8, 20)),
+                 (slice(0, 10), slice(10, 20)), (slice(0, 10), slice(8, 20)))
+    out = np.zeros((10, 20), np.uint32)
+    stitcher = Stitcher(out)
+    colors = np.zeros((10, 12), np.uint8)
+    colors[2:6, 10:12] = 1  # columns 10, 11: centre 10.5, in the right tile's core
+    assert stitcher.add(colors, left) == 0
+    seen = np.zeros((10, 12), np.uint8)
+    seen[2:6, 1:3] = 1  # columns 9, 10: centre 9.5, in the left tile's core (done)
+    assert stitcher.add(seen, right) == 1
+    assert (out[2:6, 9:11] == 1).all() and stitcher.count == 1
+    # ... but not a piece the right tile's window cuts (it touches the window's edge)
+    out = np.zeros((10, 20), np.uint32)
+    stitcher = Stitcher(out)
+    assert stitcher.add(np.zeros((10, 12), np.uint8), left) == 0
+    cut = np.zeros((10, 12), np.uint8)
+    cut[2:6, 0:2] = 1  # columns 8, 9: centre in the left core, cut by the right window
+    assert stitcher.add(cut, right) == 0 and not out.any()
+
+
 def test_shapes_and_dtypes_of_images_volumes_stacks_and_rgb():
     two, three = bit_segmenter(2), bit_segmenter(3)
     image, _ = blobs((70, 90), n=10)

@@ -282,7 +282,7 @@ def test_demo_setup(make_napari_viewer, tmp_path):
 
 def test_dock_defaults_are_the_cli_defaults_for_this_machine(docks, qtbot):
     """The dock showed the paper's network and 2000 episodes (37 minutes promised on a CPU)."""
-    from napari_colorrl.core.config import DEFAULT_RECIPE, NETWORK_PRESETS, machine_defaults
+    from napari_colorrl.core.recipes import DEFAULT_RECIPE, NETWORK_PRESETS, machine_defaults
     from napari_colorrl.core.training.setup import build_config
 
     viewer, training, _ = docks
@@ -307,11 +307,15 @@ def test_dock_defaults_are_the_cli_defaults_for_this_machine(docks, qtbot):
         for key in ("lr", "grad_clip", "minutes", "features"):
             if hasattr(getattr(cli, section), key):
                 assert getattr(getattr(dock, section), key) == getattr(getattr(cli, section), key)
-    single = viewer.add_image(image, name="one image")  # one pair: a slab of it is held out
+    single = viewer.add_image(image, name="one image")  # one pair: a slab of it is held out,
     training.train_pairs.set_pairs([(single, viewer.add_labels(labels, name="one gt"))])
+    training.refresh()  # but not when the model resizes its inputs (the 2D default)
+    assert "resizes its inputs" in training.data_status.text()
+    training.input_mode.setCurrentText("crop")
     training.refresh()
     assert "a slab of 10 of its 48 px along axis 0 will be held out" in (
         training.data_status.text())
+    training.input_mode.setCurrentText("resize")
     training.set_model_ndim(3)  # 3D: its own small network
     assert training.network.currentText() == "small: " + ", ".join(
         map(str, NETWORK_PRESETS[3]["small"]))

@@ -159,10 +159,10 @@ def test_wrong_dimensions_huge_and_odd_images_in_the_segmentation_dock(
 
 def test_segmentation_worker_reports_a_missing_device(tmp_path):
     from napari_colorrl.widgets import Failure
-    from napari_colorrl.widgets._segmentation import _segmentation_run
+    from napari_colorrl.widgets._segmentation_run import segmentation_run
 
-    run = _segmentation_run(str(write_model(tmp_path / "m.pt")), "cuda:99",
-                            np.zeros((16, 16), np.float32), (16, 16), None)
+    run = segmentation_run(str(write_model(tmp_path / "m.pt")), "cuda:99",
+                           np.zeros((16, 16), np.float32), (16, 16), None)
     with pytest.raises(StopIteration) as stop:
         next(run)
     assert isinstance(stop.value.value, Failure)

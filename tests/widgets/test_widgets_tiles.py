@@ -21,7 +21,7 @@ from napari_colorrl.core.data.scale import TrainingScale  # noqa: E402
 from napari_colorrl.core.data.synthetic import make_round_nuclei  # noqa: E402
 from napari_colorrl.core.model.checkpoint import save_checkpoint  # noqa: E402
 from napari_colorrl.core.model.networks import build_network  # noqa: E402
-from napari_colorrl.widgets import _segmentation  # noqa: E402
+from napari_colorrl.widgets import _segmentation_run  # noqa: E402
 from napari_colorrl.widgets._layers import result_unedited  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -121,10 +121,10 @@ def test_results_too_large_for_memory_go_to_a_zarr_layer(dock, qtbot, monkeypatc
     image, _ = make_round_nuclei((96, 96), seed=3)
     viewer.add_image(np.stack([image, image]), name="stack")
     segmentation.image.select("stack")
-    monkeypatch.setattr(_segmentation, "IN_MEMORY_SHARE", 1e-12)
+    monkeypatch.setattr(_segmentation_run, "IN_MEMORY_SHARE", 1e-12)
     _run(qtbot, segmentation)
     result = segmentation.results
-    assert isinstance(result, _segmentation.LazyResult) and result.folder.is_dir()
+    assert isinstance(result, _segmentation_run.LazyResult) and result.folder.is_dir()
     layer = viewer.layers["stack instances"]
     assert layer.data.shape == (2, 96, 96) and not isinstance(layer.data, np.ndarray)
     assert result_unedited(layer) and "stack step 1" not in viewer.layers

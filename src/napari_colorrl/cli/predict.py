@@ -85,7 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_colorrl.core.data.checks import ensure_writable
-    from napari_colorrl.core.data.files import LABEL_FILE_SUFFIXES, list_images, plan_outputs
+    from napari_colorrl.core.data.files import LABEL_FILE_SUFFIXES, list_images
+    from napari_colorrl.core.data.outputs import plan_outputs
     from napari_colorrl.core.inference import Segmenter
 
     images = list_images(args.input)

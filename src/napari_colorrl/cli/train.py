@@ -11,7 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_colorrl.core.config import SETTINGS, TRAINING_RECIPES, Setting
+from napari_colorrl.core.config import SETTINGS, Setting
+from napari_colorrl.core.recipes import TRAINING_RECIPES
 
 #: Short flags for the settings used most (every setting also has its --section.name flag).
 SHORT_FLAGS = {
@@ -142,7 +143,10 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from napari_colorrl.core.data.checks import check_disk_space, ensure_writable
-    from napari_colorrl.core.model.checkpoint import check_checkpoint_output, training_disk_bytes
+    from napari_colorrl.core.model.checkpoint_paths import (
+        check_checkpoint_output,
+        training_disk_bytes,
+    )
     from napari_colorrl.core.training.distributed import is_main_process
     from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
     from napari_colorrl.core.training.trainer import train

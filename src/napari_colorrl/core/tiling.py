@@ -8,7 +8,8 @@ instances of the tiles stitched into one label image (docs/method.md, "Scale and
 - ``sample_window``: the network input of one tile, resampled from an image window with the
   same coordinate map for every tile (linear, anti-aliased when shrinking), so tiles agree
   where they overlap.
-- ``Stitcher``: each tile keeps the objects whose centre lies in its core; an object a tile
+- ``Stitcher``: each tile keeps the objects whose centre lies in its core (and those an earlier
+  tile left to it: centred in that tile's core, whole in this one's window); an object a tile
   keeps that mostly covers an object already written (the same object, seen by two tiles) is
   dropped, and otherwise it takes only pixels no earlier object holds. So an object cut by a
   tile border is one object with one id, and no label is split or duplicated at a seam.
@@ -238,14 +239,42 @@ class Stitcher:
         self.connectivity = connectivity
         self.count = 0  # ids 1..count are written
         self.limit = int(np.iinfo(np.dtype(labels.dtype)).max)
+        self.done_cores: list[tuple[slice, ...]] = []  # image pixels of the tiles stitched
+
+    def _in_done_core(self, centre: list[np.ndarray], tile: Tile) -> np.ndarray:
+        """Which centres (image pixels, one array per axis) lie in the core of a tile stitched
+        before ``tile``."""
+        found = np.zeros(len(centre[0]), bool)
+        for core in self.done_cores:
+            if any(c.stop <= w.start or c.start >= w.stop for c, w in zip(core, tile.window)):
+                continue  # a core away from this window holds none of its objects
+            inside = np.ones_like(found)
+            for axis, c in enumerate(core):
+                inside &= (np.floor(centre[axis]) >= c.start) & (np.floor(centre[axis]) < c.stop)
+            found |= inside
+        return found
+
+    def _touch_edge(self, components: np.ndarray, n: int, tile: Tile) -> np.ndarray:
+        """Which components touch an edge of the window that is not the image's: those the
+        window cuts, seen only in part."""
+        touch = np.zeros(n + 1, bool)
+        for axis, w in enumerate(tile.window):
+            for at, edge in ((0, w.start > 0), (-1, w.stop < self.labels.shape[axis])):
+                if edge:
+                    touch[np.take(components, at, axis=axis)] = True
+        return touch
 
     def add(self, colors: np.ndarray, tile: Tile) -> int:
         """Stitch the color map (*tile.window_shape) of one tile in; returns the objects added.
 
-        The tile keeps the connected components of each color whose centroid lies in its core.
-        A kept object covering at least half of its pixels with one object already written is
-        that object seen again, and is dropped; the others take the pixels no written object
-        holds, and get the next ids when they take at least ``min_size`` of them.
+        The tile keeps the connected components of each color whose centroid lies in its core,
+        and those whose centroid lies in the core of a tile stitched before and that do not
+        touch its window's edge: the earlier tile may have seen the same object with its
+        centroid in this tile's core and left it to this one (two colorings of one object
+        near a seam differ by a few pixels), so neither would keep it. A kept object covering
+        at least half of its pixels with one object already written is that object seen again,
+        and is dropped; the others take the pixels no written object holds, and get the next
+        ids when they take at least ``min_size`` of them.
         """
         ndim = colors.ndim
         components = label_regions(colors, background=0,
@@ -258,6 +287,7 @@ class Stitcher:
         keep = np.zeros(n + 1, bool)
         keep[1:] = True
         core = tile.core_in_window
+        centres = []
         for axis in range(ndim):
             shape = [1] * ndim
             shape[axis] = colors.shape[axis]
@@ -266,6 +296,10 @@ class Stitcher:
             centre = np.bincount(flat, weights=coord, minlength=n + 1) / np.maximum(sizes, 1)
             inside = (np.floor(centre) >= core[axis].start) & (np.floor(centre) < core[axis].stop)
             keep &= inside
+            centres.append(centre + tile.window[axis].start)
+        if self.done_cores:  # objects an earlier tile left to this one
+            keep |= self._in_done_core(centres, tile) & ~self._touch_edge(components, n, tile)
+        self.done_cores.append(tile.core)
         keep[0] = False
         if not keep.any():
             return 0

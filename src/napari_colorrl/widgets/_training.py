@@ -233,7 +233,7 @@ class TrainingWidget(TrainingForm):
         crop = settings.get("input_mode") == "crop"
         shape = np.shape(samples[0].labels)
         split = slab_split(shape, share, int(settings.get("train.seed", 0)),
-                           keep=(int(settings["input_size"]),) * len(shape) if crop else ())
+                           keep=(int(settings["input_size"]),) * len(shape) if crop else None)
         if isinstance(split, str):
             return f"No validation pair: no validation curve or best model ({split})."
         axis, _, held = split

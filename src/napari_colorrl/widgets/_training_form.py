@@ -25,17 +25,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_colorrl.core.config import (
+from napari_colorrl.core.config import SETTINGS_BY_PATH, ColorRLConfig
+from napari_colorrl.core.model.checkpoint_paths import fresh_output_path
+from napari_colorrl.core.recipes import (
     DEFAULT_RECIPE,
     FINETUNE_RECIPE,
     NETWORK_PRESETS,
-    SETTINGS_BY_PATH,
     TRAINING_RECIPES,
-    ColorRLConfig,
     budget_expectation,
     machine_defaults,
 )
-from napari_colorrl.core.model.checkpoint import fresh_output_path
 from napari_colorrl.widgets._layers import LayerPairList, SampleScan
 from napari_colorrl.widgets._settings import read_value, set_value, setting_editor
 

@@ -8,12 +8,11 @@ import pytest
 
 from napari_colorrl.core.data.files import (
     PREDICTION_TAG,
-    plan_outputs,
     prediction_files,
     write_labels,
     write_tiff,
-    written_by_predict,
 )
+from napari_colorrl.core.data.outputs import plan_outputs, written_by_predict
 
 
 def _image(path):

@@ -18,16 +18,18 @@ from napari_colorrl.core.model import checkpoint as ck
 from napari_colorrl.core.model import networks
 from napari_colorrl.core.model.checkpoint import (
     CheckpointError,
-    best_path,
-    check_checkpoint_output,
     check_training_state,
-    checkpoint_bytes,
-    fresh_output_path,
     load_checkpoint,
     network_from_checkpoint,
     save_checkpoint,
-    training_disk_bytes,
     weight_bytes,
+)
+from napari_colorrl.core.model.checkpoint_paths import (
+    best_path,
+    check_checkpoint_output,
+    checkpoint_bytes,
+    fresh_output_path,
+    training_disk_bytes,
 )
 from napari_colorrl.core.model.networks import build_network, count_parameters, parameter_count
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_samples
-from napari_colorrl.core.config import (
+from napari_colorrl.core.recipes import (
     DEFAULT_RECIPE,
     FINETUNE_RECIPE,
     NETWORK_PRESETS,
@@ -93,11 +93,27 @@ def test_a_single_sample_is_cut_into_a_training_part_and_a_held_out_slab(ndim):
     assert {hold_out([sample], 0.2, seed=s)[1][0].name for s in range(8)} != {val[0].name}
 
 
-def test_a_single_sample_too_short_for_the_training_crop_is_not_cut():
+def test_a_single_sample_too_short_for_the_training_crop_or_resized_is_not_cut():
     sample = tiny_samples(3, 1, shape=(20, 20, 20))[0]
     train, val, note = hold_out([sample], 0.2, seed=0, keep=(16, 16, 16))
     assert train == [sample] and val == [] and "too short" in note and "validation pair" in note
     assert len(hold_out([sample], 0.2, seed=0, keep=(12, 12, 12))[1]) == 1
+    assert len(hold_out([sample], 0.2, seed=0, keep=(64, 64, 64))[1]) == 1  # padded anyway
+    # a 'resize' model would squeeze a thin slab out of shape: not cut, and it says why
+    train, val, note = hold_out([sample], 0.2, seed=0, keep=None)
+    assert val == [] and "resizes its inputs" in note
+
+
+def test_prepare_training_cuts_a_single_crop_sample_and_not_a_resized_one():
+    sample = tiny_samples(2, 1, shape=(40, 64))
+    crop = prepare_training(TrainingRequest(samples=sample, ndim=2, settings={
+        "train.device": "cpu", "input_size": 32, "input_mode": "crop", "steps": 3}))
+    assert len(crop.train) == 1 and len(crop.val) == 1
+    assert crop.val[0].labels.shape == (40, 13) and crop.train[0].labels.shape == (40, 51)
+    assert "slab" in "\n".join(crop.messages)
+    resized = prepare_training(TrainingRequest(samples=sample, ndim=2, settings={
+        "train.device": "cpu", "input_size": 32, "input_mode": "resize", "steps": 3}))
+    assert len(resized.train) == 1 and resized.val == []
 
 
 def test_prepare_training_holds_out_and_says_what_the_budget_tends_to_give():

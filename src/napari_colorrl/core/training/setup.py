@@ -14,21 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from ..config import (
-    DEFAULT_RECIPE,
-    FINETUNE_RECIPE,
-    ColorRLConfig,
-    apply_recipe,
-    budget_expectation,
-    deep_update,
-    machine_defaults,
-    read_config_file,
-    settings_dict,
-)
+from ..config import ColorRLConfig, deep_update, read_config_file, settings_dict
 from ..data.checks import check_training_samples
 from ..data.files import Sample
 from ..data.normalize import split_channels
 from ..method.steps import auto_steps, check_steps
+from ..recipes import (
+    DEFAULT_RECIPE,
+    FINETUNE_RECIPE,
+    apply_recipe,
+    budget_expectation,
+    machine_defaults,
+)
 from ..runtime import check_setup_memory, resolve_device
 from .distributed import describe
 
@@ -208,18 +205,27 @@ def held_out_count(samples: int, share: float) -> int:
 MIN_SLAB = 8
 
 
-def slab_split(shape, share: float, seed: int, keep=()) -> tuple[int, slice, slice] | str:
+def slab_split(shape, share: float, seed: int, keep=None) -> tuple[int, slice, slice] | str:
     """How one sample of spatial ``shape`` is cut for validation when it is the only one:
     (axis, training slice, held-out slice) along its longest axis, ``share`` of that axis at the
-    end or the start (chosen with ``seed``); or why it cannot be cut. keep: the size per axis the
-    training part must keep (the crop of "crop" training), so its crops stay whole."""
+    end or the start (chosen with ``seed``); or why it cannot be cut.
+
+    keep: the crop of "crop" training, per axis: along an axis at least that long, the training
+    part must keep it, so its crops stay whole. None: the model resizes every image to its input
+    ("resize" training and validation), which would squeeze a thin slab out of all proportion,
+    so a single sample is not cut."""
     if share <= 0:
         return "train.val_share is 0"
+    if keep is None:
+        return ("there is only one training sample and the model resizes its inputs "
+                "(input_mode 'resize'), which would squeeze a slab of it out of shape; add a "
+                "validation pair or more samples")
     shape = tuple(int(n) for n in shape)
     axis = int(np.argmax(shape))
     size = shape[axis]
     held = max(MIN_SLAB, round(share * size))
-    need = int(keep[axis]) if len(keep) > axis else 1
+    crop = int(keep[axis]) if len(keep) > axis else 0
+    need = crop if size >= crop else MIN_SLAB
     if size - held < max(need, MIN_SLAB):
         return (f"there is only one training sample, {size} px along its longest axis: too "
                 f"short to hold out {held} px and keep {max(need, MIN_SLAB)} for training; add "
@@ -233,7 +239,8 @@ def hold_out(samples: list, share: float, seed: int,
              reason: str = "No validation data given", keep=()) -> tuple[list, list, str]:
     """(training, validation, what was done): ``share`` of ``samples`` (at least one, and never
     all) drawn with ``seed`` for validation, when there are two or more; a single sample is cut
-    in two (``slab_split``): a slab of ``share`` of its longest axis is held out."""
+    in two (``slab_split``, ``keep`` as there): a slab of ``share`` of its longest axis is held
+    out."""
     if len(samples) == 1:
         return _hold_out_slab(samples[0], share, seed, reason, keep)
     count = held_out_count(len(samples), share)
@@ -297,7 +304,7 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     val = check_training_samples(val, ndim, what="validation")
     messages = messages_init
     report: list = []
-    keep = tuple(config.input_size) if config.input_mode == "crop" else ()
+    keep = tuple(config.input_size) if config.input_mode == "crop" else None
     if val and config.train.selection == "train":
         report = val
         train, val, note = hold_out(

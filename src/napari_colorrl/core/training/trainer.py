@@ -19,7 +19,7 @@ import torch
 from ..config import ColorRLConfig, TrainConfig
 from ..data.checks import check_training_samples, ensure_writable
 from ..data.scale import measure_training_scale
-from ..model.checkpoint import best_path
+from ..model.checkpoint_paths import best_path
 from ..model.fast_layers import use_fast_layout
 from ..model.networks import build_network
 from ..runtime import check_training_memory, release_memory
@@ -122,7 +122,7 @@ def train(
         ``image`` and ``labels`` (``core.data.files.Sample``). out: checkpoint path, written every
         ``config.train.checkpoint_every`` updates, at the end and when the generator is closed.
         When validation samples are given, the best model by validation SBD + AP50 is also kept
-        as ``checkpoint.best_path(out)`` (run.pt: run.best.pt), and (``train.tune_min_size``)
+        as ``checkpoint_paths.best_path(out)`` (run.pt: run.best.pt), and (``train.tune_min_size``)
         the minimum object size is chosen on the validation images and saved in the
         checkpoints' config. resume: continue from a
         checkpoint (weights, optimizer, counters, random state). init: fine-tune, starting from
