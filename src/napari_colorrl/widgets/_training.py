@@ -340,7 +340,7 @@ class TrainingWidget(TrainingForm):
             show_error(str(err))
             return
         from napari_colorrl.core.data.checks import ensure_writable
-        from napari_colorrl.core.model.checkpoint import (
+        from napari_colorrl.core.model.checkpoint_paths import (
             best_path,
             check_checkpoint_output,
             fresh_output_path,
