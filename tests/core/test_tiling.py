@@ -163,6 +163,11 @@ def test_an_object_each_tile_leaves_to_the_other_is_kept_once():
     seen[2:6, 1:3] = 1  # columns 9, 10: centre 9.5, in the left tile's core (done)
     assert stitcher.add(seen, right) == 1
     assert (out[2:6, 9:11] == 1).all() and stitcher.count == 1
+    # ... also after a left tile that held nothing at all
+    out = np.zeros((10, 20), np.uint32)
+    stitcher = Stitcher(out)
+    assert stitcher.add(np.zeros((10, 12), np.uint8), left) == 0
+    assert stitcher.add(seen, right) == 1 and (out[2:6, 9:11] == 1).all()
     # ... but not a piece the right tile's window cuts (it touches the window's edge)
     out = np.zeros((10, 20), np.uint32)
     stitcher = Stitcher(out)

@@ -265,6 +265,14 @@ class Stitcher:
         return touch
 
     def add(self, colors: np.ndarray, tile: Tile) -> int:
+        """Stitch the color map (*tile.window_shape) of one tile in; returns the objects added
+        (``_add``). The tile's core is then done, whatever it held."""
+        try:
+            return self._add(colors, tile)
+        finally:
+            self.done_cores.append(tile.core)
+
+    def _add(self, colors: np.ndarray, tile: Tile) -> int:
         """Stitch the color map (*tile.window_shape) of one tile in; returns the objects added.
 
         The tile keeps the connected components of each color whose centroid lies in its core,
@@ -299,7 +307,6 @@ class Stitcher:
             centres.append(centre + tile.window[axis].start)
         if self.done_cores:  # objects an earlier tile left to this one
             keep |= self._in_done_core(centres, tile) & ~self._touch_edge(components, n, tile)
-        self.done_cores.append(tile.core)
         keep[0] = False
         if not keep.any():
             return 0
