@@ -241,16 +241,16 @@ class Stitcher:
         self.limit = int(np.iinfo(np.dtype(labels.dtype)).max)
         self.done_cores: list[tuple[slice, ...]] = []  # image pixels of the tiles stitched
 
-    def _in_done_core(self, centre: list[np.ndarray], tile: Tile) -> np.ndarray:
-        """Which centres (image pixels, one array per axis) lie in the core of a tile stitched
-        before ``tile``."""
-        found = np.zeros(len(centre[0]), bool)
+    def _in_done_core(self, pixel: list[np.ndarray], tile: Tile) -> np.ndarray:
+        """Which centre pixels (image coordinates, one array per axis) lie in the core of a tile
+        stitched before ``tile``."""
+        found = np.zeros(len(pixel[0]), bool)
         for core in self.done_cores:
             if any(c.stop <= w.start or c.start >= w.stop for c, w in zip(core, tile.window)):
                 continue  # a core away from this window holds none of its objects
             inside = np.ones_like(found)
             for axis, c in enumerate(core):
-                inside &= (np.floor(centre[axis]) >= c.start) & (np.floor(centre[axis]) < c.stop)
+                inside &= (pixel[axis] >= c.start) & (pixel[axis] < c.stop)
             found |= inside
         return found
 
@@ -302,9 +302,9 @@ class Stitcher:
             coord = np.broadcast_to(np.arange(colors.shape[axis], dtype=np.float64).reshape(
                 shape), colors.shape).ravel()
             centre = np.bincount(flat, weights=coord, minlength=n + 1) / np.maximum(sizes, 1)
-            inside = (np.floor(centre) >= core[axis].start) & (np.floor(centre) < core[axis].stop)
-            keep &= inside
-            centres.append(centre + tile.window[axis].start)
+            pixel = np.floor(centre)
+            keep &= (pixel >= core[axis].start) & (pixel < core[axis].stop)
+            centres.append(pixel + tile.window[axis].start)
         if self.done_cores:  # objects an earlier tile left to this one
             keep |= self._in_done_core(centres, tile) & ~self._touch_edge(components, n, tile)
         keep[0] = False
