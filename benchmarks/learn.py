@@ -90,7 +90,7 @@ def score_run(out: Path, setup, *, choose_size: bool = False):
         from napari_colorrl.core.training.selection import validate
 
         chosen = validate(segmenter.model, segmenter.config, setup.val, segmenter.device,
-                          choose_min_size=True)
+                          choose_min_size=True, scale=segmenter.scale)
         segmenter.config = segmenter.config.replace(min_size=int(chosen["min_size"]))
     start = time.perf_counter()
     per_image = {}

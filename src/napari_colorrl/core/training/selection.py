@@ -1,8 +1,8 @@
-"""Validation during training: segment validation images at full size and score them.
+"""Validation during training: segment validation images as the product does and score them.
 
 The coloring (T network passes) runs once per image; the post-processing is cheap, so the
 minimum object size is chosen here too, on the validation images, as the paper does: every
-candidate size is tried on the same color maps and the one with the best score is kept.
+candidate size is tried on the same stitched objects and the one with the best score is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..config import ColorRLConfig
+from ..data.scale import TrainingScale
 from ..inference import Segmenter
 from ..metrics import abs_dic, ap, sbd
 
@@ -55,28 +56,40 @@ def validate(
     device: torch.device,
     min_size: int | None = None,
     choose_min_size: bool = False,
+    scale: TrainingScale | dict | None = None,
 ) -> dict[str, float]:
     """Mean SBD, |DiC| and AP50 over ``samples`` (argmax coloring, full-size scoring).
 
+    Each image is segmented as the product segments it (``Segmenter.segment``: the same plan,
+    tiles and instance-norm statistics), so a checkpoint and a minimum size are chosen on the
+    path they are used on. scale: the model's ``TrainingScale`` (or its ``to_dict()``), as the
+    checkpoint will record it; without it the scale derived from ``config``, which for a
+    'resize' model differs from the measured one on images of other shapes.
+
     With ``choose_min_size`` the minimum object size is picked among
     :func:`min_size_candidates` to maximise :func:`selection_score`; the result then also holds
-    ``"min_size"``, the size chosen (the scores are those at that size).
+    ``"min_size"``, the size chosen (the scores are those at that size). A size is the
+    model's, in pixels of an image at the training scale, as ``config.min_size`` is: each image
+    applies it at its own scale (``InferencePlan.default_min_size``), as the product does.
     """
-    segmenter = Segmenter(model, config, device=str(device), fast_layout=False)
-    colors, gts = [], []
+    if isinstance(scale, dict):
+        scale = TrainingScale.from_dict(scale, config.ndim)
+    segmenter = Segmenter(model, config, device=str(device), fast_layout=False, scale=scale)
+    results, gts = [], []
     try:
         for sample in samples:
-            colors.append(segmenter.color_maps(sample.image)[1])
+            results.append(segmenter.segment(sample.image, min_size=0, keep_steps=False))
             gts.append(np.asarray(sample.labels))
     finally:
         model.train()
     default = config.min_size if min_size is None else int(min_size)
     candidates = [default]
-    if choose_min_size and colors:
-        candidates = min_size_candidates(default, int(min(c.size for c in colors)))
+    if choose_min_size and results:
+        candidates = min_size_candidates(default, int(min(r.objects.size for r in results)))
     best: dict[str, float] | None = None
     for size in candidates:
-        scores = _score([segmenter.postprocess(c, min_size=size) for c in colors], gts)
+        instances = [segmenter.instances_of(r, r.plan.default_min_size(size)) for r in results]
+        scores = _score(instances, gts)
         scores["min_size"] = float(size)
         if best is None or selection_score(scores) > selection_score(best):
             best = scores

@@ -232,7 +232,8 @@ def _updates(run: _Run, config: ColorRLConfig, val_samples: Sequence, out: Path,
             due = state.update % tcfg.val_every == 0 or (done and not stopped)
             if val_samples and ctx.is_main and due:
                 validation = validate(model, config, val_samples[: tcfg.val_max_images], device,
-                                      choose_min_size=tcfg.tune_min_size)
+                                      choose_min_size=tcfg.tune_min_size,
+                                      scale=state.training_scale)
                 if "min_size" in validation:
                     # Post-processing only: the checkpoints written from now on carry it.
                     config = config.replace(min_size=int(validation["min_size"]))
