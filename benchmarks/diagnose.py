@@ -86,7 +86,7 @@ def diagnose(segmenter, samples) -> dict:
     """Sums and means of the figures above over ``samples``."""
     from skimage.measure import label
 
-    from napari_colorrl.core.data.normalize import network_labels
+    from napari_colorrl.core.data.normalize import network_labels, resize_nearest
     from napari_colorrl.core.method.targets import prepare_targets
     from napari_colorrl.core.metrics import evaluate, mean_metrics
 
@@ -97,11 +97,13 @@ def diagnose(segmenter, samples) -> dict:
                                "components of the true foreground": []}
     rewards: dict[str, list] = {"model (argmax)": [], "oracle coloring": []}
     for sample in samples:
-        # One coloring per image: its step maps at the network's resolution give the rewards,
-        # at the image's shape the instances.
-        net_steps, shape = segmenter.color(sample.image)
-        steps, colors = segmenter.maps_at(net_steps, shape)
-        instances = segmenter.postprocess(colors)
+        # One segmentation per image, as the product makes it (``Segmenter.segment``: its
+        # plan, tiles and statistics): its instances are scored, and its step maps, at the
+        # labels' resolution in training (``network_labels``), give the rewards.
+        result = segmenter.segment(sample.image)
+        steps, instances = result.steps, result.instances
+        targets = prepare_targets(network_labels(sample.labels, config), config.reward)
+        net_steps = resize_nearest(steps, (steps.shape[0], *targets.shape))
         fg, gt_fg = steps[0] > 0, sample.labels > 0
         overlap += int((fg & gt_fg).sum())
         predicted += int(fg.sum())
@@ -112,7 +114,6 @@ def diagnose(segmenter, samples) -> dict:
                           ("components of the true foreground", gt_fg)):
             components = label(mask, connectivity=config.ndim)
             scores[key].append(evaluate(components, sample.labels))
-        targets = prepare_targets(network_labels(sample.labels, config), config.reward)
         rewards["model (argmax)"].append(reward_sums(targets, net_steps))
         rewards["oracle coloring"].append(reward_sums(targets, oracle_steps(targets, config.steps)))
     return {

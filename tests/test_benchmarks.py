@@ -120,3 +120,20 @@ def test_finetune_benchmark_runs_end_to_end(tmp_path):
                      tmp_path)
     assert "| nuclei-2d unchanged |" in out and "| fine-tuned, 0.03 min |" in out
     assert "| from scratch, 0.03 min |" in out and "uncorrected frames, after one round" in out
+
+
+def test_diagnose_runs_on_what_the_product_segments(tmp_path):
+    """The diagnosis scores the product's segmentation (``Segmenter.segment``) of a tiny model
+    and its rewards at the labels' training resolution; the oracle coloring, one color per
+    object with neighbours apart, earns at least the model's reward."""
+    from conftest import trained_model
+
+    data = _tiny_dataset(tmp_path / "data", n=2)
+    model = trained_model(tmp_path / "model.pt")
+    out = _benchmark(["benchmarks.diagnose", "--model", str(model), "--data", str(data),
+                      "--threads", "1"], tmp_path)
+    assert "2 validation images" in out and "of 8 true objects" in out
+    rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| model (argmax)")
+            or line.startswith("| oracle coloring")}
+    assert sum(rows["oracle coloring"]) >= sum(rows["model (argmax)"])
