@@ -14,7 +14,8 @@ from pathlib import Path
 from .recipes import deep_update, load_recipe, recipe_names, write_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ROOT / "runs"
+# Where runs write (models, logs, results); COLORRL_RUNS moves it (the tests use a temporary one).
+RUNS = Path(os.environ.get("COLORRL_RUNS") or ROOT / "runs")
 
 
 def machine() -> str:

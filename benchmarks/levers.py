@@ -5,9 +5,14 @@ changed, for the same number of minutes, on the same train/ images, with the sam
 best checkpoint is scored on every validation image at full size (minimum object size chosen on
 validation, as training does). The table reports each variant against the first one (the recipe
 as it is) in the same run, so that machine and load cancel out: run nothing else meanwhile.
-Writes runs/levers-NAME/results.json and prints the table as a Markdown block.
+With ``--seeds`` every seed trains every variant (all variants of one seed, then the next seed)
+and the table gives each score per seed and as mean ± sd over the seeds, the ratio of the means
+against the first variant. Writes runs/levers-NAME/results.json and prints the table as a
+Markdown block.
 
     python -m benchmarks.levers --data DATA/dsb2018_fluo --recipe dsb --minutes 8
+    python -m benchmarks.levers --data DATA/cvppp_a1 --recipe cvppp --minutes 15 --seeds 0,1 \
+        --variants base,worst,worst+expected
     python -m benchmarks.levers --data DATA/dsb2018_fluo --recipe dsb --quick
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
 from ._report import RUNS, add_run_arguments, header, pick, prepare_run, run_name
 from .learn import score_run, summary, train_logged
@@ -71,6 +77,9 @@ def main() -> int:
                         help="comma-separated, the first is the reference: "
                         + ", ".join(VARIANTS) + ", or an experiment of benchmarks/recipes "
                         "(its changes applied to the recipe given)")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds, each trains every variant (e.g. 0,1); the "
+                        "table gives mean ± sd over them (default: --seed alone)")
     args = parser.parse_args()
 
     from napari_colorrl.core.training.trainer import train
@@ -79,62 +88,102 @@ def main() -> int:
         print(f"data set {args.data} not found: nothing to measure")
         return 1
     names = pick(parser, args.variants, [*VARIANTS, *experiment_names()], "variant")
+    seeds = seeds_of(parser, args.seeds, args.seed)
     name = run_name(args)
     minutes = 1.0 if args.quick else args.minutes
     common = {"train": {"val_max_images": 4}} if args.quick else {}
     run_dir = RUNS / f"levers-{name}"
     results_path = run_dir / "results.json"
-    results = {}
+    results: dict[str, dict[str, dict]] = {variant: {} for variant in names}
     metrics: tuple[str, ...] = ()
-    for variant in names:
-        what, extra = changes_of(variant)
-        print(f"\n== {variant}: {what}")
-        vdir = run_dir / variant
-        vdir.mkdir(parents=True, exist_ok=True)
-        log_path, out = vdir / "log.jsonl", vdir / "model.pt"
-        log_path.write_text("")
-        setup = prepare_run(args, vdir, minutes=minutes, changes=deep_update(common, extra))
-        metrics = summary(setup.config)
-        train_logged(train(setup.config, setup.train, setup.val, out=out), log_path, variant)
-        _, segmenter, mean, _, seconds = score_run(out, setup)
-        rows = read_log(log_path)
-        last = rows[-1]
-        results[variant] = {
-            "what": what, "overrides": extra, "updates": last["update"],
-            "episodes": last["episodes"], "minutes": last["elapsed"] / 60,
-            "s_per_update": last["elapsed"] / max(1, last["update"]),
-            "min_size": segmenter.config.min_size, "infer_ms": 1000 * seconds, "mean": mean}
-        print(f"{variant}: {last['update']} updates; " + ", ".join(
-            f"{k} {mean[k]:.3f}" for k in metrics))
-        results_path.write_text(json.dumps(results, indent=2))
+    for seed in seeds:
+        args.seed = seed
+        for variant in names:
+            what, extra = changes_of(variant)
+            print(f"\n== {variant}, seed {seed}: {what}")
+            vdir = run_dir / variant if len(seeds) == 1 else run_dir / f"{variant}-seed{seed}"
+            vdir.mkdir(parents=True, exist_ok=True)
+            log_path, out = vdir / "log.jsonl", vdir / "model.pt"
+            log_path.write_text("")
+            setup = prepare_run(args, vdir, minutes=minutes, changes=deep_update(common, extra))
+            metrics = summary(setup.config)
+            train_logged(train(setup.config, setup.train, setup.val, out=out), log_path, variant)
+            _, segmenter, mean, _, seconds = score_run(out, setup)
+            rows = read_log(log_path)
+            last = rows[-1]
+            results[variant][str(seed)] = {
+                "what": what, "overrides": extra, "updates": last["update"],
+                "episodes": last["episodes"], "minutes": last["elapsed"] / 60,
+                "s_per_update": last["elapsed"] / max(1, last["update"]),
+                "min_size": segmenter.config.min_size, "infer_ms": 1000 * seconds, "mean": mean}
+            print(f"{variant}, seed {seed}: {last['update']} updates; " + ", ".join(
+                f"{k} {mean[k]:.3f}" for k in metrics))
+            results_path.write_text(json.dumps(results, indent=2))
 
     print("\n".join([
         "",
         *header(f"Training levers: {name}"),
         f"- data: `{args.data.name}`; recipe `{args.recipe or args.config}`; {minutes:g} min of "
-        f"training per variant, one variant at a time, seed {args.seed}; best checkpoint scored "
-        "on all validation images at full size",
+        f"training per variant and seed, one training at a time, seed(s) "
+        f"{', '.join(map(str, seeds))}; best checkpoint scored on all validation images at "
+        "full size",
         "",
-        _table(results, names, metrics),
+        lever_table(results, names, metrics),
         "",
-        "Ratios are against the first row, trained in the same run. A short budget favours "
-        "variants that learn fast early; what a lever does over 60 minutes can differ.",
+        "Ratios are of the means over the seeds, against the first row, trained in the same run. "
+        "A short budget favours variants that learn fast early; what a lever does over 60 "
+        "minutes can differ.",
     ]))
     return 0
 
 
-def _table(results: dict, names: list[str], metrics: tuple[str, ...]) -> str:
-    ref = results[names[0]]["mean"]
-    head = ["variant", "what it changes", "updates", "s/update", *metrics,
-            *(f"{k} vs {names[0]}" for k in metrics[:1] + (("ap50",) if "ap50" in metrics[1:]
-                                                           else ()))]
+def seeds_of(parser: argparse.ArgumentParser, text: str | None, seed: int) -> list[int]:
+    """The seeds of ``--seeds`` (comma-separated, each once), else the one of ``--seed``."""
+    if text is None:
+        return [seed]
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--seeds takes whole numbers separated by commas, not {text!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds needs at least one seed, each once (got {text!r})")
+    return seeds
+
+
+def spread(values: list[float]) -> str:
+    """'mean ± sd' of the values over the seeds (the one value alone for a single seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def lever_table(results: dict[str, dict[str, dict]], names: list[str],
+                metrics: tuple[str, ...]) -> str:
+    """The Markdown table of ``results[variant][seed]``: per variant the updates and seconds per
+    update (mean over the seeds), each metric as mean ± sd with the per-seed values, and the
+    ratio of the first metric's (and AP50's) means against the first variant."""
     ratio_keys = metrics[:1] + (("ap50",) if "ap50" in metrics[1:] else ())
+    seeds = list(results[names[0]])
+    multi = len(seeds) > 1
+
+    def means(variant: str, key: str) -> list[float]:
+        return [results[variant][s]["mean"][key] for s in seeds]
+
+    head = ["variant", "what it changes", "updates", "s/update",
+            *(f"{k} ({', '.join('seed ' + s for s in seeds)})" for k in metrics[:1] if multi),
+            *metrics, *(f"{k} vs {names[0]}" for k in ratio_keys)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant in names:
-        r = results[variant]
-        cells = [variant, r["what"], str(r["updates"]), f"{r['s_per_update']:.2f}",
-                 *(f"{r['mean'][k]:.3f}" for k in metrics),
-                 *(f"{r['mean'][k] / ref[k]:.2f}x" if ref[k] else "n/a" for k in ratio_keys)]
+        runs = [results[variant][s] for s in seeds]
+        ratios = []
+        for k in ratio_keys:
+            ref = statistics.mean(means(names[0], k))
+            ratios.append(f"{statistics.mean(means(variant, k)) / ref:.2f}x" if ref else "n/a")
+        cells = [variant, runs[0]["what"], ", ".join(str(r["updates"]) for r in runs),
+                 f"{statistics.mean(r['s_per_update'] for r in runs):.2f}",
+                 *(", ".join(f"{v:.3f}" for v in means(variant, k)) for k in metrics[:1]
+                   if multi),
+                 *(spread(means(variant, k)) for k in metrics), *ratios]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@ recipe (a base or an experiment) is a valid config. Nothing is measured or train
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -105,7 +106,7 @@ def _tiny_dataset(root: Path, n: int = 6) -> Path:
 
 def _benchmark(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "COLORRL_RUNS": str(cwd / "runs")}
     done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -137,3 +138,45 @@ def test_diagnose_runs_on_what_the_product_segments(tmp_path):
             for line in out.splitlines() if line.startswith("| model (argmax)")
             or line.startswith("| oracle coloring")}
     assert sum(rows["oracle coloring"]) >= sum(rows["model (argmax)"])
+
+
+def test_levers_screen_over_seeds_reports_mean_and_spread(tmp_path):
+    """Two variants, two seeds, a few seconds each on synthetic data: every (variant, seed)
+    trains and is scored, results.json holds each, and the table gives the per-seed values,
+    their mean ± sd and the ratio of the means against the first variant."""
+    data = _tiny_dataset(tmp_path / "data")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "ndim": 2, "steps": 3, "input_size": [32, 32], "min_size": 0,
+        "network": {"features": [4, 8], "attention": True, "input_features": 4},
+        "reward": {"radii": [2, 4]},
+        "train": {"batch_size": 2, "val_every": 2, "checkpoint_every": 2, "threads": 1}}))
+    out = _benchmark(["benchmarks.levers", "--data", str(data), "--config", str(config),
+                      "--minutes", "0.02", "--seeds", "0,1", "--variants", "base,worst",
+                      "--name", "tiny"], tmp_path)
+    results = json.loads((tmp_path / "runs" / "levers-tiny" / "results.json").read_text())
+    assert set(results) == {"base", "worst"} and all(set(r) == {"0", "1"}
+                                                     for r in results.values())
+    for variant in ("base", "worst"):
+        sbd = [results[variant][s]["mean"]["sbd"] for s in ("0", "1")]
+        mean, sd = statistics.mean(sbd), statistics.stdev(sbd)
+        row = next(line for line in out.splitlines() if line.startswith(f"| {variant} |"))
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[4] == f"{sbd[0]:.3f}, {sbd[1]:.3f}"
+        assert f"{mean:.3f} ± {sd:.3f}" in cells
+    base_mean = statistics.mean(results["base"][s]["mean"]["sbd"] for s in ("0", "1"))
+    worst_mean = statistics.mean(results["worst"][s]["mean"]["sbd"] for s in ("0", "1"))
+    worst_row = next(line for line in out.splitlines() if line.startswith("| worst |"))
+    assert (f"{worst_mean / base_mean:.2f}x" if base_mean else "n/a") in worst_row
+    assert (tmp_path / "runs" / "levers-tiny" / "worst-seed1" / "log.jsonl").stat().st_size > 0
+
+
+def test_levers_refuses_bad_seeds(tmp_path):
+    data = _tiny_dataset(tmp_path / "data")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+           "COLORRL_RUNS": str(tmp_path / "runs")}
+    for bad in ("0,x", "1,1", ","):
+        done = subprocess.run([sys.executable, "-m", "benchmarks.levers", "--data", str(data),
+                               "--recipe", "cvppp", "--seeds", bad], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "--seeds" in done.stderr, done.stderr[-2000:]
