@@ -322,6 +322,33 @@ def test_dock_defaults_are_the_cli_defaults_for_this_machine(docks, qtbot):
     qtbot.wait(10)
 
 
+def test_single_sample_text_follows_the_model_a_fine_tune_starts_from(docks, tmp_path):
+    """A fine-tune takes the model's input mode and size, not the form's: the dock's text on a
+    single training sample said what the form's 'resize' would do (no held-out slab) while
+    training, starting from a 'crop' model, cut a slab; and the other way round."""
+    from conftest import trained_model
+    from napari_colorrl.core.training.setup import prepare_training
+
+    viewer, training, _ = docks
+    training.set_model_ndim(2)
+    image, labels = make_cells_2d(shape=(48, 48), n_objects=5, seed=0)
+    training.train_pairs.set_pairs([(viewer.add_image(image, name="one image"),
+                                     viewer.add_labels(labels, name="one gt"))])
+    crop_model = trained_model(tmp_path / "crop.pt", input_mode="crop")
+    resize_model = trained_model(tmp_path / "resize.pt", input_mode="resize")
+    for form_mode, model, says in (("resize", crop_model, "a slab of 10 of its 48 px"),
+                                   ("crop", resize_model, "resizes its inputs")):
+        training.input_mode.setCurrentText(form_mode)
+        training.start_from.setEditText(str(model))
+        training.refresh()
+        assert says in training.data_status.text(), training.data_status.text()
+        setup = prepare_training(training.request())  # what training then does
+        assert (says == "resizes its inputs") == (not setup.val), setup.messages
+    training.start_from.setEditText("new model")
+    training.refresh()  # the form's own input again
+    assert "a slab of 10 of its 48 px" in training.data_status.text()
+
+
 def test_the_training_dock_fits_a_1280_px_window(docks, qtbot):
     """Fields were cut at the right edge behind a sideways scrollbar, and progress, status and
     the plot were below the fold."""

@@ -160,11 +160,12 @@ class TrainingWidget(TrainingForm):
             found.append(problem)
         return found
 
-    def _init_problem(self) -> str | None:
-        """Why the model to start from cannot be fine-tuned here, or None."""
+    def _init_config(self) -> tuple[Any, str | None]:
+        """(config, None) of the model to start from, (None, why it cannot be read), or
+        (None, None) when training does not start from a model."""
         init = self.init_model()
         if init is None or self.resume.text().strip():
-            return None
+            return None, None
         from napari_colorrl.core.model.bioimage import load_model_file
         from napari_colorrl.core.model.bundled import resolve_model_path
 
@@ -173,9 +174,16 @@ class TrainingWidget(TrainingForm):
             key = (str(path), path.stat().st_mtime)
             if key not in self._init_configs:  # read once per file version, not per refresh
                 self._init_configs = {key: load_model_file(path).config}
-            config = self._init_configs[key]
+            return self._init_configs[key], None
         except (OSError, ValueError) as err:
-            return str(err)
+            return None, str(err)
+
+    def _init_problem(self) -> str | None:
+        """Why the model to start from cannot be fine-tuned here, or None."""
+        config, problem = self._init_config()
+        if config is None:
+            return problem
+        init = self.init_model()
         if config.ndim != self.ndim:
             return (f"The model to start from ({init}) is a {config.ndim}D model, but a "
                     f"{self.ndim}D model is chosen; pick a {self.ndim}D model to start from, or "
@@ -230,10 +238,15 @@ class TrainingWidget(TrainingForm):
             count = held_out_count(len(samples), share)
             return (f"No validation pair: {count} of them will be held out (seeded) for the "
                     f"validation curve and the best model.")
-        crop = settings.get("input_mode") == "crop"
         shape = np.shape(samples[0].labels)
+        model, _ = self._init_config()
+        if model is not None:  # a fine-tune takes the model's input, not the form's
+            crop, size = model.input_mode == "crop", tuple(model.input_size)
+        else:
+            crop = settings.get("input_mode") == "crop"
+            size = (int(settings["input_size"]),) * len(shape)
         split = slab_split(shape, share, int(settings.get("train.seed", 0)),
-                           keep=(int(settings["input_size"]),) * len(shape) if crop else None)
+                           keep=size if crop else None)
         if isinstance(split, str):
             return f"No validation pair: no validation curve or best model ({split})."
         axis, _, held = split
