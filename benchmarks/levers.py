@@ -51,6 +51,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
             {"network": {"aux_heads": True}, "train": {"aux_weight": 0.5}}),
     "expected": ("each step's own reward from its exact expectation in the policy gradient",
                  {"train": {"expected_reward": True}}),
+    "worst-half": ("split form 'worst' at worst_share 0.5: half the most shared neighbour's "
+                   "share, half the mean over the neighbours",
+                   {"reward": {"split_form": "worst", "worst_share": 0.5}}),
     "worst+expected": ("split form 'worst' and the expected reward of each step",
                        {"reward": {"split_form": "worst"},
                         "train": {"expected_reward": True}}),

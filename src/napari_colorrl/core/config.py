@@ -92,6 +92,10 @@ class RewardConfig:
                               "costs the same however many neighbours an object has) or "
                               "'proximity' (pixel counts)",
                               choices=("instance", "worst", "proximity"))
+    worst_share: float = setting(1.0, "with split_form 'worst': the part of the split term "
+                                 "taken from the most shared neighbour, the rest from the mean "
+                                 "over the neighbours (1 = the worst form alone, 0 = the "
+                                 "instance form)", low=0, high=1)
     subset: bool = setting(False, "in crowded images reward only a random object and the "
                            "nearest third of the objects per episode")
     subset_min_instances: int = setting(12, "objects an image needs before subset applies",

@@ -111,3 +111,53 @@ def test_the_worst_form_takes_the_most_shared_neighbour():
         return float(split[lab == 1].mean())
 
     assert split_of_i(pair, two) == pytest.approx(split_of_i(labels, five), rel=0.05)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 0.8])
+def test_worst_share_blends_the_worst_and_the_instance_forms(share):
+    """reward.worst_share = s: the split term is s x the worst form's plus (1 - s) x the instance
+    form's, pixel by pixel and step by step; the other parts do not change."""
+    labels = plus(8)
+    rng = np.random.default_rng(3)
+    colors = rng.integers(0, 1 << STEPS, labels.shape) | 1  # every pixel foreground
+    colors[labels == 0] = 0
+    actions = torch.from_numpy(np.stack([(colors >> t) & 1 for t in range(STEPS)])[:, None]
+                               .astype(bool))
+
+    def parts(form, **changes):
+        config = RewardConfig(radii=(3, 6), split_form=form, **changes)
+        return episode_rewards(collate_targets([prepare_targets(labels, config)]), actions)
+
+    worst, instance = parts("worst"), parts("instance")
+    mixed = parts("worst", worst_share=share)
+    for w, i, m in zip(worst, instance, mixed, strict=True):
+        assert torch.allclose(m.split, share * w.split + (1 - share) * i.split, atol=1e-6)
+        assert torch.equal(m.merge, w.merge) and torch.equal(m.background, w.background)
+    assert not torch.allclose(sum(w.split for w in worst), sum(i.split for i in instance))
+
+
+@pytest.mark.parametrize("share", [0.5, 1.0])
+def test_a_single_pixel_of_a_merged_neighbour_gains_by_leaving(share):
+    """The per-pixel view of the merged-object equilibrium: one interior pixel of j (merged
+    with i) that alone takes j's own color changes its own return by -merge + split gain. Under
+    the instance form its split gain is divided over i's four neighbours and the pixel loses;
+    with worst_share 0.5 or 1 it gains, so a per-pixel learner is pushed out of the merge."""
+    labels = plus(20)
+    merged = coloring(labels, MERGED)
+    ys, xs = np.nonzero(labels == 2)
+    p = (int(np.median(ys)), int(np.median(xs)))  # deep inside j
+    flipped = merged.copy()
+    flipped[p] = CORRECT[2]
+
+    def own_return(form, colors, **changes):
+        config = RewardConfig(radii=(4,), split_form=form, interior_shrink=1.0, w_split=2.0,
+                              **changes)
+        actions = torch.from_numpy(np.stack([(colors >> t) & 1 for t in range(STEPS)])[:, None]
+                                   .astype(bool))
+        parts = episode_rewards(collate_targets([prepare_targets(labels, config)]), actions)
+        return float(sum(q.total for q in parts)[0][p])
+
+    gain = own_return("worst", flipped, worst_share=share) - own_return("worst", merged,
+                                                                       worst_share=share)
+    loss = own_return("instance", flipped) - own_return("instance", merged)
+    assert gain > 0 > loss, (gain, loss)

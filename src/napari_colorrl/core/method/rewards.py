@@ -344,31 +344,52 @@ def _later_step(batch: BatchTargets, c_prev: torch.Tensor, c: torch.Tensor, t: i
             m_now, m_before = _pair_counts(ring, slot, c, c_prev)
             split += (m_before - m_now - m_now / steps) * norm[slot]
     elif cfg.split_form == "instance":
-        shares = inner * batch.interior_norm[:, None]  # fraction of Inr_j per color
-        lone = 1.0 / (steps - 1)
-        for src, dst, w, iso in zip(
-            batch.neighbour_src, batch.neighbour_dst, batch.neighbour_weight, batch.isolated,
-            strict=True,
-        ):
-            mean = torch.zeros_like(shares).index_add_(0, src, shares[dst] * w[:, None])
-            m_now, m_before = _pair_counts(mean, slot, c, c_prev)
-            split += m_before - m_now - m_now / steps + iso[slot].to(torch.float32) * lone
+        split = _instance_split(batch, inner, slot, c, c_prev, steps)
     elif cfg.split_form == "worst":
-        shares = inner * batch.interior_norm[:, None]  # fraction of Inr_j per color at c_t
-        before = _previous(inner) * batch.interior_norm[:, None]  # ... and at c_{t-1}
-        lone = 1.0 / (steps - 1)
-        for src, dst, iso in zip(batch.neighbour_src, batch.neighbour_dst, batch.isolated,
-                                 strict=True):
-            worst = _neighbour_max(shares, src, dst)
-            worst_before = _neighbour_max(before, src, dst)
-            m_now = worst.reshape(-1)[slot * n_colors + c]
-            m_before = worst_before.reshape(-1)[slot * (n_colors // 2) + c_prev]
-            split += m_before - m_now - m_now / steps + iso[slot].to(torch.float32) * lone
+        share = float(cfg.worst_share)
+        split = share * _worst_split(batch, inner, slot, c, c_prev, steps, n_colors)
+        if share < 1.0:  # the rest from the mean over the neighbours
+            split += (1.0 - share) * _instance_split(batch, inner, slot, c, c_prev, steps)
     else:
         raise ValueError(f"split_form must be 'instance', 'proximity' or 'worst', got "
                          f"{cfg.split_form!r}.")
     split = split.view(shape) * (float(cfg.w_split) * weight)
     return RewardParts(zeros, background, split, merge, background + split + merge, batch.mask)
+
+
+def _instance_split(batch: BatchTargets, inner: torch.Tensor, slot: torch.Tensor,
+                    c: torch.Tensor, c_prev: torch.Tensor, steps: int) -> torch.Tensor:
+    """The instance form's split term (flat, before w_s and the mask): per radius, the mean over
+    the neighbours j of the share of Inr_j in the pixel's color, at c_{t-1} minus at c_t."""
+    shares = inner * batch.interior_norm[:, None]  # fraction of Inr_j per color
+    lone = 1.0 / (steps - 1)
+    split = torch.zeros_like(c, dtype=torch.float32)
+    for src, dst, w, iso in zip(batch.neighbour_src, batch.neighbour_dst,
+                                batch.neighbour_weight, batch.isolated, strict=True):
+        mean = torch.zeros_like(shares).index_add_(0, src, shares[dst] * w[:, None])
+        m_now, m_before = _pair_counts(mean, slot, c, c_prev)
+        split += m_before - m_now - m_now / steps + iso[slot].to(torch.float32) * lone
+    return split
+
+
+def _worst_split(batch: BatchTargets, inner: torch.Tensor, slot: torch.Tensor,
+                 c: torch.Tensor, c_prev: torch.Tensor, steps: int,
+                 n_colors: int) -> torch.Tensor:
+    """The worst form's split term (flat, before w_s and the mask): the instance form with the
+    mean over the neighbours replaced by the maximum, the c_{t-1} maximum taken from each
+    neighbour's own histogram over c_{t-1}."""
+    shares = inner * batch.interior_norm[:, None]  # fraction of Inr_j per color at c_t
+    before = _previous(inner) * batch.interior_norm[:, None]  # ... and at c_{t-1}
+    lone = 1.0 / (steps - 1)
+    split = torch.zeros_like(c, dtype=torch.float32)
+    for src, dst, iso in zip(batch.neighbour_src, batch.neighbour_dst, batch.isolated,
+                             strict=True):
+        worst = _neighbour_max(shares, src, dst)
+        worst_before = _neighbour_max(before, src, dst)
+        m_now = worst.reshape(-1)[slot * n_colors + c]
+        m_before = worst_before.reshape(-1)[slot * (n_colors // 2) + c_prev]
+        split += m_before - m_now - m_now / steps + iso[slot].to(torch.float32) * lone
+    return split
 
 
 def episode_rewards(batch: BatchTargets, actions: torch.Tensor) -> list[RewardParts]:
