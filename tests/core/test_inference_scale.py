@@ -106,7 +106,7 @@ def test_an_image_larger_than_the_input_takes_the_statistics_of_input_size_crops
     _, same = nuclei_model.statistics_crops(nuclei_model.plan((1024, 1024), tile_size=384))
     assert len(crops) == 4 and [c.network for c in crops] == [c.network for c in same]
     assert all(c.network_shape == (256, 256) for c in crops)
-    # Every other crop along each axis, at most 16: a quarter of the image, one tile's pixels.
+    # Half the crops along each axis, at most 16: a quarter of the image, one tile's pixels.
     assert len(nuclei_model.statistics_crops(nuclei_model.plan((2048, 2048)))[1]) == 16
     assert len(nuclei_model.statistics_crops(nuclei_model.plan((8192, 8192)))[1]) == 16
     assert nuclei_model.statistics_crops(nuclei_model.plan((256, 256)))[1] == []
@@ -117,6 +117,31 @@ def test_an_image_larger_than_the_input_takes_the_statistics_of_input_size_crops
     assert norms and all(m.statistics is not None for m in norms)
     run.close()  # stopped between two tiles (the dock's Cancel)
     assert all(m.statistics is None for m in norms)
+
+
+@pytest.mark.parametrize("model, shapes", [
+    ("nuclei-2d", [(320, 320), (400, 400), (520, 700), (1000, 1000), (2048, 2048), (300, 5000)]),
+    ("nuclei-3d", [(100, 100, 100), (128, 128, 128), (64, 120, 120), (48, 300, 300)]),
+])
+def test_the_statistics_crops_reach_both_ends_of_every_axis(model, shapes):
+    """Bug fixed 2026-12-06: the crops were every other whole crop of the tile grid from the
+    top-left corner, so an image between one and two input sizes per axis (a 100^3 volume for
+    the 64^3 model, 400 x 400 for the 256 x 256 one) took its statistics from the corner crop
+    alone, and a 1000 px axis never from its last 260 px. Now every axis longer than the input
+    has at least two crops, the first at its start and the last within a stride of its end."""
+    segmenter = Segmenter.load(model, device="cpu")
+    for shape in shapes:
+        plan = segmenter.plan(shape)
+        _, crops = segmenter.statistics_crops(plan)
+        assert 0 < len(crops) <= {2: 16, 3: 8}[len(shape)]
+        assert all(c.network_shape == tuple(min(n, i) for n, i in zip(
+            plan.network_shape, segmenter.config.input_size)) for c in crops)
+        for axis, (n, size) in enumerate(zip(plan.network_shape, segmenter.config.input_size)):
+            starts = sorted({c.network[axis].start for c in crops})
+            assert all(s % segmenter.stride == 0 for s in starts)
+            assert starts[0] == 0
+            assert max(c.network[axis].stop for c in crops) > n - segmenter.stride, (shape, axis)
+            assert len(starts) >= (2 if n > size else 1), (shape, axis)
 
 
 def test_tiled_and_untiled_inference_of_the_bundled_3d_model_agree():

@@ -55,6 +55,28 @@ def test_tile_starts_follow_the_network_stride(size, tile, overlap, align):
     assert size - starts[-1] > overlap  # the short last tile still overlaps its neighbour
 
 
+@pytest.mark.parametrize("size,tile,count,align", [(100, 64, 2, 16), (1000, 256, 2, 16),
+                                                      (2048, 256, 4, 16), (701, 256, 3, 1),
+                                                      (300, 64, 1, 16), (64, 64, 3, 16)])
+def test_spread_tiles_are_whole_and_reach_both_ends(size, tile, count, align):
+    """``AxisTiles.spread`` (the statistics crops): every tile is whole, on the stride, evenly
+    spread from the start of the axis to within a stride of its end; one tile sits in the
+    middle; an axis no longer than the tile is one tile of the whole axis."""
+    axis = AxisTiles.spread(size, size, tile, count, align)
+    if size <= tile:
+        assert axis.starts == (0,) and axis.ends == (size,)
+        return
+    assert len(axis.starts) == count
+    assert all(e - s == tile for s, e in zip(axis.starts, axis.ends))
+    assert all(s % align == 0 for s in axis.starts)
+    if count == 1:
+        assert abs(axis.starts[0] + tile / 2 - size / 2) <= align
+        return
+    assert axis.starts[0] == 0 and size - align < axis.ends[-1] <= size
+    gaps = np.diff(axis.starts)
+    assert gaps.min() > 0 and gaps.max() - gaps.min() <= align
+
+
 def test_image_windows_follow_the_nearest_resize_map():
     from napari_colorrl.core.data.normalize import resize_nearest
 

@@ -15,7 +15,6 @@ whole image at the network's input, as validation during training uses it.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -481,25 +480,23 @@ class Segmenter:
         """The crops whose instance-norm statistics every tile of ``plan`` uses, or no crops
         when the image uses its own (``plan.own_statistics``).
 
-        Crops of the model's input size (what it was trained on), on the network's stride:
-        every other one of the grid of such crops along each axis, spread evenly, at most
-        ``STATISTICS_CROPS[ndim]`` per image. A function of the image's shape at the network's
-        scale only, never of the tiles, so a tiled and an untiled pass see the same network."""
+        Crops of the model's input size (what it was trained on), on the network's stride,
+        spread evenly over the image from one end of each axis to the other. An axis that takes
+        ``c`` such crops to cover gets ``max(2, c / 2)`` of them, so its first and last parts are
+        always seen (beyond two crops: a quarter of the image in 2D, an eighth in 3D), and at
+        most ``STATISTICS_CROPS[ndim]`` per image. A function of the image's shape at the
+        network's scale only, never of the tiles, so a tiled and an untiled pass see the same
+        network."""
         grid, stride = plan.grid, self.stride
         crop = tuple(min(n, max(stride, int(c) // stride * stride))
                      for n, c in zip(grid.network_shape, self.config.input_size))
-        crops = TileGrid.make(grid.image_shape, grid.network_shape, crop, 0, align=stride)
         if plan.own_statistics(crop):
-            return crops, []
-        # Every other crop along each axis (about a quarter of the image in 2D, an eighth in 3D:
-        # the statistics pass costs at most that much more), at most STATISTICS_CROPS in all.
+            return TileGrid.make(grid.image_shape, grid.network_shape, crop, 0, align=stride), []
         cap = max(1, int(round(STATISTICS_CROPS[self.config.ndim] ** (1 / len(crop)))))
-        full = [sum(1 for start in a.starts if start + c <= a.network_size)  # whole crops only
-                for a, c in zip(crops.axes, crop)]
-        picks = [sorted({round(float(v)) for v in np.linspace(
-            0, count - 1, min(cap, max(1, round(count / 2))))}) for count in full]
-        wanted = set(itertools.product(*picks))
-        return crops, [tile for tile in crops if tile.index in wanted]
+        counts = [1 if n <= c else min(cap, max(2, round(math.ceil(n / c) / 2)))
+                  for n, c in zip(grid.network_shape, crop)]
+        crops = TileGrid.spread(grid.image_shape, grid.network_shape, crop, counts, align=stride)
+        return crops, list(crops)
 
     def image_statistics(self, source: ImageSource, plan: InferencePlan, levels: Any = None,
                          data: np.ndarray | None = None) -> SharedStatistics | None:

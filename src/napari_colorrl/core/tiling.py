@@ -69,6 +69,27 @@ class AxisTiles:
         return cls(image_size, network_size, tuple(starts), tuple(ends), tuple(cores),
                    tuple(cores[1:]) + (network_size,))
 
+    @classmethod
+    def spread(cls, image_size: int, network_size: int, tile: int, count: int,
+               align: int = 1) -> AxisTiles:
+        """``count`` tiles of exactly ``tile`` pixels (one of the whole axis when it is no
+        longer), spread evenly from the start of the axis to its end, each start a multiple of
+        ``align`` (the last ends less than ``align`` short of the end). Their cores are those of
+        ``make``; they need not partition anything: these are samples of the axis."""
+        align = max(int(align), 1)
+        last = max(0, network_size - tile) // align * align
+        if network_size <= tile:
+            starts = [0]
+        elif count <= 1:  # one sample: the middle of the axis
+            starts = [last // 2 // align * align]
+        else:
+            starts = sorted({int(round(i * last / (count - 1))) // align * align
+                             for i in range(count)})
+        ends = [min(s + tile, network_size) for s in starts]
+        cores = [0] + [(starts[i] + ends[i - 1]) // 2 for i in range(1, len(starts))]
+        return cls(image_size, network_size, tuple(starts), tuple(ends), tuple(cores),
+                   tuple(cores[1:]) + (network_size,))
+
     @property
     def network_index(self) -> np.ndarray:
         """n(p) for every image pixel p: the network pixel whose cell holds p's centre (the map
@@ -139,6 +160,15 @@ class TileGrid:
              tile_size: Sequence[int], overlap: int, align: int = 1) -> TileGrid:
         return cls(tuple(AxisTiles.make(int(s), int(n), int(t), int(overlap), int(align))
                          for s, n, t in zip(image_shape, network_shape, tile_size)))
+
+    @classmethod
+    def spread(cls, image_shape: Sequence[int], network_shape: Sequence[int],
+               tile_size: Sequence[int], counts: Sequence[int], align: int = 1) -> TileGrid:
+        """Tiles of exactly ``tile_size`` spread evenly over the image, ``counts`` per axis
+        (``AxisTiles.spread``): samples of the whole image, such as the crops whose
+        instance-norm statistics every tile shares (``inference.Segmenter.statistics_crops``)."""
+        return cls(tuple(AxisTiles.spread(int(s), int(n), int(t), int(k), int(align))
+                         for s, n, t, k in zip(image_shape, network_shape, tile_size, counts)))
 
     @property
     def image_shape(self) -> tuple[int, ...]:
