@@ -269,18 +269,30 @@ class Stitcher:
         self.connectivity = connectivity
         self.count = 0  # ids 1..count are written
         self.limit = int(np.iinfo(np.dtype(labels.dtype)).max)
-        self.done_cores: list[tuple[slice, ...]] = []  # image pixels of the tiles stitched
+        # The cores (image pixels) of the tiles stitched: (tiles, axis, start/stop), grown by
+        # doubling; the first ``done`` rows hold them.
+        self.done_cores = np.zeros((16, labels.ndim, 2), np.int64)
+        self.done = 0
+
+    def _mark_done(self, core: tuple[slice, ...]) -> None:
+        if self.done == len(self.done_cores):
+            self.done_cores = np.concatenate([self.done_cores, np.zeros_like(self.done_cores)])
+        self.done_cores[self.done] = [(c.start, c.stop) for c in core]
+        self.done += 1
 
     def _in_done_core(self, pixel: list[np.ndarray], tile: Tile) -> np.ndarray:
         """Which centre pixels (image coordinates, one array per axis) lie in the core of a tile
-        stitched before ``tile``."""
+        stitched before ``tile``. Only the cores that meet this tile's window are looked at,
+        found in one array operation over all done cores (a Python loop over them made
+        stitching quadratic in the number of tiles)."""
         found = np.zeros(len(pixel[0]), bool)
-        for core in self.done_cores:
-            if any(c.stop <= w.start or c.start >= w.stop for c, w in zip(core, tile.window)):
-                continue  # a core away from this window holds none of its objects
+        cores = self.done_cores[:self.done]
+        window = np.array([(w.start, w.stop) for w in tile.window])
+        near = ((cores[:, :, 0] < window[:, 1]) & (cores[:, :, 1] > window[:, 0])).all(axis=1)
+        for core in cores[near]:
             inside = np.ones_like(found)
-            for axis, c in enumerate(core):
-                inside &= (pixel[axis] >= c.start) & (pixel[axis] < c.stop)
+            for axis, (start, stop) in enumerate(core):
+                inside &= (pixel[axis] >= start) & (pixel[axis] < stop)
             found |= inside
         return found
 
@@ -300,7 +312,7 @@ class Stitcher:
         try:
             return self._add(colors, tile)
         finally:
-            self.done_cores.append(tile.core)
+            self._mark_done(tile.core)
 
     def _add(self, colors: np.ndarray, tile: Tile) -> int:
         """Stitch the color map (*tile.window_shape) of one tile in; returns the objects added.
@@ -335,7 +347,7 @@ class Stitcher:
             pixel = np.floor(centre)
             keep &= (pixel >= core[axis].start) & (pixel < core[axis].stop)
             centres.append(pixel + tile.window[axis].start)
-        if self.done_cores:  # objects an earlier tile left to this one
+        if self.done:  # objects an earlier tile left to this one
             keep |= self._in_done_core(centres, tile) & ~self._touch_edge(components, n, tile)
         keep[0] = False
         if not keep.any():
