@@ -282,9 +282,9 @@ class Stitcher:
 
     def _in_done_core(self, pixel: list[np.ndarray], tile: Tile) -> np.ndarray:
         """Which centre pixels (image coordinates, one array per axis) lie in the core of a tile
-        stitched before ``tile``. Only the cores that meet this tile's window are looked at,
-        found in one array operation over all done cores (a Python loop over them made
-        stitching quadratic in the number of tiles)."""
+        stitched before ``tile``. Only the cores that meet this tile's window are looked at;
+        they are found by one array comparison over all done cores, not a Python loop over
+        them (for 10,000 tiles that loop ran 50 million times)."""
         found = np.zeros(len(pixel[0]), bool)
         cores = self.done_cores[:self.done]
         window = np.array([(w.start, w.stop) for w in tile.window])
