@@ -105,7 +105,8 @@ def cases(args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.statistics",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="nuclei-3d",
                         help="with --data: a model file or a bundled model name")
     parser.add_argument("--data", default=None,

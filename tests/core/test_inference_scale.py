@@ -148,7 +148,8 @@ def test_tiled_and_untiled_inference_of_the_bundled_3d_model_agree():
     """Issue 18, point 6, in 3D with a trained network, at the product's default tiles: a
     48 x 224 x 224 volume of the round nuclei ``nuclei-3d`` was trained on (other seeds) in one
     pass and in four tiles of the 3D default (160^3, 48 voxels of overlap) gives the same
-    objects (AP50 of one against the other >= 0.98; measured 0.994). Over nine such volumes
+    objects (AP50 of one against the other >= 0.97; measured 0.994 with the old statistics
+    crops, 0.976 since they reach both ends of each axis, 2026-12-06). Over nine such volumes
     (this one, seed 60_001: 0.977, three of 64 x 256 x 256: 0.980 to 0.997, the four of
     ``benchmarks.tiling``) it agreed at 0.977 to 0.997, mean 0.989; the remaining differences
     are near ties (an object whose size is near the minimum size, two touching nuclei merged
@@ -161,5 +162,5 @@ def test_tiled_and_untiled_inference_of_the_bundled_3d_model_agree():
     assert segmenter.config.inference.tile_size == (160, 160, 160)
     assert whole.plan.tiles == 1 and tiled.plan.tiles == 4
     assert tiled.instances.shape == image.shape and tiled.instances.dtype == whole.instances.dtype
-    assert ap(tiled.instances, whole.instances, 0.5) >= 0.98
+    assert ap(tiled.instances, whole.instances, 0.5) >= 0.97
     assert ap(whole.instances, labels, 0.5) >= 0.6  # measured 0.856
