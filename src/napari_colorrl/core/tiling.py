@@ -63,7 +63,14 @@ class AxisTiles:
     @classmethod
     def make(cls, image_size: int, network_size: int, tile: int, overlap: int,
              align: int = 1) -> AxisTiles:
-        starts = axis_starts(network_size, tile, overlap, align)
+        return cls._at(image_size, network_size, tile,
+                       axis_starts(network_size, tile, overlap, align))
+
+    @classmethod
+    def _at(cls, image_size: int, network_size: int, tile: int,
+            starts: Sequence[int]) -> AxisTiles:
+        """Tiles of up to ``tile`` pixels at ``starts``; each core runs from the middle of its
+        overlap with the previous tile to the middle of the next one."""
         ends = [min(s + tile, network_size) for s in starts]
         cores = [0] + [(starts[i] + ends[i - 1]) // 2 for i in range(1, len(starts))]
         return cls(image_size, network_size, tuple(starts), tuple(ends), tuple(cores),
@@ -85,10 +92,7 @@ class AxisTiles:
         else:
             starts = sorted({int(round(i * last / (count - 1))) // align * align
                              for i in range(count)})
-        ends = [min(s + tile, network_size) for s in starts]
-        cores = [0] + [(starts[i] + ends[i - 1]) // 2 for i in range(1, len(starts))]
-        return cls(image_size, network_size, tuple(starts), tuple(ends), tuple(cores),
-                   tuple(cores[1:]) + (network_size,))
+        return cls._at(image_size, network_size, tile, starts)
 
     @property
     def network_index(self) -> np.ndarray:
