@@ -51,6 +51,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
             {"network": {"aux_heads": True}, "train": {"aux_weight": 0.5}}),
     "expected": ("each step's own reward from its exact expectation in the policy gradient",
                  {"train": {"expected_reward": True}}),
+    "coherent": ("coherent exploration: pixels draw their actions correlated over 6 px (75 % "
+                 "of the variance shared), so patches change color together",
+                 {"train": {"exploration_scale": 6.0, "exploration_correlation": 0.75}}),
     "worst-half": ("split form 'worst' at worst_share 0.5: half the most shared neighbour's "
                    "share, half the mean over the neighbours",
                    {"reward": {"split_form": "worst", "worst_share": 0.5}}),

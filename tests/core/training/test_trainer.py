@@ -253,8 +253,9 @@ def test_the_policy_gradient_raises_the_probability_of_rewarded_actions():
         assert float(-theta.grad) * direction > 0  # descent moves theta towards the reward
 
 
-@pytest.mark.parametrize("expected", [False, True], ids=["sampled", "expected-reward"])
-def test_a_few_dozen_updates_raise_the_mean_reward(tmp_path, expected):
+@pytest.mark.parametrize("expected, scale", [(False, 0.0), (True, 0.0), (False, 2.0)],
+                         ids=["sampled", "expected-reward", "coherent-exploration"])
+def test_a_few_dozen_updates_raise_the_mean_reward(tmp_path, expected, scale):
     """The direction of learning (issue 17, point 6): 40 updates on two tiny synthetic images
     raise the mean reward of the last five updates clearly above that of the first five
     (measured 0.09 -> 0.22, 0.10 -> 0.19, 0.09 -> 0.23 for seeds 0, 1, 2). Checked by hand,
@@ -263,12 +264,16 @@ def test_a_few_dozen_updates_raise_the_mean_reward(tmp_path, expected):
     weight-change tests above still pass. The same with ``train.expected_reward`` (point 4),
     whose policy loss has its own two terms: 0.09 -> 0.22, 0.10 -> 0.19, 0.09 -> 0.22 for seeds
     0, 1, 2; checked by hand the same day: with the sign of its expected-reward term flipped
-    alone it goes 0.08 -> -0.18 and fails, with the whole policy loss flipped 0.08 -> -0.25."""
+    alone it goes 0.08 -> -0.18 and fails, with the whole policy loss flipped 0.08 -> -0.25.
+    With coherent exploration (``train.exploration_scale`` 2 px, 2026-12-06): 0.12 -> 0.25,
+    0.10 -> 0.21, 0.12 -> 0.22 for seeds 0, 1, 2; with the policy loss flipped 0.11 -> -0.21,
+    -0.15, -0.11 (fails)."""
     config = shared_tiny_config(2, train={"episodes": 160, "batch_size": 4, "lr": 3e-3,
                                           "seed": 0, "checkpoint_every": 1000,
                                           "val_every": 1000, "entropy_coef": 0.0,
                                           "entropy_coef_final": 0.0,
-                                          "expected_reward": expected})
+                                          "expected_reward": expected,
+                                          "exploration_scale": scale})
     rewards = [r.reward for r in train(config, tiny_samples(2, 2), out=tmp_path / "m.pt")]
     assert len(rewards) == 40
     first, last = np.mean(rewards[:5]), np.mean(rewards[-5:])

@@ -18,6 +18,7 @@ from ..config import ColorRLConfig, TrainConfig
 from ..method.coloring import step_value
 from ..method.rewards import expected_step_rewards, step_rewards
 from .environment import Episode
+from .exploration import exploration_uniforms
 from .timing import SectionTimer, UpdateClock
 
 PARTS = ("foreground", "background", "split", "merge")
@@ -146,7 +147,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     """Run T coloring steps on a batch of episodes with actions sampled from the policy.
 
     At step t the network sees the image and the step channels of the actions so far; each pixel
-    samples a_t ~ pi(. | s_t), the color becomes c_t = c_{t-1} + a_t 2^t, and the rewards of the
+    samples a_t ~ pi(. | s_t) (by default independently; neighbours together under coherent
+    exploration, ``exploration.py``), the color becomes c_t = c_{t-1} + a_t 2^t, and the rewards of the
     step come from the colors (``method.rewards.step_rewards``).
     """
     image, steps, precision = episode.image, config.steps, config.train.precision
@@ -160,6 +162,7 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     use_aux = has_aux_heads(model) and config.train.aux_weight > 0
     aux_targets = aux_label_maps(episode.targets) if use_aux else None
     aux_losses, expected = [], config.train.expected_reward
+    scale, correlation = config.train.exploration_scale, config.train.exploration_correlation
     probs, gains, means = [], [], []
     for t in range(steps):
         with autocast(image.device, precision):
@@ -172,7 +175,9 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         log_p = F.log_softmax(logits.float(), dim=1)
         prob_one = log_p[:, 1].exp()
         with torch.no_grad():
-            action = torch.rand_like(prob_one) < prob_one
+            uniform = exploration_uniforms(tuple(prob_one.shape), scale, correlation,
+                                           prob_one.device)
+            action = uniform < prob_one
         log_probs.append(torch.where(action, log_p[:, 1], log_p[:, 0]))
         entropies.append(-(log_p.exp() * log_p).sum(1))
         values.append(value[:, 0].float())

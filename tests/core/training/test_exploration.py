@@ -1,0 +1,48 @@
+"""Coherent exploration (``train.exploration_scale``): each pixel's draw stays exactly uniform,
+so every pixel still takes a_t = 1 with its own probability, while neighbours' draws are
+correlated over about the scale."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_colorrl.core.training.exploration import exploration_uniforms, smooth_noise
+
+
+def neighbour_correlation(u: torch.Tensor, shift: int, axis: int) -> float:
+    a = u.narrow(axis, 0, u.shape[axis] - shift).flatten().double()
+    b = u.narrow(axis, shift, u.shape[axis] - shift).flatten().double()
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+@pytest.mark.parametrize("shape", [(256, 64, 48), (32, 24, 40, 32)], ids=["2d", "3d"])
+def test_draws_are_uniform_and_correlated_over_the_scale(shape):
+    torch.manual_seed(0)
+    u = exploration_uniforms(shape, scale=4.0, correlation=0.75, device=torch.device("cpu"))
+    assert u.shape == shape and float(u.min()) >= 0 and float(u.max()) < 1
+    # Exactly uniform marginals: every tenth of [0, 1) holds a tenth of the draws, and the
+    # rate of a_t = 1 is the policy's probability (0.1 here).
+    counts = np.histogram(u.numpy(), bins=10, range=(0, 1))[0] / u.numel()
+    assert np.abs(counts - 0.1).max() < 0.02, counts
+    assert abs(float((u < 0.1).float().mean()) - 0.1) < 0.02
+    for axis in range(1, len(shape)):  # near neighbours correlated, far ones not
+        assert neighbour_correlation(u, 1, axis) > 0.6
+        assert abs(neighbour_correlation(u, 20, axis)) < 0.1
+
+
+def test_without_a_scale_the_draws_are_independent():
+    torch.manual_seed(0)
+    u = exploration_uniforms((4, 96, 80), scale=0.0, correlation=0.75,
+                             device=torch.device("cpu"))
+    assert abs(neighbour_correlation(u, 1, 1)) < 0.03
+    torch.manual_seed(0)
+    assert torch.equal(u, torch.rand((4, 96, 80)))  # the paper's sampling, the same numbers
+
+
+def test_smooth_noise_has_unit_variance_up_to_the_borders():
+    torch.manual_seed(0)
+    z = smooth_noise((1024, 40, 40), 5.0, torch.device("cpu"))
+    assert abs(float(z.var()) - 1) < 0.05
+    for row in (0, 20, 39):  # the border rows like the inside: no padding effect
+        assert abs(float(z[:, row].var()) - 1) < 0.1
+        assert abs(float(z[:, :, row].var()) - 1) < 0.1
