@@ -148,8 +148,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
 
     At step t the network sees the image and the step channels of the actions so far; each pixel
     samples a_t ~ pi(. | s_t) (by default independently; neighbours together under coherent
-    exploration, ``exploration.py``), the color becomes c_t = c_{t-1} + a_t 2^t, and the rewards of the
-    step come from the colors (``method.rewards.step_rewards``).
+    exploration, ``exploration.py``), the color becomes c_t = c_{t-1} + a_t 2^t, and the
+    rewards of the step come from the colors (``method.rewards.step_rewards``).
     """
     image, steps, precision = episode.image, config.steps, config.train.precision
     batch, spatial = image.shape[0], image.shape[2:]
