@@ -73,11 +73,12 @@ def main() -> int:
 
 
 def score_run(out: Path, setup, *, choose_size: bool = False):
-    """Score a run's best checkpoint (else its last) on every validation image at full size.
+    """Score a run's best checkpoint (else its last) on every val/ image (``setup.scored``) at
+    full size.
 
-    choose_size: choose the minimum object size on validation first, as training does at each
-    validation (for checkpoints whose stored size was fixed). Returns (scored checkpoint path,
-    segmenter, mean metrics, per-image metrics, seconds per image)."""
+    choose_size: choose the minimum object size on the selection share (``setup.val``) first, as
+    training does at each validation (for checkpoints whose stored size was fixed). Returns
+    (scored checkpoint path, segmenter, mean metrics, per-image metrics, seconds per image)."""
     from tqdm import tqdm
 
     from napari_colorrl.core.inference import Segmenter

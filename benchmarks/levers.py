@@ -2,13 +2,13 @@
 
 Every variant trains from the same recipe (``--recipe``, or a config file) with a few settings
 changed, for the same number of minutes, on the same train/ images, with the same seed, and its
-best checkpoint is scored on every validation image at full size (minimum object size chosen on
-validation, as training does). The table reports each variant against the first one (the recipe
-as it is) in the same run, so that machine and load cancel out: run nothing else meanwhile.
-With ``--seeds`` every seed trains every variant (all variants of one seed, then the next seed)
-and the table gives each score per seed and as mean ± sd over the seeds, the ratio of the means
-against the first variant. Writes runs/levers-NAME/results.json and prints the table as a
-Markdown block.
+best checkpoint is scored on every val/ image at full size (checkpoint and minimum object size
+chosen on the selection share carved from train/, as training does). The table reports each
+variant against the first one (the recipe as it is) in the same run, so that machine and load
+cancel out: run nothing else meanwhile. With ``--seeds`` every seed trains every variant (all
+variants of one seed, then the next seed) and the table gives each score per seed and as mean ±
+sd over the seeds, the ratio of the means against the first variant. Writes
+runs/levers-NAME/results.json and prints the table as a Markdown block.
 
     python -m benchmarks.levers --data DATA/dsb2018_fluo --recipe dsb --minutes 8
     python -m benchmarks.levers --data DATA/cvppp_a1 --recipe cvppp --minutes 15 --seeds 0,1 \
