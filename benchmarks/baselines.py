@@ -12,8 +12,9 @@
   gets without splitting touching objects.
 
 Choices are made with the score ColorRL's own minimum-size choice maximises (SBD + AP50,
-``core.training.selection.selection_score``), on the same validation images that are then
-scored, as for ColorRL's minimum object size.
+``core.training.selection.selection_score``), on the images they are given: ``benchmarks.compare``
+gives the selection share carved from train/, as for ColorRL's checkpoint and minimum size, and
+scores val/.
 """
 
 from __future__ import annotations
