@@ -9,6 +9,11 @@ For a run that plateaus below its bar this tells which part of the method to wor
 - separation: the model's instances against the connected components of its own foreground (what
   the coloring adds to a foreground mask) and of the true foreground (what a perfect foreground
   alone would give);
+- what each error costs: the scores the model's instances would reach with their merges undone
+  (each predicted object cut between the true objects it is the main one of), with their
+  fragments joined (the predicted objects lying mostly in one true object given its id), and
+  with both (merges undone, then fragments joined): oracles that use the true labels, to tell
+  whether merges or fragments lose more;
 - reward headroom: the rewards of the model's argmax coloring against those of an oracle coloring
   (a greedy coloring of the true neighbour graph: every object one color, neighbours apart), at
   the network's resolution, summed over the T steps, mean per pixel.
@@ -82,18 +87,64 @@ def object_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, int]:
     return counts
 
 
+def main_objects(pred: np.ndarray, gt: np.ndarray, share: float = 0.0) -> np.ndarray:
+    """For each predicted id 0..max, the true object it overlaps most, where that overlap is at
+    least ``share`` of the predicted object (else 0; 0 for id 0)."""
+    counts = np.zeros((int(pred.max()) + 1, int(gt.max()) + 1), np.int64)
+    np.add.at(counts, (pred.ravel(), gt.ravel()), 1)
+    sizes = counts.sum(1)
+    counts[:, 0] = 0
+    main = counts.argmax(1)
+    main[counts[np.arange(main.size), main] < share * sizes] = 0
+    main[0] = 0
+    return main
+
+
+def merges_undone(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Each predicted object cut between the true objects it is the main predicted object of
+    (as ``object_errors`` counts merges); its other pixels (background, slivers of other true
+    objects) stay with the largest of its pieces: the instances without their merges."""
+    from skimage.measure import label
+
+    pred, gt = np.asarray(pred, np.int64), np.asarray(gt, np.int64)
+    main_pred = main_objects(gt, pred)  # each true object's main predicted object
+    owned = (gt > 0) & (main_pred[gt] == pred) & (pred > 0)
+    counts = np.zeros((int(pred.max()) + 1, int(gt.max()) + 1), np.int64)
+    np.add.at(counts, (pred[owned], gt[owned]), 1)
+    largest = counts.argmax(1)  # each predicted object's largest owned true object (0: none)
+    owner = np.where(owned, gt, largest[pred])
+    key = pred * (int(gt.max()) + 1) + owner
+    key[pred == 0] = 0
+    return label(key, background=0, connectivity=pred.ndim)
+
+
+def fragments_joined(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """The predicted objects that lie mostly (over half) in the same true object joined into
+    one (the others keep their own id): the instances without their fragments."""
+    pred, gt = np.asarray(pred, np.int64), np.asarray(gt, np.int64)
+    main = main_objects(pred, gt, share=0.5)
+    ids = np.arange(main.size)
+    owner = np.where(main > 0, main, ids + int(gt.max()))
+    owner[0] = 0
+    return np.unique(owner, return_inverse=True)[1].reshape(-1)[pred]
+
+
 def diagnose(segmenter, samples) -> dict:
     """Sums and means of the figures above over ``samples``."""
     from skimage.measure import label
 
     from napari_colorrl.core.data.normalize import network_labels, resize_nearest
+    from napari_colorrl.core.method.postprocess import remove_small
     from napari_colorrl.core.method.targets import prepare_targets
     from napari_colorrl.core.metrics import evaluate, mean_metrics
 
     config = segmenter.config
     overlap = predicted = true = 0
     errors: Counter = Counter()
-    scores: dict[str, list] = {"ColorRL": [], "components of the model's foreground": [],
+    scores: dict[str, list] = {"ColorRL": [], "merges undone (oracle)": [],
+                               "fragments joined (oracle)": [],
+                               "both oracles": [],
+                               "components of the model's foreground": [],
                                "components of the true foreground": []}
     rewards: dict[str, list] = {"model (argmax)": [], "oracle coloring": []}
     for sample in samples:
@@ -110,6 +161,15 @@ def diagnose(segmenter, samples) -> dict:
         true += int(gt_fg.sum())
         errors.update(object_errors(instances, sample.labels))
         scores["ColorRL"].append(evaluate(instances, sample.labels))
+        # The oracles' pieces below the model's minimum size are dropped, as the product drops
+        # its own.
+        size = segmenter.default_min_size(result.plan)
+        cut = remove_small(merges_undone(instances, sample.labels), size)
+        scores["merges undone (oracle)"].append(evaluate(cut, sample.labels))
+        scores["fragments joined (oracle)"].append(
+            evaluate(fragments_joined(instances, sample.labels), sample.labels))
+        scores["both oracles"].append(
+            evaluate(fragments_joined(cut, sample.labels), sample.labels))
         for key, mask in (("components of the model's foreground", fg),
                           ("components of the true foreground", gt_fg)):
             components = label(mask, connectivity=config.ndim)

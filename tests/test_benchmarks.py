@@ -134,6 +134,7 @@ def test_diagnose_runs_on_what_the_product_segments(tmp_path):
     out = _benchmark(["benchmarks.diagnose", "--model", str(model), "--data", str(data),
                       "--threads", "1"], tmp_path)
     assert "2 validation images" in out and "of 8 true objects" in out
+    assert "| merges undone (oracle) |" in out and "| fragments joined (oracle) |" in out
     rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:-1]]
             for line in out.splitlines() if line.startswith("| model (argmax)")
             or line.startswith("| oracle coloring")}
@@ -180,3 +181,46 @@ def test_levers_refuses_bad_seeds(tmp_path):
                                "--recipe", "cvppp", "--seeds", bad], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "--seeds" in done.stderr, done.stderr[-2000:]
+
+
+ORACLES = """
+import numpy as np
+from benchmarks.diagnose import fragments_joined, merges_undone
+from benchmarks.splitting import absorb_small, cut_by_colors, distance_split
+
+# Three true objects; the prediction merges the top two and cuts the bottom one in two.
+gt = np.zeros((10, 12), int); gt[1:5, 1:6] = 1; gt[1:5, 6:11] = 2; gt[6:9, 1:11] = 3
+pred = np.zeros_like(gt); pred[1:5, 1:11] = 7; pred[6:9, 1:5] = 2; pred[6:9, 5:11] = 5
+same = lambda a, b: len(np.unique(a * 100 + b)) == len(np.unique(a)) == len(np.unique(b))
+cut, joined = merges_undone(pred, gt), fragments_joined(pred, gt)
+assert cut.max() == 4 and same(cut[:5], gt[:5]) and same(cut[5:], pred[5:]), cut
+assert joined.max() == 2 and same(joined[5:], gt[5:]) and same(joined[:5], pred[:5]), joined
+assert same(fragments_joined(cut, gt), gt)
+
+# Two discs of one color touching through a neck: the distance split cuts them, and no split
+# ever joins two colors.
+yy, xx = np.mgrid[:40, :60]
+discs = ((yy - 20) ** 2 + (xx - 15) ** 2 < 100) | ((yy - 20) ** 2 + (xx - 45) ** 2 < 100)
+colors = (discs | ((abs(yy - 20) < 2) & (xx > 15) & (xx < 45))).astype(np.uint8) * 3
+colors[5:8, 25:35] = 5
+split = distance_split(colors, 2.0)
+assert split[20, 15] != split[20, 45] and split[20, 15] > 0 and split[20, 45] > 0
+assert split.max() == 3 and split[6, 30] not in (split[20, 15], split[20, 45])
+assert same(cut_by_colors(np.ones_like(colors), colors)[colors > 0], colors[colors > 0])
+
+# A fragment touching a large object joins it; an isolated speck is dropped.
+labels = np.zeros((8, 8), int); labels[1:6, 1:6] = 1; labels[1:3, 6:8] = 2; labels[7, 0] = 3
+out = absorb_small(labels, 5)
+assert out.max() == 1 and (out[1:3, 6:8] == 1).all() and out[7, 0] == 0
+print("ok")
+"""
+
+
+def test_diagnose_oracles_and_split_steps_on_known_cases():
+    """The diagnosis' oracles undo exactly the merge and the fragment they are given; the split
+    steps screened by ``benchmarks.splitting`` cut two same-colored discs at their neck, never
+    join two colors, and give a touching fragment to its object."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    done = subprocess.run([sys.executable, "-c", ORACLES], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -1,0 +1,263 @@
+"""Does a split step after the coloring cut merged objects? Post-processing screened on runs.
+
+The coloring gives two touching objects the same color when the policy merged them; connected
+components then return one object. This script colors every image once per checkpoint, keeps
+each step's probability p(a_t = 1) as well as the argmax actions, and compares ways from colors
+to instances, all at the network's resolution and scored at full size as the product scores:
+
+- ``cc``: connected components of each color (the method as it is, docs/method.md);
+- ``soft``: a boundary map from the step probabilities (the largest Sobel magnitude over the T
+  maps), seeds where it is below a threshold inside each color, watershed on it, and the result
+  cut again along every color border (so no two colors ever join);
+- ``distance``: inside each color component, the distance to its border, seeds at its h-maxima
+  and a watershed on it (the classical split of touching convex objects);
+- ``absorb``: components below the minimum size go to the nearest larger one of the foreground
+  instead of being dropped (fragments of a leaf rejoin it);
+- ``smooth``: each step's logit margin smoothed (Gaussian, sigma in network pixels) before the
+  argmax, so that isolated pixels follow their surroundings at every step.
+
+Each method's parameter and the minimum object size are chosen on the selection share carved
+from train/ (as training chooses them) and the chosen setting is scored on val/. Runs given as
+folders of ``benchmarks.levers`` or ``benchmarks.learn`` (config.json and model.best.pt).
+
+    python -m benchmarks.splitting --data DATA/cvppp_a1 runs/levers-x/base-seed0 runs/...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from ._report import header
+
+THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
+H_VALUES = (1.0, 2.0, 3.0, 5.0)
+SIGMAS = (0.7, 1.0, 1.5)
+
+
+class Recorder:
+    """A policy that records p(a_t = 1) of each step it is called for (numpy, (B, *S))."""
+
+    def __init__(self, model, sigma: float = 0.0):
+        self.model = model
+        self.sigma = sigma
+        self.probabilities: list[np.ndarray] = []
+
+    def __getattr__(self, name):  # encode_image and the rest come from the model
+        return getattr(self.model, name)
+
+    def __call__(self, image, channels, **kwargs):
+        import torch
+
+        out = self.model(image, channels, **kwargs)
+        logits = out[0] if isinstance(out, tuple) else out
+        if self.sigma > 0:  # the margin smoothed, as logits (0, margin)
+            margin = smooth(logits[:, 1:2].float() - logits[:, :1].float(), self.sigma)
+            logits = torch.cat([torch.zeros_like(margin), margin], 1)
+        self.probabilities.append(torch.softmax(logits.float(), 1)[:, 1].cpu().numpy())
+        return logits
+
+
+def smooth(maps, sigma: float):
+    """A separable Gaussian over the spatial axes of (B, 1, *S) maps, borders replicated."""
+    import torch
+    import torch.nn.functional as F
+
+    r = int(3 * sigma + 0.5)
+    x = torch.arange(-r, r + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-x**2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    ndim = maps.ndim - 2
+    conv = (F.conv1d, F.conv2d, F.conv3d)[ndim - 1]
+    for axis in range(ndim):
+        shape = [1, 1] + [1] * ndim
+        shape[2 + axis] = -1
+        pad = [0, 0] * ndim
+        pad[2 * (ndim - 1 - axis)] = pad[2 * (ndim - 1 - axis) + 1] = r
+        maps = conv(F.pad(maps, pad, mode="replicate"), kernel.view(shape))
+    return maps
+
+
+def color_with_probabilities(segmenter, image, sigma: float = 0.0
+                             ) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(colors, probabilities (T, *S)) at the network's resolution, and the image's shape;
+    sigma > 0 smooths each step's logit margin first (``Recorder``)."""
+    import torch
+
+    from napari_colorrl.core.method.coloring import run_coloring
+
+    data, shape = segmenter.network_input(image)
+    tensor = torch.from_numpy(np.ascontiguousarray(data))[None].to(segmenter.device)
+    recorder = Recorder(segmenter.model, sigma)
+    result = run_coloring(recorder, tensor, segmenter.steps)
+    return result.colors[0], np.stack([p[0] for p in recorder.probabilities]), shape
+
+
+def cut_by_colors(regions: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Connected components of (region, color) pairs: a region never joins two colors."""
+    from skimage.measure import label
+
+    key = regions.astype(np.int64) * (int(colors.max()) + 1) + colors.astype(np.int64)
+    key[colors == 0] = 0
+    return label(key, background=0, connectivity=colors.ndim)
+
+
+def soft_split(colors: np.ndarray, probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    from skimage.filters import sobel
+    from skimage.measure import label
+    from skimage.segmentation import watershed
+
+    edges = np.max([sobel(p) for p in probabilities], axis=0)
+    seeds = label(np.where(edges < threshold, colors, 0), background=0,
+                  connectivity=colors.ndim)
+    regions = watershed(edges, seeds, mask=colors > 0)
+    return cut_by_colors(regions, colors)
+
+
+def distance_split(colors: np.ndarray, h: float) -> np.ndarray:
+    from scipy import ndimage as ndi
+    from skimage.measure import label
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import find_boundaries, watershed
+
+    components = label(colors, background=0, connectivity=colors.ndim)
+    inside = (components > 0) & ~find_boundaries(components, mode="inner")
+    distance = ndi.distance_transform_edt(inside)
+    seeds = label(h_maxima(distance, h), connectivity=colors.ndim)
+    regions = watershed(-distance, seeds, mask=components > 0)
+    return cut_by_colors(regions, colors)
+
+
+def absorb_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Components below ``min_size`` given to the nearest larger one of the same connected
+    foreground instead of dropped (those with none are dropped); relabelled 1..N."""
+    from scipy import ndimage as ndi
+    from skimage.measure import label
+
+    from napari_colorrl.core.method.postprocess import remove_small
+
+    large = remove_small(labels, min_size)
+    if not large.any():
+        return large
+    nearest = tuple(ndi.distance_transform_edt(large == 0, return_distances=False,
+                                               return_indices=True))
+    foreground = label(labels > 0, connectivity=labels.ndim)
+    same = foreground == foreground[nearest]
+    return remove_small(np.where((labels > 0) & same, large[nearest], 0), 0)
+
+
+def methods(colors: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Labels at the network's resolution, one per method and parameter."""
+    from skimage.measure import label
+
+    out = {"cc": label(colors, background=0, connectivity=colors.ndim)}
+    for t in THRESHOLDS:
+        out[f"soft {t:g}"] = soft_split(colors, probabilities, t)
+    for h in H_VALUES:
+        out[f"distance {h:g}"] = distance_split(colors, h)
+    return out
+
+
+def score_all(segmenter, samples) -> dict[str, dict[int, list[dict]]]:
+    """scores[setting][min_size] = per-image metrics."""
+    from skimage.measure import label
+
+    from napari_colorrl.core.data.normalize import resize_nearest
+    from napari_colorrl.core.method.postprocess import remove_small
+    from napari_colorrl.core.metrics import evaluate
+    from napari_colorrl.core.training.selection import min_size_candidates
+
+    scores: dict[str, dict[int, list[dict]]] = {}
+
+    def add(setting: str, size: int, pred: np.ndarray) -> None:
+        scores.setdefault(setting, {}).setdefault(size, []).append(
+            evaluate(pred, np.asarray(sample.labels)))
+
+    for sample in samples:
+        colors, probabilities, shape = color_with_probabilities(segmenter, sample.image)
+        plan = segmenter.plan(shape)
+        sizes = min_size_candidates(segmenter.config.min_size, int(np.prod(shape)))
+        for setting, labels in methods(colors, probabilities).items():
+            full = resize_nearest(labels, tuple(shape))
+            for size in sizes:
+                add(setting, size, remove_small(full, plan.default_min_size(size)))
+                if setting == "cc":
+                    add("absorb", size, absorb_small(full, plan.default_min_size(size)))
+        for sigma in SIGMAS:
+            colors = color_with_probabilities(segmenter, sample.image, sigma)[0]
+            full = resize_nearest(label(colors, background=0, connectivity=colors.ndim), shape)
+            for size in sizes:
+                add(f"smooth {sigma:g}", size, remove_small(full, plan.default_min_size(size)))
+    return scores
+
+
+def mean(rows: list[dict], key: str) -> float:
+    return float(np.mean([r[key] for r in rows]))
+
+
+def screen(run: Path, data: Path) -> dict[str, dict]:
+    """Per method: the setting and size chosen on the selection share, and val/'s means."""
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
+
+    setup = prepare_training(TrainingRequest(data=data, config_file=run / "config.json"))
+    segmenter = Segmenter.load(run / "model.best.pt", device="cpu", fast_layout=False)
+    chosen_on = score_all(segmenter, setup.val)
+    scored = score_all(segmenter, setup.scored)
+    out: dict[str, dict] = {}
+    for setting in chosen_on:
+        family = setting.split()[0]
+        for size, rows in chosen_on[setting].items():
+            value = mean(rows, "sbd") + mean(rows, "ap50")
+            if family not in out or value > out[family]["selection"]:
+                val = scored[setting][size]
+                out[family] = {"setting": setting, "min_size": size, "selection": value,
+                               **{k: mean(val, k) for k in ("sbd", "abs_dic", "dic", "ap50",
+                                                            "voi_split", "voi_merge")}}
+    return out
+
+
+def settings(rows: list[dict]) -> str:
+    return ", ".join(f"{r['setting']} (size {r['min_size']})" for r in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder with train/ and val/")
+    parser.add_argument("runs", type=Path, nargs="+",
+                        help="run folders holding config.json and model.best.pt")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args()
+    missing = [r for r in args.runs if not (r / "model.best.pt").is_file()]
+    if missing or not args.data.is_dir():
+        print(f"not found: {', '.join(map(str, missing)) or args.data}")
+        return 1
+    results = {str(run): screen(run, args.data) for run in args.runs}
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+    families = list(next(iter(results.values())))
+    lines = [*header("Split steps after the coloring"), "",
+             "| method | setting chosen per run | SBD per run | SBD | abs DiC | AP50 | "
+             "VOI split | VOI merge | SBD vs cc |", "|---|---|---|---|---|---|---|---|---|"]
+    base = statistics.mean(r["cc"]["sbd"] for r in results.values())
+    for family in families:
+        rows = [r[family] for r in results.values()]
+        sbds = [r["sbd"] for r in rows]
+        spread = f" ± {statistics.stdev(sbds):.3f}" if len(sbds) > 1 else ""
+        lines.append(
+            f"| {family} | {settings(rows)} | "
+            f"{', '.join(f'{v:.3f}' for v in sbds)} | {statistics.mean(sbds):.3f}{spread} | "
+            + " | ".join(f"{statistics.mean(r[k] for r in rows):.3f}"
+                         for k in ("abs_dic", "ap50", "voi_split", "voi_merge"))
+            + f" | {statistics.mean(sbds) / base:.2f}x |")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
