@@ -87,11 +87,21 @@ def object_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, int]:
     return counts
 
 
+def overlaps(pred: np.ndarray, gt: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """counts[p, g]: the pixels of predicted id p in true id g (0 included), only those of
+    ``where`` when given."""
+    counts = np.zeros((int(pred.max()) + 1, int(gt.max()) + 1), np.int64)
+    if where is None:
+        np.add.at(counts, (pred.ravel(), gt.ravel()), 1)
+    else:
+        np.add.at(counts, (pred[where], gt[where]), 1)
+    return counts
+
+
 def main_objects(pred: np.ndarray, gt: np.ndarray, share: float = 0.0) -> np.ndarray:
     """For each predicted id 0..max, the true object it overlaps most, where that overlap is at
     least ``share`` of the predicted object (else 0; 0 for id 0)."""
-    counts = np.zeros((int(pred.max()) + 1, int(gt.max()) + 1), np.int64)
-    np.add.at(counts, (pred.ravel(), gt.ravel()), 1)
+    counts = overlaps(pred, gt)
     sizes = counts.sum(1)
     counts[:, 0] = 0
     main = counts.argmax(1)
@@ -104,18 +114,15 @@ def merges_undone(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Each predicted object cut between the true objects it is the main predicted object of
     (as ``object_errors`` counts merges); its other pixels (background, slivers of other true
     objects) stay with the largest of its pieces: the instances without their merges."""
-    from skimage.measure import label
+    from .splitting import cut_by_colors
 
     pred, gt = np.asarray(pred, np.int64), np.asarray(gt, np.int64)
     main_pred = main_objects(gt, pred)  # each true object's main predicted object
     owned = (gt > 0) & (main_pred[gt] == pred) & (pred > 0)
-    counts = np.zeros((int(pred.max()) + 1, int(gt.max()) + 1), np.int64)
-    np.add.at(counts, (pred[owned], gt[owned]), 1)
-    largest = counts.argmax(1)  # each predicted object's largest owned true object (0: none)
+    # Each predicted object's largest owned true object (0: none; owned pixels have gt > 0).
+    largest = overlaps(pred, gt, where=owned).argmax(1)
     owner = np.where(owned, gt, largest[pred])
-    key = pred * (int(gt.max()) + 1) + owner
-    key[pred == 0] = 0
-    return label(key, background=0, connectivity=pred.ndim)
+    return cut_by_colors(owner, pred)
 
 
 def fragments_joined(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
