@@ -1,12 +1,15 @@
 """ColorRL against the paper's baselines and Cellpose 3, same training budget, same metrics.
 
 Each method trains on ``DATA/train`` for the same number of minutes on this machine and is scored
-on every image of ``DATA/val`` at full size with the project's metrics (SBD, |DiC|, AP50, mAP):
+on every image of ``DATA/val`` at full size with the project's metrics (SBD, |DiC|, AP50, mAP).
+Every choice is made on the selection share carved from train/ (``train.selection``), never on
+val/:
 
 * ColorRL (this project), trained with ``colorrl train``'s own code path and the given recipe
-  (or config file); minimum object size chosen on validation, as training does.
+  (or config file); checkpoint and minimum object size chosen on the selection share.
 * U-Net + CC and U-Net + watershed (the paper's baselines) on the project's own U-Net
-  (``benchmarks/baselines.py``): threshold and minimum peak distance chosen on validation.
+  (``benchmarks/baselines.py``): threshold, minimum peak distance and size chosen on the
+  selection share.
 * Cellpose 3 (``cellpose<4``) trained from scratch in its own venv
   (``benchmarks/peer_cellpose.py``).
 * Perfect foreground + CC: what is lost without splitting touching objects.
