@@ -104,6 +104,31 @@ def test_fast_3d_layout_on_the_cpu_and_its_switch():
                                    atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("supported", [False, True])
+def test_bfloat16_conv3d_goes_to_onednn_only_where_the_cpu_runs_it(supported, monkeypatch):
+    """Under bfloat16 autocast (``train.precision``) a channels-last 3D convolution goes to
+    oneDNN only where its bfloat16 kernels run on this CPU; elsewhere the stock path. Before the
+    check, training in bfloat16 in 3D raised on CPUs without AVX-512 ("mkldnn_convolution: bf16
+    path needs the cpu support ..."). Both paths agree with the float32 result to bfloat16's
+    precision."""
+    if supported and not fast_layers.onednn_bfloat16():
+        pytest.skip("this CPU's oneDNN has no bfloat16 convolution")
+    monkeypatch.setattr(fast_layers, "onednn_bfloat16", lambda: supported)
+    torch.manual_seed(0)
+    conv = fast_layers.Conv3d(2, 4, 3, padding=1, bias=False)
+    x = torch.rand(1, 2, 6, 8, 10).contiguous(memory_format=torch.channels_last_3d)
+    calls = []
+    real = torch.mkldnn_convolution
+    monkeypatch.setattr(torch, "mkldnn_convolution",
+                        lambda *args: calls.append(args[0].dtype) or real(*args))
+    reference = nn.functional.conv3d(x, conv.weight, padding=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+    assert out.dtype == torch.bfloat16
+    assert calls == ([torch.bfloat16] if supported else [])
+    torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.05)
+
+
 def test_validation_leaves_the_training_layout_alone():
     from napari_colorrl.core.training.selection import validate
 

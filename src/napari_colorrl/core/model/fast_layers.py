@@ -11,6 +11,7 @@ volumes PyTorch would pick its slow reference 3D convolution for most layers.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -100,7 +101,18 @@ class SharedStatistics:
                 module.statistics = None
 
 
-def _onednn_ready(x: Tensor) -> bool:
+@functools.cache
+def onednn_bfloat16() -> bool:
+    """Whether oneDNN can run bfloat16 convolutions on this CPU (it needs AVX-512 BW/VL/DQ or
+    AVX-NE-CONVERT; on others ``mkldnn_convolution`` raises for bfloat16)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
+def _onednn_ready(x: Tensor, bfloat16: bool) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
@@ -108,6 +120,7 @@ def _onednn_ready(x: Tensor) -> bool:
         and x.is_contiguous(memory_format=torch.channels_last_3d)
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
+        and (not bfloat16 or onednn_bfloat16())
     )
 
 
@@ -124,12 +137,15 @@ class Conv3d(nn.Conv3d):
     onednn = True
 
     def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        autocast = torch.is_autocast_enabled("cpu") and \
+            torch.get_autocast_dtype("cpu") == torch.bfloat16
+        # bfloat16 goes to oneDNN only on CPUs whose oneDNN runs it; elsewhere ``F.conv3d``
+        # (under autocast too) takes its own bfloat16 path.
         if (self.onednn and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
-                and _onednn_ready(x)):
+                and _onednn_ready(x, autocast or x.dtype == torch.bfloat16)):
             # Under bfloat16 autocast (train.precision) the convolution runs in bfloat16, as
             # ``F.conv3d`` would: ``mkldnn_convolution`` itself is not an autocast op.
-            if torch.is_autocast_enabled("cpu") and \
-                    torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            if autocast:
                 x, weight = x.to(torch.bfloat16), weight.to(torch.bfloat16)
                 bias = None if bias is None else bias.to(torch.bfloat16)
             if x.dtype == weight.dtype:
