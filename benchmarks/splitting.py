@@ -1,9 +1,10 @@
 """Does a split step after the coloring cut merged objects? Post-processing screened on runs.
 
 The coloring gives two touching objects the same color when the policy merged them; connected
-components then return one object. This script colors every image once per checkpoint, keeps
+components then return one object. This script colors every image once per checkpoint in one
+untiled pass (``Segmenter.network_input``: the whole image, resized for 'resize' models), keeps
 each step's probability p(a_t = 1) as well as the argmax actions, and compares ways from colors
-to instances, all at the network's resolution and scored at full size as the product scores:
+to instances, scored at full size as the product scores:
 
 - ``cc``: connected components of each color (the method as it is, docs/method.md);
 - ``soft``: a boundary map from the step probabilities (the largest Sobel magnitude over the T
@@ -11,8 +12,8 @@ to instances, all at the network's resolution and scored at full size as the pro
   cut again along every color border (so no two colors ever join);
 - ``distance``: inside each color component, the distance to its border, seeds at its h-maxima
   and a watershed on it (the classical split of touching convex objects);
-- ``absorb``: components below the minimum size go to the nearest larger one of the foreground
-  instead of being dropped (fragments of a leaf rejoin it);
+- ``absorb``: components below the minimum size go to the nearest larger one of the same
+  connected foreground instead of being dropped (fragments of a leaf rejoin it);
 - ``smooth``: each step's logit margin smoothed (Gaussian, sigma in network pixels) before the
   argmax, so that isolated pixels follow their surroundings at every step.
 
@@ -40,7 +41,8 @@ SIGMAS = (0.7, 1.0, 1.5)
 
 
 class Recorder:
-    """A policy that records p(a_t = 1) of each step it is called for (numpy, (B, *S))."""
+    """A policy that records p(a_t = 1) of each step it is called for (numpy, (B, *S)); with
+    ``sigma`` > 0 its logit margin is smoothed first (``smooth``) and the smoothed one used."""
 
     def __init__(self, model, sigma: float = 0.0):
         self.model = model
