@@ -214,7 +214,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 def table(results: dict) -> str:
     head = "| method | " + " | ".join(COLUMNS) + " | trained (min) | updates | inference " \
-           "ms/image | chosen on validation |"
+           "ms/image | chosen on the selection share |"
     lines = [head, "|---|" + "---|" * (len(COLUMNS) + 4)]
     for key in ROW_NAMES:
         if key not in results:

@@ -12,7 +12,7 @@ CC0 ``dsb2018_fluo`` set, ``nuclei-3d`` on round 3D nuclei generated in code
     python -m benchmarks.export_model runs/learn-gonuclear3d/model.best.pt \
         --data runs/synthetic-round3d --name nuclei-3d
 
-Export keeps the configuration (T, input size, network, the minimum size chosen on validation)
+Export keeps the configuration (T, input size, network, the minimum size chosen at training)
 and the network weights in float16 (half the size; they are cast back to float32 on loading),
 drops the optimizer state, and records where the weights came from. Then both the source
 checkpoint and the exported file are scored on every validation image and printed side by side,

@@ -2,10 +2,10 @@
 
 Trains ColorRL with ``colorrl train``'s own code path (same config handling, same generator) from
 a recipe of ``benchmarks/recipes`` (or a config file), logs every update to
-runs/learn-NAME/log.jsonl, then scores the best checkpoint (by validation SBD + AP50, with the
-minimum object size chosen on validation) on every validation image at full size with the
-project's metrics. Plots the learning curve (reward parts and validation scores against time) and
-prints the result as a Markdown block (machine, command, date, tables).
+runs/learn-NAME/log.jsonl, then scores the best checkpoint (by SBD + AP50 on the selection share
+carved from train/, where the minimum object size is chosen too) on every val/ image at full size
+with the project's metrics. Plots the learning curve (reward parts and validation scores against
+time) and prints the result as a Markdown block (machine, command, date, tables).
 
     python -m benchmarks.learn --data DATA/cvppp_a1 --recipe cvppp --minutes 60 --seed 0
     python -m benchmarks.learn --data DATA/cvppp_a1 --recipe cvppp_small_split3 --quick
