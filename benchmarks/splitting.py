@@ -65,23 +65,15 @@ class Recorder:
 
 
 def smooth(maps, sigma: float):
-    """A separable Gaussian over the spatial axes of (B, 1, *S) maps, borders replicated."""
+    """``scipy.ndimage.gaussian_filter`` over the spatial axes of (B, 1, *S) torch maps
+    (borders replicated, 3 sigma), back as a tensor on the maps' device."""
     import torch
-    import torch.nn.functional as F
+    from scipy.ndimage import gaussian_filter
 
-    r = int(3 * sigma + 0.5)
-    x = torch.arange(-r, r + 1, dtype=maps.dtype, device=maps.device)
-    kernel = torch.exp(-x**2 / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    ndim = maps.ndim - 2
-    conv = (F.conv1d, F.conv2d, F.conv3d)[ndim - 1]
-    for axis in range(ndim):
-        shape = [1, 1] + [1] * ndim
-        shape[2 + axis] = -1
-        pad = [0, 0] * ndim
-        pad[2 * (ndim - 1 - axis)] = pad[2 * (ndim - 1 - axis) + 1] = r
-        maps = conv(F.pad(maps, pad, mode="replicate"), kernel.view(shape))
-    return maps
+    spatial = maps.ndim - 2
+    out = gaussian_filter(maps.detach().cpu().numpy(), [0, 0] + [sigma] * spatial,
+                          mode="nearest", truncate=3.0)
+    return torch.from_numpy(out).to(maps.device)
 
 
 def color_with_probabilities(segmenter, image, sigma: float = 0.0
@@ -197,13 +189,11 @@ def score_all(segmenter, samples) -> dict[str, dict[int, list[dict]]]:
     return scores
 
 
-def mean(rows: list[dict], key: str) -> float:
-    return float(np.mean([r[key] for r in rows]))
-
-
 def screen(run: Path, data: Path) -> dict[str, dict]:
     """Per method: the setting and size chosen on the selection share, and val/'s means."""
     from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.metrics import mean_metrics
+    from napari_colorrl.core.training.selection import selection_score
     from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
 
     setup = prepare_training(TrainingRequest(data=data, config_file=run / "config.json"))
@@ -214,12 +204,12 @@ def screen(run: Path, data: Path) -> dict[str, dict]:
     for setting in chosen_on:
         family = setting.split()[0]
         for size, rows in chosen_on[setting].items():
-            value = mean(rows, "sbd") + mean(rows, "ap50")
+            value = selection_score(mean_metrics(rows))
             if family not in out or value > out[family]["selection"]:
-                val = scored[setting][size]
+                val = mean_metrics(scored[setting][size])
                 out[family] = {"setting": setting, "min_size": size, "selection": value,
-                               **{k: mean(val, k) for k in ("sbd", "abs_dic", "dic", "ap50",
-                                                            "voi_split", "voi_merge")}}
+                               **{k: val[k] for k in ("sbd", "abs_dic", "dic", "ap50",
+                                                      "voi_split", "voi_merge")}}
     return out
 
 
