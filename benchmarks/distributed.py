@@ -29,8 +29,8 @@ from ._report import ROOT, header, machine
 
 def write_dataset(folder: Path, count: int, size: int) -> Path:
     """``count`` synthetic cell images with labels in folder/train/{images,masks}."""
-    from napari_colorrl.core.data.files import write_labels, write_tiff
     from napari_colorrl.core.data.synthetic import make_cells_2d
+    from napari_colorrl.core.data.writing import write_labels, write_tiff
 
     for sub in ("images", "masks"):
         (folder / "train" / sub).mkdir(parents=True, exist_ok=True)

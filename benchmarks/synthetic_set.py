@@ -46,7 +46,7 @@ def make_volume(kind: str, shape: tuple[int, ...], seed: int, radius: float = 6.
 
 def write_set(out: Path, n_train: int, n_val: int, shape: tuple[int, ...], seed: int,
               kind: str = "touching", radius: float = 6.0) -> None:
-    from napari_colorrl.core.data.files import write_labels, write_tiff
+    from napari_colorrl.core.data.writing import write_labels, write_tiff
 
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} exists and is not empty: give a new folder.")

@@ -12,7 +12,8 @@ PACKAGE = Path(napari_colorrl.__file__).parent
 
 #: Layers of the package, lowest first: a module may import only from its own layer or below.
 LAYERS = {
-    "napari_colorrl.core.config": 0, "napari_colorrl.core.metrics": 0,
+    "napari_colorrl.core.config": 0, "napari_colorrl.core.settings": 0,
+    "napari_colorrl.core.metrics": 0,
     "napari_colorrl.core.runtime": 1, "napari_colorrl.core.data": 1,
     "napari_colorrl.core.method": 2, "napari_colorrl.core.model": 3,
     "napari_colorrl.core.inference": 4, "napari_colorrl.core.tiling": 4,

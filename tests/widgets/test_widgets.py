@@ -105,10 +105,10 @@ def use_slider_and_min_size(qtbot, viewer, segmentation, name: str) -> None:
     colors = viewer.layers[f"{name} colors"]
     segmentation.step_slider.setValue(1)
     assert colors.data.max() <= 1
-    np.testing.assert_array_equal(colors.data, segmentation._stack(
+    np.testing.assert_array_equal(colors.data, segmentation.layers.stack(
         [r.steps[0] for r in segmentation.results]))
     segmentation.step_slider.setValue(steps)
-    np.testing.assert_array_equal(colors.data, segmentation._stack(
+    np.testing.assert_array_equal(colors.data, segmentation.layers.stack(
         [r.colors for r in segmentation.results]))
     instances = viewer.layers[f"{name} instances"]
     before = int(np.count_nonzero(instances.data))

@@ -27,12 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_colorrl.core.data.checks import ensure_writable
-    from napari_colorrl.core.data.files import (
-        atomic_write,
-        list_pairs,
-        prediction_files,
-        read_labels,
-    )
+    from napari_colorrl.core.data.files import list_pairs, prediction_files, read_labels
+    from napari_colorrl.core.data.writing import atomic_write
     from napari_colorrl.core.metrics import METRIC_NAMES, evaluate, mean_metrics
 
     pairs = list_pairs(args.pred, args.gt, images=prediction_files(args.pred))

@@ -135,10 +135,11 @@ def _predict_one(segmenter, plan, args: argparse.Namespace, scale: dict,
     import numpy as np
     from tqdm import tqdm
 
-    from napari_colorrl.core.data.files import PREDICTION_TAG, read_image, write_labels, write_tiff
+    from napari_colorrl.core.data.files import PREDICTION_TAG, read_image
     from napari_colorrl.core.data.frames import frame_shape
     from napari_colorrl.core.data.lazy import LabelFile, open_lazy, should_read_lazily
     from napari_colorrl.core.data.normalize import channel_axis
+    from napari_colorrl.core.data.writing import write_labels, write_tiff
     from napari_colorrl.core.method.coloring import color_dtype
 
     lazy = should_read_lazily(plan.source)

@@ -11,8 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_colorrl.core.config import SETTINGS, Setting
+from napari_colorrl.core.config import SETTINGS
 from napari_colorrl.core.recipes import TRAINING_RECIPES
+from napari_colorrl.core.settings import Setting
 
 #: Short flags for the settings used most (every setting also has its --section.name flag).
 SHORT_FLAGS = {

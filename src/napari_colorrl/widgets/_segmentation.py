@@ -4,10 +4,10 @@ A model is a checkpoint (``*.pt``), a bioimage.io package written by ``colorrl e
 (``*.zip``) or a bundled model; ``Segmenter.load`` reads all three.
 
 For an input layer ``X`` it writes the Labels layers ``X step 1`` .. ``X step T`` (binary
-actions), ``X colors`` and ``X instances``; a re-run replaces their data only while they hold what
-this dock wrote: a layer the user made or edited is kept and the result goes to
-``X instances [2]``. The step slider shows the colors after the first k steps; a new minimum size
-re-runs only the post-processing.
+actions), ``X colors`` and ``X instances`` (``_result_layers.ResultLayers``); a re-run replaces
+their data only while they hold what this dock wrote: a layer the user made or edited is kept and
+the result goes to ``X instances [2]``. The step slider shows the colors after the first k steps;
+a new minimum size re-runs only the post-processing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
@@ -47,14 +46,8 @@ from napari_colorrl.widgets import (
     trained_checkpoints,
     training_dock_of,
 )
-from napari_colorrl.widgets._layers import (
-    RESULT_KEY,
-    LayerCombo,
-    layer_array,
-    result_unedited,
-    spatial_shape,
-    write_result,
-)
+from napari_colorrl.widgets._layers import LayerCombo, layer_array, spatial_shape
+from napari_colorrl.widgets._result_layers import ResultLayers
 from napari_colorrl.widgets._segmentation_run import (
     LazyResult,
     SegmentationRequest,
@@ -96,15 +89,10 @@ class SegmentationWidget(QWidget):
         self.setMinimumWidth(340)
         self.worker = None
         self.running = False
-        self.segmenter = None
-        self.results: list = []  # one core Segmentation per frame
-        self.stacked = False
-        self.input_layer: Image | None = None
+        self.layers = ResultLayers(napari_viewer)  # the last run's result and its layers
         self._browsed: list[str] = []
-        self._written: dict[str, str] = {}  # result name -> the layer it was last written to
         self._problem = ""  # the problem message shown in the status line, if any
         self.cancelled = False
-        self._objects_after: dict[tuple[int, int], int] = {}  # (step, min size) -> objects
         self._started: float | None = None
 
         self.image = LayerCombo(napari_viewer, Image)
@@ -392,124 +380,61 @@ class SegmentationWidget(QWidget):
             if isinstance(result[1], LazyResult):
                 result[1].remove()
             return
-        self.segmenter, self.results, self.stacked = result
-        self.input_layer = layer
+        self.layers.take(*result, layer)
         self.write_layers()
         self.progress.setFormat("done")
 
-    # --- results --------------------------------------------------------------------------
-    def _stack(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return np.stack(arrays) if self.stacked else arrays[0]
+    # --- results (the layers themselves: ``_result_layers.ResultLayers``) -----------------
+    @property
+    def segmenter(self) -> Any:
+        return self.layers.segmenter
 
-    def effective_min_size(self) -> int:
-        """The minimum size asked for, or the model's for the image's scale."""
-        value = self.min_size.value()
-        if value >= 0:
-            return value
-        plan = None if isinstance(self.results, LazyResult) or not self.results else \
-            self.results[0].plan
-        return self.segmenter.default_min_size(plan)
+    @property
+    def results(self) -> Any:
+        return self.layers.results
 
-    def metadata(self, kind: str, **extra: Any) -> dict:
-        """What produced a result layer: model, parameters, input."""
-        config = self.segmenter.config
-        return {RESULT_KEY: {
-            "kind": kind, "model": self.segmenter.source, "steps": config.steps,
-            "ndim": config.ndim, "min_size": self.effective_min_size(),
-            "device": str(self.segmenter.device), "input": self.input_layer.name,
-            "stack_of_frames": self.stacked, "config": config.to_dict(), **extra}}
+    @property
+    def stacked(self) -> bool:
+        return self.layers.stacked
+
+    @property
+    def input_layer(self) -> Image | None:
+        return self.layers.input_layer
 
     @property
     def layer_names(self) -> list[str]:
         """Names of the result layers for the current input, steps first."""
-        name, steps = self.input_layer.name, self.segmenter.steps
-        return [f"{name} step {k}" for k in range(1, steps + 1)] + [
-            f"{name} colors", f"{name} instances"]
+        return self.layers.names
+
+    def effective_min_size(self) -> int:
+        """The minimum size asked for, or the model's for the image's scale."""
+        return self.layers.min_size(self.min_size.value())
 
     def write_layers(self) -> None:
-        """Add (or replace the data of) the step, colors and instances layers (for results too
-        large for memory: the instances layer only, backed by its zarr array)."""
-        name, steps = self.input_layer.name, self.segmenter.steps
-        if isinstance(self.results, LazyResult):
-            self._put(self.results.labels, f"{name} instances",
-                      metadata=self.metadata("instances"), opacity=0.6)
-            self.step_slider.setEnabled(False)
-            self.retrain_button.setEnabled(False)
-            self.status.setText(
-                f"T = {steps} steps; the labels are too large for memory and are kept in "
-                f"{self.results.folder} (no step or color layers; min. size applied while "
-                f"segmenting).")
+        """Write the result layers of the run; set the step slider and the status line."""
+        count = self.layers.write(self.effective_min_size())
+        took = None if self._started is None else time.monotonic() - self._started
+        self.status.setText(self.layers.summary(count, took))
+        in_memory = count is not None
+        self.step_slider.setEnabled(in_memory)
+        self.retrain_button.setEnabled(in_memory)
+        if not in_memory:
             return
-        for k in range(1, steps + 1):
-            self._put(self._stack([r.steps[k - 1] for r in self.results]), f"{name} step {k}",
-                      metadata=self.metadata("step", step=k), visible=False, opacity=0.5)
-        stale = steps + 1
-        while f"{name} step {stale}" in self._written:  # a re-run with a smaller T
-            layer_name = self._written.pop(f"{name} step {stale}")
-            if layer_name in self.viewer.layers and result_unedited(self.viewer.layers[layer_name]):
-                self.viewer.layers.remove(layer_name)
-            stale += 1
-        self._put(self._stack([r.colors for r in self.results]), f"{name} colors",
-                  metadata=self.metadata("colors", after_step=steps), opacity=0.6)
-        self._put(self._stack([r.instances for r in self.results]), f"{name} instances",
-                  metadata=self.metadata("instances"), opacity=0.6)
+        steps = self.segmenter.steps
         self.step_slider.blockSignals(True)
         self.step_slider.setRange(1, steps)
         self.step_slider.setValue(steps)
         self.step_slider.blockSignals(False)
-        self.step_slider.setEnabled(True)
-        self.retrain_button.setEnabled(True)
-        count = sum(int(r.instances.max()) for r in self.results)
-        self._objects_after = {(steps, self.effective_min_size()): count}
         self.step_label.setText(f"colors after step {steps} of {steps}: {count} objects")
-        frames = f" in {len(self.results)} frames" if self.stacked else ""
-        plan = self.results[0].plan
-        tiles = f", {plan.tiles} tiles per frame" if plan is not None and plan.tiles > 1 else ""
-        scale = ("" if plan is None or all(abs(f - 1) < 1e-6 for f in plan.factors) else
-                 f", seen at {' x '.join(f'{f:.2f}' for f in plan.factors)} of its size")
-        took = "" if self._started is None else f" in {time.monotonic() - self._started:.1f} s"
-        self.status.setText(f"T = {steps} steps, {count} objects{frames}{tiles}{scale}{took}, "
-                            f"model {Path(str(self.segmenter.source)).name}.")
-
-    def _put(self, data: np.ndarray, name: str, **kwargs: Any):
-        """Write a result layer, never over one the user made or edited (``write_result``)."""
-        layer = write_result(self.viewer, data, name, self.input_layer,
-                             previous=self._written.get(name), **kwargs)
-        self._written[name] = layer.name
-        return layer
 
     def show_step(self, k: int) -> None:
-        """Show the color map after the first ``k`` steps in 'X colors', on top of the other
-        layers, with 'X instances' hidden until the last step; the label says how many objects
-        the first k steps separate."""
-        if not self.results or isinstance(self.results, LazyResult):
+        """Show the colors after the first ``k`` steps (``ResultLayers.show_step``); the label
+        says how many objects they separate."""
+        if not self.layers.in_memory:
             return
-        steps, name = self.segmenter.steps, self.input_layer.name
-        colors = self._stack([r.colors_after(k) for r in self.results])
-        layer = self._put(colors, f"{name} colors", metadata=self.metadata("colors", after_step=k))
-        layer.visible = True
-        layers = self.viewer.layers
-        if layers.index(layer) != len(layers) - 1:
-            layers.move(layers.index(layer), len(layers))  # on top: the coloring is the view
-        instances = self._written.get(f"{name} instances")
-        if instances in layers:
-            layers[instances].visible = k == steps
-        self.step_label.setText(
-            f"colors after step {k} of {steps}: {self.objects_after(k)} objects")
-
-    def objects_after(self, k: int) -> int:
-        """How many objects the colors of the first ``k`` steps give (post-processed as the
-        instances are, cached per step)."""
-        key = (k, self.effective_min_size())
-        if key not in self._objects_after:
-            # After the last step: the stitched instances (the colors of neighbouring tiles
-            # are chosen apart); before it, the components of the colors so far.
-            self._objects_after[key] = sum(
-                int(self.segmenter.instances_of(r, min_size=key[1]).max()) if k ==
-                self.segmenter.steps else
-                int(self.segmenter.postprocess(r.colors_after(k), min_size=key[1]).max())
-                for r in self.results)
-        return self._objects_after[key]
+        count = self.layers.show_step(k, self.effective_min_size())
+        self.step_label.setText(f"colors after step {k} of {self.segmenter.steps}: {count} "
+                                f"objects")
 
     def retrain(self) -> None:
         """Hand (input image, corrected instances) to the training dock for a fine-tune from
@@ -520,15 +445,15 @@ class SegmentationWidget(QWidget):
 
         if not self.results or self.input_layer is None:
             return
-        if isinstance(self.results, LazyResult):
+        if self.layers.lazy:
             show_info("These labels are too large for memory (kept on disk); fine-tune on a "
                       "part of the image instead.")
             return
-        name = self._written.get(f"{self.input_layer.name} instances")
-        if name not in self.viewer.layers or self.input_layer not in self.viewer.layers:
+        instances = self.layers.instances_layer()
+        if instances is None:
             show_info("The segmented image or its instances layer is gone; segment again.")
             return
-        instances = self.viewer.layers[name]
+        name = instances.name
         if not corrected_frames(instances):
             show_info(f"Correct {name!r} first (paint, erase, fill, new label): only the frames "
                       f"you corrected are used for training.")
@@ -543,12 +468,8 @@ class SegmentationWidget(QWidget):
 
     def update_instances(self) -> None:
         """Re-run only the post-processing with the new minimum size."""
-        if not self.results or isinstance(self.results, LazyResult):
+        if not self.layers.in_memory:
             return
         min_size = self.effective_min_size()
-        instances = self._stack([
-            self.segmenter.instances_of(r, min_size=min_size) for r in self.results])
-        self._put(instances, f"{self.input_layer.name} instances",
-                  metadata=self.metadata("instances"))
-        count = int(instances.max()) if not self.stacked else sum(int(f.max()) for f in instances)
+        count = self.layers.update_instances(min_size)
         self.status.setText(f"min. size {min_size}: {count} objects.")

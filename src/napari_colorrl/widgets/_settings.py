@@ -11,7 +11,8 @@ from typing import Any
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
 
-from napari_colorrl.core.config import SETTINGS_BY_PATH, Setting
+from napari_colorrl.core.config import SETTINGS_BY_PATH
+from napari_colorrl.core.settings import Setting
 
 _INT_MAX = 2**31 - 1
 

@@ -21,9 +21,8 @@ from napari_colorrl.core.data.files import (
     load_pairs,
     read_image,
     read_labels,
-    write_labels,
-    write_tiff,
 )
+from napari_colorrl.core.data.writing import write_labels, write_tiff
 
 
 def _labels2d() -> np.ndarray:

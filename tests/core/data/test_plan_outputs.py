@@ -6,13 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_colorrl.core.data.files import (
-    PREDICTION_TAG,
-    prediction_files,
-    write_labels,
-    write_tiff,
-)
+from napari_colorrl.core.data.files import PREDICTION_TAG, prediction_files
 from napari_colorrl.core.data.outputs import plan_outputs, written_by_predict
+from napari_colorrl.core.data.writing import write_labels, write_tiff
 
 
 def _image(path):

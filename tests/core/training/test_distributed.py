@@ -295,7 +295,7 @@ def test_cli_train_under_torchrun(tmp_path):
     import sys
 
     import napari_colorrl
-    from napari_colorrl.core.data.files import write_labels, write_tiff
+    from napari_colorrl.core.data.writing import write_labels, write_tiff
 
     for sub in ("images", "masks"):
         (tmp_path / "data" / "train" / sub).mkdir(parents=True)

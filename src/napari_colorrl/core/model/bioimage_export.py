@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from ..config import ColorRLConfig
-from ..data.files import atomic_write, read_image
+from ..data.files import read_image
 from ..data.normalize import model_channels, normalize_channels, resize_image
+from ..data.writing import atomic_write
 from ..method.coloring import colors_from_steps, run_coloring
 from ..method.postprocess import instances_from_colors
 from .bioimage import ARCHITECTURE_FILE, PACKAGE_SUFFIX, load_model_file

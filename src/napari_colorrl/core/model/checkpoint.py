@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..config import ColorRLConfig
-from ..data.files import atomic_write
+from ..data.writing import atomic_write
 
 FORMAT = "napari-colorrl"
 FORMAT_VERSION = 1
