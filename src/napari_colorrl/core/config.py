@@ -131,9 +131,13 @@ class TrainConfig:
         0.0, "coherent exploration: neighbouring pixels draw the random numbers of their "
         "actions correlated over about this many pixels at the network's input, so patches "
         "change color together (0 = independent pixels, as the paper)", low=0, high=1000)
+    exploration_objects: bool = setting(
+        False, "coherent exploration over objects: all pixels of a ground-truth object (and "
+        "of each image's background) share part of the random numbers of their actions, so "
+        "whole objects change color together (training only; instead of exploration_scale)")
     exploration_correlation: float = setting(
-        0.75, "coherent exploration: the share of each draw shared with its neighbours (only "
-        "with exploration_scale > 0)", low=0, high=1)
+        0.75, "coherent exploration: the share of each draw shared with its neighbours or its "
+        "object (only with exploration_scale > 0 or exploration_objects)", low=0, high=1)
     grad_clip: float | None = setting(None, "clip the gradient norm to this (none = off)", low=0,
                                       high=10**6, low_open=True)
     warmup_updates: int = setting(0, "first updates on a single sample (the supplement's 3D "

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_colorrl.core.training.exploration import exploration_uniforms, smooth_noise
+from napari_colorrl.core.training.exploration import (
+    exploration_uniforms,
+    object_noise,
+    smooth_noise,
+)
 
 
 def neighbour_correlation(u: torch.Tensor, shift: int, axis: int) -> float:
@@ -46,3 +50,30 @@ def test_smooth_noise_has_unit_variance_up_to_the_borders():
     for row in (0, 20, 39):  # the border rows like the inside: no padding effect
         assert abs(float(z[:, row].var()) - 1) < 0.1
         assert abs(float(z[:, :, row].var()) - 1) < 0.1
+
+
+def test_over_objects_every_object_shares_its_draw_and_no_other():
+    """``train.exploration_objects``: each draw stays exactly uniform; two pixels of one object
+    are correlated by the shared share (0.75), pixels of two objects (or of an object and the
+    background) not at all, however near they are."""
+    torch.manual_seed(0)
+    shape = (4096, 6, 8)
+    labels = torch.zeros((6, 8), dtype=torch.int64)
+    labels[:, 0:3] = 1
+    labels[:, 3:6] = 2  # touches object 1; columns 6-7 background
+    slots = (labels.view(1, -1) + 3 * torch.arange(shape[0]).view(-1, 1)).reshape(-1)
+    u = exploration_uniforms(shape, scale=0.0, correlation=0.75, device=torch.device("cpu"),
+                             objects=(slots, 3 * shape[0]))
+    counts = np.histogram(u.numpy(), bins=10, range=(0, 1))[0] / u.numel()
+    assert np.abs(counts - 0.1).max() < 0.02, counts
+
+    def corr(a, b):
+        return float(torch.corrcoef(torch.stack([u[:, a[0], a[1]], u[:, b[0], b[1]]]).double()
+                                    )[0, 1])
+
+    assert corr((0, 0), (5, 2)) > 0.65  # far apart, one object
+    assert corr((0, 6), (5, 7)) > 0.65  # the background shares one draw too
+    assert abs(corr((2, 2), (2, 3))) < 0.1  # neighbours of two touching objects
+    assert abs(corr((2, 5), (2, 6))) < 0.1  # an object and the background
+    z = object_noise((2, 3), torch.tensor([0, 0, 1, 1, 1, 2]), 3, torch.device("cpu"))
+    assert z[0, 0] == z[0, 1] and z[0, 2] == z[1, 0] == z[1, 1] and z[1, 2] != z[1, 1]

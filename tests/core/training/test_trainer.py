@@ -253,9 +253,12 @@ def test_the_policy_gradient_raises_the_probability_of_rewarded_actions():
         assert float(-theta.grad) * direction > 0  # descent moves theta towards the reward
 
 
-@pytest.mark.parametrize("expected, scale", [(False, 0.0), (True, 0.0), (False, 2.0)],
-                         ids=["sampled", "expected-reward", "coherent-exploration"])
-def test_a_few_dozen_updates_raise_the_mean_reward(tmp_path, expected, scale):
+@pytest.mark.parametrize("expected, scale, objects, updates",
+                         [(False, 0.0, False, 40), (True, 0.0, False, 40),
+                          (False, 2.0, False, 40), (False, 0.0, True, 120)],
+                         ids=["sampled", "expected-reward", "coherent-exploration",
+                              "object-exploration"])
+def test_a_few_dozen_updates_raise_the_mean_reward(tmp_path, expected, scale, objects, updates):
     """The direction of learning (issue 17, point 6): 40 updates on two tiny synthetic images
     raise the mean reward of the last five updates clearly above that of the first five
     (measured 0.09 -> 0.22, 0.10 -> 0.19, 0.09 -> 0.23 for seeds 0, 1, 2). Checked by hand,
@@ -267,15 +270,19 @@ def test_a_few_dozen_updates_raise_the_mean_reward(tmp_path, expected, scale):
     alone it goes 0.08 -> -0.18 and fails, with the whole policy loss flipped 0.08 -> -0.25.
     With coherent exploration (``train.exploration_scale`` 2 px, 2026-12-06): 0.12 -> 0.25,
     0.10 -> 0.21, 0.12 -> 0.22 for seeds 0, 1, 2; with the policy loss flipped 0.11 -> -0.21,
-    -0.15, -0.11 (fails)."""
-    config = shared_tiny_config(2, train={"episodes": 160, "batch_size": 4, "lr": 3e-3,
+    -0.15, -0.11 (fails). Exploration over objects (``train.exploration_objects``) starts
+    higher (objects share a color by chance) and stays flat for about 40 updates, so it gets
+    120: 0.25 -> 0.75, 0.27 -> 0.68, 0.24 -> 0.74 for seeds 0, 1, 2; checked by hand the same
+    day: with the policy loss flipped 0.24 -> -0.77, 0.26 -> -0.74, 0.23 -> -0.78 (fails)."""
+    config = shared_tiny_config(2, train={"episodes": 4 * updates, "batch_size": 4, "lr": 3e-3,
                                           "seed": 0, "checkpoint_every": 1000,
                                           "val_every": 1000, "entropy_coef": 0.0,
                                           "entropy_coef_final": 0.0,
                                           "expected_reward": expected,
-                                          "exploration_scale": scale})
+                                          "exploration_scale": scale,
+                                          "exploration_objects": objects})
     rewards = [r.reward for r in train(config, tiny_samples(2, 2), out=tmp_path / "m.pt")]
-    assert len(rewards) == 40
+    assert len(rewards) == updates
     first, last = np.mean(rewards[:5]), np.mean(rewards[-5:])
     assert last > first + 0.05, (first, last)
 

@@ -7,6 +7,11 @@ correlated numbers (a Gaussian copula over a smoothed noise field), so when the 
 whole patches of about the scale's size change their bit together instead of single pixels. A
 merged object then gets tried as a whole in the other color, the one move whose return beats
 staying merged (issue 17: flipping a fraction f of a merged object pays only for f near 1).
+
+Over objects (``train.exploration_objects``) the shared part is one draw per ground-truth object
+(and one per image's background) instead of a smooth field: every pixel of a leaf shares it, so
+the whole leaf, and only that leaf, tends to change its bit together. Training only: inference
+takes each pixel's most likely action and never sees the labels.
 """
 
 from __future__ import annotations
@@ -42,14 +47,24 @@ def smooth_noise(shape: tuple[int, ...], scale: float, device: torch.device) -> 
     return field[:, 0]
 
 
+def object_noise(shape: tuple[int, ...], slots: torch.Tensor, n_slots: int,
+                 device: torch.device) -> torch.Tensor:
+    """Gaussian noise of unit variance over ``shape`` = (B, *S), one draw per object: ``slots``
+    (B*P,) the object (slot) of every pixel, flattened as ``shape``, of ``n_slots`` in all."""
+    return torch.randn(n_slots, device=device)[slots].view(shape)
+
+
 def exploration_uniforms(shape: tuple[int, ...], scale: float, correlation: float,
-                         device: torch.device) -> torch.Tensor:
+                         device: torch.device,
+                         objects: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
     """Uniform numbers in [0, 1), one per pixel, each exactly uniform; a share ``correlation`` of
-    the variance of their Gaussian is shared over about ``scale`` pixels (0: independent, the
-    paper's sampling)."""
-    if scale <= 0 or correlation <= 0:
+    the variance of their Gaussian is shared over about ``scale`` pixels, or, given ``objects``
+    (the slot of every pixel and the number of slots, ``object_noise``), by all pixels of each
+    object (neither: independent, the paper's sampling)."""
+    if correlation <= 0 or (scale <= 0 and objects is None):
         return torch.rand(shape, device=device)
-    shared = smooth_noise(shape, scale, device)
+    shared = (object_noise(shape, *objects, device) if objects is not None
+              else smooth_noise(shape, scale, device))
     own = torch.randn(shape, device=device)
     z = math.sqrt(correlation) * shared + math.sqrt(1 - correlation) * own
     return (0.5 * (1 + torch.erf(z / math.sqrt(2)))).clamp_(0, 1 - 1e-7)

@@ -147,9 +147,9 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     """Run T coloring steps on a batch of episodes with actions sampled from the policy.
 
     At step t the network sees the image and the step channels of the actions so far; each pixel
-    samples a_t ~ pi(. | s_t) (by default independently; neighbours together under coherent
-    exploration, ``exploration.py``), the color becomes c_t = c_{t-1} + a_t 2^t, and the
-    rewards of the step come from the colors (``method.rewards.step_rewards``).
+    samples a_t ~ pi(. | s_t) (by default independently; patches or objects together under
+    coherent exploration, ``exploration.py``), the color becomes c_t = c_{t-1} + a_t 2^t, and
+    the rewards of the step come from the colors (``method.rewards.step_rewards``).
     """
     image, steps, precision = episode.image, config.steps, config.train.precision
     batch, spatial = image.shape[0], image.shape[2:]
@@ -163,6 +163,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     aux_targets = aux_label_maps(episode.targets) if use_aux else None
     aux_losses, expected = [], config.train.expected_reward
     scale, correlation = config.train.exploration_scale, config.train.exploration_correlation
+    objects = ((episode.targets.instance, episode.targets.n_slots)
+               if config.train.exploration_objects else None)
     probs, gains, means = [], [], []
     for t in range(steps):
         with autocast(image.device, precision):
@@ -176,7 +178,7 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         prob_one = log_p[:, 1].exp()
         with torch.no_grad():
             uniform = exploration_uniforms(tuple(prob_one.shape), scale, correlation,
-                                           prob_one.device)
+                                           prob_one.device, objects)
             action = uniform < prob_one
         log_probs.append(torch.where(action, log_p[:, 1], log_p[:, 0]))
         entropies.append(-(log_p.exp() * log_p).sum(1))
