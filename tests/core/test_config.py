@@ -74,6 +74,8 @@ def test_every_setting_has_help_and_a_default_that_passes_its_own_check():
     ({"steps": float("inf")}, "steps"),
     ({"steps": 2.5}, "steps"),
     ({"input_size": [176]}, "input_size"),
+    ({"train": {"exploration_objects": True, "exploration_scale": 6}},
+     "train.exploration_objects and train.exploration_scale"),
 ])
 def test_settings_out_of_range_are_refused_naming_the_field(changes, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):

@@ -134,7 +134,7 @@ class TrainConfig:
     exploration_objects: bool = setting(
         False, "coherent exploration over objects: all pixels of a ground-truth object (and "
         "of each image's background) share part of the random numbers of their actions, so "
-        "whole objects change color together (training only; instead of exploration_scale)")
+        "whole objects change color together (training only; not with exploration_scale)")
     exploration_correlation: float = setting(
         0.75, "coherent exploration: the share of each draw shared with its neighbours or its "
         "object (only with exploration_scale > 0 or exploration_objects)", low=0, high=1)
@@ -230,6 +230,10 @@ class ColorRLConfig:
                 f"({self.normalization.high}); e.g. 1 and 99.8.")
         if not self.reward.radii:
             raise ValueError("reward.radii needs at least one radius, e.g. [12, 28].")
+        if self.train.exploration_objects and self.train.exploration_scale > 0:
+            raise ValueError(
+                "train.exploration_objects and train.exploration_scale are two kinds of coherent "
+                "exploration; turn one off (exploration_scale 0 or exploration_objects false).")
         tile = tuple(self.inference.tile_size)
         if len(tile) != self.ndim:
             raise ValueError(
