@@ -111,7 +111,7 @@ class ResultLayers:
         self._objects_after = {(steps, min_size): count}
         return count
 
-    def summary(self, count: int, seconds: float | None) -> str:
+    def summary(self, count: int | None, seconds: float | None) -> str:
         """The status line after ``write``: steps, objects, frames, tiles, scale, time."""
         steps = self.segmenter.steps
         if count is None:

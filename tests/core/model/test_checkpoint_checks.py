@@ -14,16 +14,15 @@ import torch
 
 from napari_colorrl.core.config import ColorRLConfig, NetworkConfig
 from napari_colorrl.core.data.checks import check_disk_space
-from napari_colorrl.core.model import checkpoint as ck
+from napari_colorrl.core.model import checkpoint_checks as ck
 from napari_colorrl.core.model import networks
 from napari_colorrl.core.model.checkpoint import (
     CheckpointError,
-    check_training_state,
     load_checkpoint,
     network_from_checkpoint,
     save_checkpoint,
-    weight_bytes,
 )
+from napari_colorrl.core.model.checkpoint_checks import check_training_state, weight_bytes
 from napari_colorrl.core.model.checkpoint_paths import (
     best_path,
     check_checkpoint_output,

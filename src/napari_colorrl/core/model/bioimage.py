@@ -10,7 +10,7 @@ whole ``ColorRLConfig``, so napari-colorrl reads it like a checkpoint:
    ``MAX_RDF_BYTES`` uncompressed, so a zip bomb is refused before anything is inflated);
 2. ``rdf.yaml`` is parsed as plain YAML (anchors and aliases refused), its marker and config
    checked against the settings table, and the network's size estimated from the config
-   (``checkpoint.check_network_size``) before anything is built or read further;
+   (``checkpoint_checks.check_network_size``) before anything is built or read further;
 3. the state-dict member's declared size must fit that network, its bytes must match the
    sha256 in ``rdf.yaml``, and it is read with ``torch.load(weights_only=True)``
    (``checkpoint.read_plain_data``) and checked tensor by tensor (``check_model_state``).
@@ -30,15 +30,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..config import ColorRLConfig
-from .checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    check_model_state,
-    check_network_size,
-    load_checkpoint,
-    read_plain_data,
-    weight_bytes,
-)
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_plain_data
+from .checkpoint_checks import check_model_state, check_network_size, weight_bytes
 
 #: The section of ``rdf.yaml``'s ``config`` that marks a package as written by napari-colorrl.
 CONFIG_KEY = "napari-colorrl"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import ColorRLConfig
 from ..data.files import IMAGE_SUFFIXES
-from .checkpoint import weight_bytes
+from .checkpoint_checks import weight_bytes
 
 
 def best_path(out: str | Path) -> Path:

@@ -15,13 +15,8 @@ import numpy as np
 import torch
 
 from ..config import ColorRLConfig
-from ..model.checkpoint import (
-    check_model_state,
-    check_training_state,
-    load_checkpoint,
-    load_weights,
-    save_checkpoint,
-)
+from ..model.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from ..model.checkpoint_checks import check_model_state, check_training_state
 
 
 @dataclass

@@ -257,7 +257,8 @@ def load_initial_weights(model: torch.nn.Module, init: str | Path, config: Color
     data only, every tensor's name and shape against ``config``'s network before loading)."""
     from ..model.bioimage import load_model_file
     from ..model.bundled import resolve_model_path
-    from ..model.checkpoint import check_model_state, load_weights
+    from ..model.checkpoint import load_weights
+    from ..model.checkpoint_checks import check_model_state
 
     path = resolve_model_path(init)
     checkpoint = load_model_file(path)  # a checkpoint or a bioimage.io package
