@@ -44,7 +44,7 @@ RULES = ("before", "now", "own")
 
 def before_rule(self, plan):
     """``Segmenter.statistics_crops`` as it was until 2026-12-06 (the baseline)."""
-    from napari_colorrl.core.inference import STATISTICS_CROPS
+    from napari_colorrl.core.tile_statistics import STATISTICS_CROPS
     from napari_colorrl.core.tiling import TileGrid
 
     grid, stride = plan.grid, self.stride

@@ -42,6 +42,7 @@ from .method.postprocess import instances_from_colors, label_dtype, remove_small
 from .model.fast_layers import SharedStatistics, use_fast_layout
 from .runtime import check_inference_memory, check_tile_memory, resolve_device
 from .segmentation import InferencePlan, Segmentation
+from .tile_statistics import image_statistics, statistics_crops
 from .tiling import Stitcher, Tile, TileGrid, sample_window, upsample_to_window
 
 #: The most a user's object size may shrink or enlarge an image (a factor beyond this is
@@ -49,10 +50,6 @@ from .tiling import Stitcher, Tile, TileGrid, sample_window, upsample_to_window
 MAX_RESCALE = 32.0
 
 
-#: At most this many input-size crops per image give the instance-norm statistics of tiled
-#: inference (``Segmenter.statistics_crops``): 16 of 256 x 256 in 2D and 8 of 64^3 in 3D are
-#: the pixels of one default tile (fewer on smaller images: every other crop per axis).
-STATISTICS_CROPS = {2: 16, 3: 8}
 
 
 class Segmenter:
@@ -409,58 +406,16 @@ class Segmenter:
         return stitcher.count
 
     def statistics_crops(self, plan: InferencePlan) -> tuple[TileGrid, list[Tile]]:
-        """The crops whose instance-norm statistics every tile of ``plan`` uses, or no crops
-        when the image uses its own (``plan.own_statistics``).
-
-        Crops of the model's input size (what it was trained on), on the network's stride,
-        spread evenly over the image from one end of each axis to the other. An axis that takes
-        ``c`` such crops to cover gets ``max(2, c / 2)`` of them, so its first and last parts are
-        always seen (beyond two crops: a quarter of the image in 2D, an eighth in 3D), and at
-        most ``STATISTICS_CROPS[ndim]`` per image. A function of the image's shape at the
-        network's scale only, never of the tiles, so a tiled and an untiled pass see the same
-        network."""
-        grid, stride = plan.grid, self.stride
-        crop = tuple(min(n, max(stride, int(c) // stride * stride))
-                     for n, c in zip(grid.network_shape, self.config.input_size))
-        if plan.own_statistics(crop):
-            return TileGrid.make(grid.image_shape, grid.network_shape, crop, 0, align=stride), []
-        cap = max(1, int(round(STATISTICS_CROPS[self.config.ndim] ** (1 / len(crop)))))
-        counts = [1 if n <= c else min(cap, max(2, round(math.ceil(n / c) / 2)))
-                  for n, c in zip(grid.network_shape, crop)]
-        crops = TileGrid.spread(grid.image_shape, grid.network_shape, crop, counts, align=stride)
-        return crops, list(crops)
+        """The crops whose instance-norm statistics every tile of ``plan`` uses
+        (``tile_statistics.statistics_crops``)."""
+        return statistics_crops(plan, self.config, self.stride)
 
     def image_statistics(self, source: ImageSource, plan: InferencePlan, levels: Any = None,
                          data: np.ndarray | None = None) -> SharedStatistics | None:
         """The instance-norm statistics for every tile of ``plan``, attached to the model in
-        replay mode (None, and nothing attached, when the image uses its own).
-
-        A tile normalised by itself sees another network than its neighbours and than an
-        untiled pass (a near tie of the coloring flips: tiled and untiled inference of the
-        bundled model agreed at AP50 0.77 to 0.85 so). So the coloring is first run on the
-        ``statistics_crops`` as one batch whose norms pool all crops (``SharedStatistics``),
-        and every tile is then normalised with those statistics (docs/method.md, "Scale and
-        tiles"). data: the whole image at the network's scale (one tile), to cut the crops
-        from; else they are read from ``source`` with the intensity ``levels``."""
-        crops, chosen = self.statistics_crops(plan)
-        if not chosen:
-            return None
-        batch = []
-        for tile in chosen:
-            if data is not None:
-                batch.append(data[(slice(None), *tile.network)])
-            else:
-                part = network_channels(source.read(tile.read), self.config.normalization)
-                batch.append(sample_window(apply_levels(part, levels), crops, tile))
-        statistics = SharedStatistics()
-        statistics.attach(self.model)
-        try:
-            tensor = torch.from_numpy(np.ascontiguousarray(np.stack(batch))).to(self.device)
-            run_coloring(self.model, tensor, self.config.steps)
-        except BaseException:
-            SharedStatistics.detach(self.model)
-            raise
-        return statistics.replay()
+        replay mode (``tile_statistics.image_statistics``)."""
+        return image_statistics(self.model, self.config, self.device,
+                                self.statistics_crops(plan), source, levels, data)
 
     def iter_segment_frames(
         self, array: Any, labels: Any, *, rgb: bool | None = None, steps: Any = None,
