@@ -81,7 +81,8 @@ def run_colorrl(args, setup, work: Path) -> dict:
     return {"colorrl": {
         **score(preds, setup.scored), "train_minutes": rows[-1]["elapsed"] / 60,
         "updates": rows[-1]["update"], "infer_ms": 1000 * float(np.median(seconds)),
-        "choice": f"min size {segmenter.config.min_size} px"}}
+        "choice": f"min size {segmenter.config.min_size} px, depth {segmenter.config.passes} "
+                  f"of {segmenter.config.steps}"}}
 
 
 def run_unet(args, setup, minutes: float, work: Path) -> dict:

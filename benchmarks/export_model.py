@@ -12,11 +12,16 @@ CC0 ``dsb2018_fluo`` set, ``nuclei-3d`` on round 3D nuclei generated in code
     python -m benchmarks.export_model runs/learn-gonuclear3d/model.best.pt \
         --data runs/synthetic-round3d --name nuclei-3d
 
-Export keeps the configuration (T, input size, network, the minimum size chosen at training)
-and the network weights in float16 (half the size; they are cast back to float32 on loading),
-drops the optimizer state, and records where the weights came from. Then both the source
-checkpoint and the exported file are scored on every validation image and printed side by side,
-to show whether the cast changed anything that matters.
+Export keeps the configuration (T, input size, network, the minimum size and the depth chosen
+at training) and the network weights in float16 (half the size; they are cast back to float32
+on loading), drops the optimizer state, and records where the weights came from. Then both the
+source checkpoint and the exported file are scored on every validation image and printed side by
+side, to show whether the cast changed anything that matters. ``--reselect`` chooses the minimum
+size and the depth again (docs/method.md, "Depth") on the selection share carved from
+DATA/train, as training now does, for a model trained before the choice existed:
+
+    python -m benchmarks.export_model src/napari_colorrl/core/model/weights/nuclei-2d.pt \
+        --data DATA/dsb2018_fluo --reselect --out runs/nuclei-2d.pt
 """
 
 from __future__ import annotations
@@ -37,11 +42,28 @@ SOURCES = {"dsb2018_fluo": "dsb2018_fluo (CC0)",
 COLUMNS = ("sbd", "abs_dic", "ap50", "map", "aji")
 
 
-def export(source: Path, out: Path, note: str) -> Path:
-    """Write a weights-only float16 copy of ``source`` to ``out`` (atomically)."""
+def reselect(source: Path, data: Path) -> dict:
+    """The minimum size and depth chosen for ``source`` on the selection share of ``data``
+    (``validate`` as training runs it), with the scores there."""
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.training.selection import validate
+    from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
+
+    setup = prepare_training(TrainingRequest(data=data, init=source))
+    segmenter = Segmenter.load(source, device="cpu", fast_layout=False)
+    return validate(segmenter.model, segmenter.config, setup.val, segmenter.device,
+                    choose_min_size=True, choose_depth=True, scale=segmenter.scale)
+
+
+def export(source: Path, out: Path, note: str, choice: dict | None = None) -> Path:
+    """Write a weights-only float16 copy of ``source`` to ``out`` (atomically), with the
+    minimum size and depth of ``choice`` (``reselect``) when given."""
     from napari_colorrl.core.model.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(source)
+    config = checkpoint.config
+    if choice is not None:
+        config = config.replace(min_size=int(choice["min_size"]), depth=int(choice["depth"]))
     state = {k: v.half() if v.is_floating_point() else v
              for k, v in checkpoint.model_state.items()}
     extra = {"source": note, "trained_updates": checkpoint.step,
@@ -50,7 +72,7 @@ def export(source: Path, out: Path, note: str) -> Path:
         if key in checkpoint.extra:
             extra[key] = checkpoint.extra[key]
     out.parent.mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(out, config=checkpoint.config, model_state=state,
+    return save_checkpoint(out, config=config, model_state=state,
                            step=checkpoint.step, episodes=checkpoint.episodes, extra=extra)
 
 
@@ -64,7 +86,12 @@ def main() -> int:
                         help="the training data's folder: named in the file's note, and both "
                         "files are scored on DATA/val")
     parser.add_argument("--name", default="nuclei-2d")
+    parser.add_argument("--reselect", action="store_true",
+                        help="choose the minimum size and the depth again on the selection "
+                        "share carved from DATA/train (needs --data)")
     args = parser.parse_args()
+    if args.reselect and args.data is None:
+        parser.error("--reselect chooses on DATA's selection share: give --data")
     out_path = args.out or WEIGHTS / f"{args.name}.pt"
     trained_on = SOURCES.get(args.data.name, args.data.name) if args.data else (
         SOURCES["dsb2018_fluo"])
@@ -78,7 +105,13 @@ def main() -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     note = (f"trained by benchmarks.learn on {trained_on}; exported from "
             f"{args.checkpoint.name} by benchmarks.export_model")
-    out = export(args.checkpoint, out_path, note)
+    choice = None
+    if args.reselect:
+        choice = reselect(args.checkpoint, args.data)
+        print(f"chosen on the selection share: min size {int(choice['min_size'])} px, depth "
+              f"{int(choice['depth'])} (SBD {choice['sbd']:.3f}, AP50 {choice['ap50']:.3f})")
+        note += "; minimum size and depth chosen again with --reselect"
+    out = export(args.checkpoint, out_path, note, choice)
     size_mb = out.stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.2f} MB)")
     if args.data is None:
@@ -101,7 +134,7 @@ def main() -> int:
         f"- file: `{out}`, {size_mb:.2f} MB; weights float16; "
         f"T = {config.steps}; network {list(config.network.features)} at "
         f"{'x'.join(map(str, config.input_size))} ({config.input_mode}); minimum object size "
-        f"{config.min_size} px",
+        f"{config.min_size} px; depth {config.passes} of {config.steps} steps",
         f"- use: `colorrl predict --model {args.name} --input IMAGES --output LABELS`, or "
         f"\"bundled: {args.name}\" in the segmentation dock",
         f"- scored on all {len(val)} validation images of `{args.data.name}` at full size:",

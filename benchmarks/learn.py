@@ -76,8 +76,9 @@ def score_run(out: Path, setup, *, choose_size: bool = False):
     """Score a run's best checkpoint (else its last) on every val/ image (``setup.scored``) at
     full size.
 
-    choose_size: choose the minimum object size on the selection share (``setup.val``) first, as
-    training does at each validation (for checkpoints whose stored size was fixed). Returns
+    choose_size: choose the minimum object size (and, with ``train.tune_depth``, the depth) on the
+    selection share (``setup.val``) first, as training does at each validation (for checkpoints
+    whose stored choices were fixed). Returns
     (scored checkpoint path, segmenter, mean metrics, per-image metrics, seconds per image)."""
     from tqdm import tqdm
 
@@ -91,8 +92,10 @@ def score_run(out: Path, setup, *, choose_size: bool = False):
         from napari_colorrl.core.training.selection import validate
 
         chosen = validate(segmenter.model, segmenter.config, setup.val, segmenter.device,
-                          choose_min_size=True, scale=segmenter.scale)
-        segmenter.config = segmenter.config.replace(min_size=int(chosen["min_size"]))
+                          choose_min_size=True, scale=segmenter.scale,
+                          choose_depth=segmenter.config.train.tune_depth)
+        segmenter.config = segmenter.config.replace(
+            min_size=int(chosen["min_size"]), depth=int(chosen.get("depth", 0)))
     start = time.perf_counter()
     per_image = {}
     for sample in tqdm(setup.scored, desc="scoring val/", unit="image"):
@@ -142,8 +145,9 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
         f"update; rewards {100 * _mean(rows, 'reward_share'):.1f}%, environment "
         f"{100 * _mean(rows, 'environment_share'):.1f}%, network "
         f"{100 * _mean(rows, 'network_share'):.1f}% of an update)",
-        f"- scored model: `{scored.name}`, minimum object size {config.min_size} px (chosen on "
-        f"validation); inference {1000 * seconds:.0f} ms per image including post-processing",
+        f"- scored model: `{scored.name}`, minimum object size {config.min_size} px, depth "
+        f"{config.passes} of {config.steps} steps (chosen on validation); inference "
+        f"{1000 * seconds:.0f} ms per image including post-processing",
         "",
         "| on all validation images | " + " | ".join(summary(config)) + " |",
         "|---|" + "---|" * len(summary(config)),

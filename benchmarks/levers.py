@@ -121,7 +121,8 @@ def main() -> int:
                 "what": what, "overrides": extra, "updates": last["update"],
                 "episodes": last["episodes"], "minutes": last["elapsed"] / 60,
                 "s_per_update": last["elapsed"] / max(1, last["update"]),
-                "min_size": segmenter.config.min_size, "infer_ms": 1000 * seconds, "mean": mean}
+                "min_size": segmenter.config.min_size,
+                "depth": segmenter.config.passes, "infer_ms": 1000 * seconds, "mean": mean}
             print(f"{variant}, seed {seed}: {last['update']} updates; " + ", ".join(
                 f"{k} {mean[k]:.3f}" for k in metrics))
             results_path.write_text(json.dumps(results, indent=2))

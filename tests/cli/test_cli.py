@@ -49,6 +49,38 @@ def test_predict_folder_2d_writes_labels_of_input_shape(tmp_path):
     assert colors.shape == (50, 70) and colors.max() < 8
 
 
+def test_predict_depth_runs_the_first_steps_and_a_model_saved_with_one_uses_it(tmp_path):
+    write_model(tmp_path / "m.pt")
+    write_model(tmp_path / "d.pt", depth=2)  # as training saves a chosen depth
+    image = np.random.default_rng(3).integers(0, 255, (40, 40), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    runs = {"all": ("m.pt", []), "asked": ("m.pt", ["--depth", "2"]), "saved": ("d.pt", []),
+            "override": ("d.pt", ["--depth", "0"])}
+    for name, (model, extra) in runs.items():
+        assert main(["predict", "--model", str(tmp_path / model), "--input",
+                     str(tmp_path / "a.tif"), "--output", str(tmp_path / name), "--save-steps",
+                     "--device", "cpu", *extra]) == 0
+    full = tifffile.imread(tmp_path / "all" / "a_colors.tif")
+    for name in ("asked", "saved"):
+        assert tifffile.imread(tmp_path / name / "a_steps.tif").shape == (2, 40, 40)
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / name / "a_colors.tif"),
+                                      full % 4)
+        np.testing.assert_array_equal(  # the instances of the first two steps' colors
+            tifffile.imread(tmp_path / name / "a.tif"),
+            Segmenter.load(tmp_path / "m.pt", device="cpu").postprocess(full % 4))
+    assert tifffile.imread(tmp_path / "override" / "a_steps.tif").shape == (3, 40, 40)
+
+
+def test_predict_refuses_a_depth_beyond_the_models_steps(tmp_path, capsys):
+    write_model(tmp_path / "m.pt")
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((40, 40), np.uint8))
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), "--input",
+                 str(tmp_path / "a.tif"), "--output", str(tmp_path / "o"), "--depth", "4"]) != 0
+    err = capsys.readouterr().err
+    assert "T = 3" in err and "--depth" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("o/*.tif"))
+
+
 def test_predict_single_3d_volume(tmp_path):
     write_model(tmp_path / "m3.pt", ndim=3)
     volume = np.random.default_rng(1).random((10, 20, 24)).astype(np.float32)

@@ -76,10 +76,19 @@ def test_every_setting_has_help_and_a_default_that_passes_its_own_check():
     ({"input_size": [176]}, "input_size"),
     ({"train": {"exploration_objects": True, "exploration_scale": 6}},
      "train.exploration_objects and train.exploration_scale"),
+    ({"steps": 4, "depth": 5}, "depth"),
 ])
 def test_settings_out_of_range_are_refused_naming_the_field(changes, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         ColorRLConfig.from_dict({"ndim": 2, **changes})
+
+
+def test_a_config_written_before_depth_existed_runs_every_step():
+    old = ColorRLConfig(steps=4).to_dict()
+    del old["depth"], old["train"]["tune_depth"]
+    config = ColorRLConfig.from_dict(old)
+    assert config.depth == 0 and config.passes == 4 and config.train.tune_depth
+    assert ColorRLConfig(steps=4, depth=2).passes == 2
 
 
 def test_a_version_1_config_with_removed_options_still_loads():

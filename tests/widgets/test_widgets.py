@@ -91,7 +91,7 @@ def check_result_layers(viewer, segmentation, name: str, shape: tuple, steps: in
         assert layer.data.shape == shape
         np.testing.assert_allclose(layer.scale, source.scale)
         np.testing.assert_allclose(layer.translate, source.translate)
-        assert layer.metadata["colorrl"]["steps"] == steps
+        assert layer.metadata["colorrl"]["steps_used"] == steps
     for k in range(1, steps + 1):
         data = viewer.layers[f"{name} step {k}"].data
         assert data.dtype == np.uint8 and set(np.unique(data)) <= {0, 1}
@@ -203,6 +203,17 @@ def test_train_stop_and_segment_2d(docks, qtbot, tmp_path, capsys):
     count = len(viewer.layers)
     segment(qtbot, segmentation, "cells")  # a re-run replaces the layers' data
     assert len(viewer.layers) == count
+
+    # Fewer steps than the model's: one step layer, the others (unedited) go.
+    total = segmentation.segmenter.config.steps
+    segmentation.depth.setValue(1)
+    segment(qtbot, segmentation, "cells")
+    check_result_layers(viewer, segmentation, "cells", (64, 64), 1)
+    assert viewer.layers["cells colors"].data.max() <= 1
+    assert f"1 of T = {total} steps" in segmentation.status.text()
+    segmentation.depth.setValue(-1)  # the model's own depth again
+    segment(qtbot, segmentation, "cells")
+    check_result_layers(viewer, segmentation, "cells", (64, 64), steps)
 
     # A stack of 2D frames with the 2D model: one segmentation per frame.
     viewer.add_image(np.stack([image, val_image, image]), name="stack")

@@ -68,6 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="remove objects smaller than this many pixels/voxels (default: the model's)",
     )
     p.add_argument(
+        "--depth", type=int, default=None, metavar="K",
+        help="make the instances from the colors after the first K coloring steps (1 to T; 0: "
+        "all T). Default: the model's, chosen at training on its selection images")
+    p.add_argument(
         "--frames", action="store_true",
         help="segment every frame of a stack: a 2D model on (T, Y, X) or (Z, Y, X) images, a "
         "3D model on (T, Z, Y, X) ones (labels of the same shape)")
@@ -115,6 +119,7 @@ def _scale_options(args: argparse.Namespace, segmenter) -> dict:
                "tile_size": None if args.tile_size is None else tuple(args.tile_size),
                "tile_overlap": args.tile_overlap}
     try:
+        segmenter.use_depth(args.depth)
         if options["object_size"] is not None:
             object_size_pixels(options["object_size"], options["pixel_size"], ndim)
         elif options["pixel_size"] is not None:
@@ -122,6 +127,7 @@ def _scale_options(args: argparse.Namespace, segmenter) -> dict:
         segmenter._tiling(options["tile_size"], options["tile_overlap"])
     except ValueError as err:
         text = str(err).replace("inference.tile_size", "--tile-size").replace(
+            "steps to use", "steps to use with --depth").replace(
             "inference.tile_overlap", "--tile-overlap")
         raise UsageError(text) from None
     return options

@@ -163,6 +163,9 @@ class TrainConfig:
                                   high=10**6)
     tune_min_size: bool = setting(True, "choose the minimum object size on the validation "
                                   "images and save it with the model")
+    tune_depth: bool = setting(True, "choose on the validation images how many of the T steps "
+                               "the instances are made from (depth), with the minimum size, "
+                               "and save it with the model")
     precision: str = setting("float32", "arithmetic of the training rollout: float32 or "
                              "bfloat16 (autocast; validation and inference stay float32)",
                              choices=("float32", "bfloat16"))
@@ -197,6 +200,9 @@ class ColorRLConfig:
         choices=("resize", "crop"))
     min_size: int = setting(20, "components smaller than this (pixels/voxels of the image) are "
                             "removed", low=0, high=10**12)
+    depth: int = setting(0, "coloring steps run at inference: the instances come from the "
+                         "colors after the first `depth` of the T steps (0 = all T; chosen at "
+                         "training with train.tune_depth)", low=0, high=16)
     connectivity: int | None = setting(None, "neighbourhood of the connected components per "
                                        "color: 1 .. ndim (none = full, ndim)", low=1, high=3)
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
@@ -209,6 +215,11 @@ class ColorRLConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    @property
+    def passes(self) -> int:
+        """Coloring steps run at inference: ``depth`` when set, else all T (``steps``)."""
+        return self.depth or self.steps
+
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work and its valid range."""
         for spec in SETTINGS:
@@ -218,6 +229,10 @@ class ColorRLConfig:
                 f"input_size {tuple(self.input_size)} has {len(self.input_size)} axes but ndim is "
                 f"{self.ndim}; give one size per spatial axis."
             )
+        if self.depth > self.steps:
+            raise ValueError(
+                f"depth ({self.depth}) cannot exceed steps (T = {self.steps}): give 0 (all steps) "
+                f"or 1 to {self.steps}.")
         if len(self.network.features) < 2:
             raise ValueError("network.features needs at least two levels, e.g. [16, 32, 64].")
         if self.connectivity is not None and self.connectivity > self.ndim:

@@ -93,7 +93,18 @@ class Segmenter:
 
     @property
     def steps(self) -> int:
-        return self.config.steps
+        """The coloring steps this segmenter runs: the model's ``depth`` when set, else all T."""
+        return self.config.passes
+
+    def use_depth(self, depth: int | None) -> None:
+        """Run the first ``depth`` steps from now on (None: keep the model's choice; 0: all
+        T); ValueError naming the range when the model has fewer steps."""
+        if depth is not None:
+            if not 0 <= int(depth) <= self.config.steps:
+                raise ValueError(
+                    f"This model has T = {self.config.steps} coloring steps: give 1 to "
+                    f"{self.config.steps} steps to use (0: all of them), not {depth}.")
+            self.config = self.config.replace(depth=int(depth))
 
     # --- the untiled engine (validation) ----------------------------------------------------
     def network_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -138,7 +149,7 @@ class Segmenter:
 
     def _color_tile(self, data: np.ndarray) -> np.ndarray:
         tensor = torch.from_numpy(np.ascontiguousarray(data))[None].to(self.device)
-        return run_coloring(self.model, tensor, self.config.steps).steps[0]
+        return run_coloring(self.model, tensor, self.config.steps, passes=self.steps).steps[0]
 
     # --- scale and tiles --------------------------------------------------------------------
     def plan(self, shape: Sequence[int], *, object_size: Sequence[float] | float | None = None,

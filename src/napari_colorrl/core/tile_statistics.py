@@ -75,7 +75,7 @@ def image_statistics(model: torch.nn.Module, config: ColorRLConfig, device: torc
     statistics.attach(model)
     try:
         tensor = torch.from_numpy(np.ascontiguousarray(np.stack(batch))).to(device)
-        run_coloring(model, tensor, config.steps)
+        run_coloring(model, tensor, config.steps, passes=config.passes)
     except BaseException:
         SharedStatistics.detach(model)
         raise

@@ -66,6 +66,7 @@ class ResultLayers:
         config = self.segmenter.config
         return {RESULT_KEY: {
             "kind": kind, "model": self.segmenter.source, "steps": config.steps,
+            "steps_used": self.segmenter.steps,
             "ndim": config.ndim, "min_size": min_size, "device": str(self.segmenter.device),
             "input": self.input_layer.name, "stack_of_frames": self.stacked,
             "config": config.to_dict(), **extra}}
@@ -113,9 +114,10 @@ class ResultLayers:
 
     def summary(self, count: int | None, seconds: float | None) -> str:
         """The status line after ``write``: steps, objects, frames, tiles, scale, time."""
-        steps = self.segmenter.steps
+        used, total = self.segmenter.steps, self.segmenter.config.steps
+        steps = f"T = {total} steps" if used == total else f"{used} of T = {total} steps"
         if count is None:
-            return (f"T = {steps} steps; the labels are too large for memory and are kept in "
+            return (f"{steps}; the labels are too large for memory and are kept in "
                     f"{self.results.folder} (no step or color layers; min. size applied while "
                     f"segmenting).")
         frames = f" in {len(self.results)} frames" if self.stacked else ""
@@ -124,7 +126,7 @@ class ResultLayers:
         scale = ("" if plan is None or all(abs(f - 1) < 1e-6 for f in plan.factors) else
                  f", seen at {' x '.join(f'{f:.2f}' for f in plan.factors)} of its size")
         took = "" if seconds is None else f" in {seconds:.1f} s"
-        return (f"T = {steps} steps, {count} objects{frames}{tiles}{scale}{took}, "
+        return (f"{steps}, {count} objects{frames}{tiles}{scale}{took}, "
                 f"model {Path(str(self.segmenter.source)).name}.")
 
     def show_step(self, k: int, min_size: int) -> int:

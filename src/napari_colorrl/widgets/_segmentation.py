@@ -118,6 +118,13 @@ class SegmentationWidget(QWidget):
         self.min_size.setSpecialValueText("model default")
         self.min_size.setToolTip("Objects smaller than this (pixels/voxels) are removed. Changing "
                                  "it re-runs only the post-processing.")
+        self.depth = QSpinBox()
+        self.depth.setRange(-1, 16)
+        self.depth.setValue(-1)
+        self.depth.setSpecialValueText("model default")
+        self.depth.setToolTip("Make the instances from the colors after the first k coloring "
+                              "steps (0: all T). The model's default was chosen at training on "
+                              "its selection images. Takes effect at the next Segment.")
         self.object_size = QLineEdit()
         self.object_size.setPlaceholderText("the model's training scale")
         self.object_size.setToolTip(
@@ -165,6 +172,7 @@ class SegmentationWidget(QWidget):
         form.addRow("model", model_row)
         form.addRow("device", self.device)
         form.addRow("min. size", self.min_size)
+        form.addRow("steps used", self.depth)
         form.addRow("object size", self.object_size)
         form.addRow("", self.in_layer_units)
         form.addRow("tile size", self.tile_size)
@@ -310,6 +318,7 @@ class SegmentationWidget(QWidget):
             data=layer_array(layer), shape=spatial_shape(layer),
             rgb=bool(getattr(layer, "rgb", False)),
             min_size=None if self.min_size.value() < 0 else self.min_size.value(),
+            depth=None if self.depth.value() < 0 else self.depth.value(),
             object_size=object_size,
             scale=tuple(float(v) for v in layer.scale) if self.in_layer_units.isChecked()
             else None, tile_size=tile_size, tile_overlap=overlap)

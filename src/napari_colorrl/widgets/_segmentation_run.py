@@ -25,6 +25,7 @@ class SegmentationRequest:
     shape: tuple[int, ...]  # its shape without a colour axis
     rgb: bool
     min_size: int | None = None
+    depth: int | None = None  # coloring steps used (None: the model's; 0: all T)
     object_size: Any = None  # None, a number or one per axis
     scale: tuple[float, ...] | None = None  # the layer's scale, when the size is in its units
     tile_size: tuple[int, ...] | None = None
@@ -52,6 +53,7 @@ def segmentation_run(model: str, device: str, data: Any, shape: tuple[int, ...],
         from napari_colorrl.core.runtime import available_bytes
 
         segmenter = Segmenter.load(request.model, request.device)
+        segmenter.use_depth(request.depth)
         ndim, shape = segmenter.config.ndim, request.shape
         if len(shape) not in (ndim, ndim + 1, ndim + 2):
             kind = "2D images or stacks of 2D frames" if ndim == 2 else "volumes or stacks of them"

@@ -40,6 +40,19 @@ def test_argmax_coloring_reproduces_target(spatial):
     np.testing.assert_array_equal(result.colors, target.numpy())
 
 
+def test_fewer_passes_take_the_first_steps_and_leave_the_rest_untaken():
+    """A model's depth k runs k passes; the network still sees its T step channels, those of
+    the steps not taken 0 (ScriptedPolicy checks), and the colors are the target's k bits."""
+    steps, passes = 4, 2
+    target = torch.randint(0, 2**steps, (1, 6, 5), generator=torch.Generator().manual_seed(1))
+    policy = ScriptedPolicy(target, steps)
+    result = run_coloring(policy, torch.rand(1, 1, 6, 5), steps, passes=passes)
+    assert policy.calls == passes and result.steps.shape == (1, passes, 6, 5)
+    np.testing.assert_array_equal(result.colors, (target % 2**passes).numpy())
+    with pytest.raises(ValueError, match="passes must be between 1 and steps"):
+        run_coloring(policy, torch.rand(1, 1, 6, 5), steps, passes=5)
+
+
 def test_sampling_is_seeded_and_follows_probabilities():
     def policy(image, channels):
         b, _, h, w = image.shape

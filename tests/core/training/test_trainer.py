@@ -54,8 +54,11 @@ def test_one_update_changes_weights_and_reports(tmp_path, ndim):
     assert 0 <= report.reward_share <= 1 and 0 <= report.network_share <= 1
     ckpt = load_checkpoint(out)
     assert ckpt.step == 1 and ckpt.episodes == 2
-    # The minimum object size chosen on the validation images travels with the model.
-    assert ckpt.config == config.replace(min_size=int(report.validation["min_size"]))
+    # The minimum object size and the depth chosen on the validation images travel with the
+    # model.
+    assert 1 <= report.validation["depth"] <= config.steps
+    assert ckpt.config == config.replace(min_size=int(report.validation["min_size"]),
+                                         depth=int(report.validation["depth"]))
     changed = [k for k in initial if not torch.equal(initial[k], ckpt.model_state[k])]
     assert changed, "one update must change the weights"
 
@@ -168,6 +171,69 @@ def test_validation_chooses_min_size_on_the_same_color_maps():
     assert chosen["abs_dic"] == 0 and chosen["sbd"] == pytest.approx(1.0)
 
 
+def _step_painter(second_step):
+    """A 'policy' whose first step paints the foreground of a 32 x 32 image (rows 4-19, columns
+    4-27) and whose second step paints ``second_step`` (a (32, 32) 0/1 array)."""
+
+    class Painter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.calls = 0
+
+        def forward(self, image, steps, image_features=None):
+            self.calls += 1
+            taken = int((steps != 0).flatten(2).any(2).sum(1).max())  # steps already taken
+            paint = torch.zeros_like(image[:, :1])
+            if taken == 0:
+                paint[..., 4:20, 4:28] = 1
+            else:
+                paint[:, 0] = torch.as_tensor(second_step, dtype=paint.dtype)
+            return torch.cat([-10 * paint, 10 * paint], 1), torch.zeros_like(paint)
+
+    return Painter()
+
+
+@pytest.mark.parametrize("case", ["separates", "cuts"])
+def test_validation_chooses_the_depth_that_scores_best(case):
+    """The depth is chosen on the validation images: a second step that tells two touching
+    objects apart is kept (depth 2), one that cuts single objects in halves is dropped (depth
+    1); the model then runs only the chosen steps, and scores what validation said."""
+    from napari_colorrl.core.inference import Segmenter
+    from napari_colorrl.core.metrics import sbd
+    from napari_colorrl.core.training.selection import validate
+
+    config = ColorRLConfig.from_dict({"ndim": 2, "steps": 2, "input_size": [32, 32],
+                                      "input_mode": "crop", "min_size": 0,
+                                      "network": {"features": [4, 8]}})
+    gt = np.zeros((32, 32), np.int32)
+    second = np.zeros((32, 32), np.uint8)
+    if case == "separates":  # two touching objects; step 2 paints the right one
+        gt[4:20, 4:16], gt[4:20, 16:28] = 1, 2
+        second[4:20, 16:28] = 1
+    else:  # one object; step 2 paints a stripe through its middle, cutting it in three
+        gt[4:20, 4:28] = 1
+        second[4:20, 14:18] = 1
+    sample = type("S", (), {"image": np.random.default_rng(0).random((32, 32)), "labels": gt})
+    painter = _step_painter(second)
+    chosen = validate(painter, config, [sample], torch.device("cpu"), choose_depth=True)
+    assert "min_size" not in chosen
+    assert chosen["depth"] == (2 if case == "separates" else 1)
+    assert chosen["sbd"] == pytest.approx(1.0)
+    fixed = validate(painter, config, [sample], torch.device("cpu"))  # all T steps
+    assert "depth" not in fixed
+    if case == "separates":
+        assert fixed["sbd"] == pytest.approx(1.0)
+    else:
+        assert fixed["sbd"] < 0.8 and fixed["abs_dic"] == 2
+    segmenter = Segmenter(painter, config.replace(depth=int(chosen["depth"])), device="cpu",
+                          fast_layout=False)
+    painter.calls = 0
+    result = segmenter.segment(sample.image)
+    assert painter.calls == chosen["depth"] and result.steps.shape[0] == chosen["depth"]
+    assert sbd(result.instances, gt) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_validation_scores_what_the_product_segments(ndim):
     """A checkpoint is chosen on the path it is used on: on images larger than the training
@@ -187,9 +253,10 @@ def test_validation_scores_what_the_product_segments(ndim):
     torch.manual_seed(3)
     model = build_network(config)
     chosen = validate(model, config, big, torch.device("cpu"), choose_min_size=True,
-                      scale=scale.to_dict())
+                      scale=scale.to_dict(), choose_depth=True)
     assert model.training  # validation hands the model back in training mode
-    segmenter = Segmenter(model, config.replace(min_size=int(chosen["min_size"])),
+    segmenter = Segmenter(model, config.replace(min_size=int(chosen["min_size"]),
+                                                depth=int(chosen["depth"])),
                           device="cpu", fast_layout=False, scale=scale)
     results = [segmenter.segment(s.image) for s in big]
     assert all(r.plan.tiles > 1 or not r.plan.own_statistics(config.input_size)

@@ -79,6 +79,7 @@ def run_coloring(
     *,
     sample: bool = False,
     seed: int | None = None,
+    passes: int | None = None,
 ) -> ColoringResult:
     """Color a batch of images in ``steps`` forward passes of ``policy``.
 
@@ -87,21 +88,27 @@ def run_coloring(
         once and passed back as ``image_features`` at each step.
     image: (B, C, *S) float tensor on the policy's device.
     sample: draw actions from the policy (with ``seed`` for repeatability) instead of argmax.
+    passes: run only the first ``passes`` steps (a model's ``depth``); the network still gets
+        its ``steps`` step channels, those of the steps not taken left 0 as during an episode,
+        and the result holds the ``passes`` steps taken.
 
     Runs under ``torch.inference_mode``; the T-step loop stays on the device (no host copy or
     sync until the step maps are read back once at the end).
     """
     if image.ndim < 4:
         raise ValueError(f"image must be (B, C, *S) with 2 or 3 spatial axes, got {image.shape}.")
+    passes = steps if passes is None else int(passes)
+    if not 1 <= passes <= steps:
+        raise ValueError(f"passes must be between 1 and steps ({steps}), got {passes}.")
     batch, spatial = image.shape[0], image.shape[2:]
     channels = torch.zeros((batch, steps, *spatial), dtype=image.dtype, device=image.device)
-    actions = torch.zeros((batch, steps, *spatial), dtype=torch.uint8, device=image.device)
+    actions = torch.zeros((batch, passes, *spatial), dtype=torch.uint8, device=image.device)
     generator = None
     if sample:
         generator = torch.Generator(device=image.device)
         generator.manual_seed(0 if seed is None else int(seed))
     cache = policy.encode_image(image) if hasattr(policy, "encode_image") else None
-    for t in range(steps):
+    for t in range(passes):
         logits = _logits(policy, image, channels, cache)
         if sample:
             prob_one = torch.softmax(logits.float(), dim=1)[:, 1]

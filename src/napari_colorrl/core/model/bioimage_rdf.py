@@ -121,7 +121,8 @@ def describe(folder: Path, files: dict[str, Path], text: PackageText, config: Co
         "version": str(__version__), "model": text.model, "step": int(step),
         "episodes": int(episodes), "colorrl_config": config.to_dict(),
         "instances": {"background_color": 0, "connectivity": config.connectivity or config.ndim,
-                      "min_size": int(config.min_size), "input_mode": config.input_mode,
+                      "min_size": int(config.min_size), "depth": int(config.passes),
+                      "input_mode": config.input_mode,
                       "input_size": [int(s) for s in config.input_size]},
     }
     if training_scale is not None:
@@ -230,6 +231,12 @@ def readme(text: PackageText, config: ColorRLConfig) -> str:
         trained += f" Cite: {data.citation} (DOI {data.doi})." if data.doi else ""
     connectivity = config.connectivity or ndim
     neighbours = "full" if connectivity == ndim else "faces only"
+    depth, first_bits = config.passes, ""
+    if depth < steps:
+        first_bits = (
+            f" This model makes its instances from the colors after its first {depth} of the "
+            f"{steps} steps (the depth chosen for it at training): keep the first {depth} bits "
+            f"of each color first, `colors = colors % {2**depth}`.")
     return f"""# {text.title}
 
 A ColorRL model (reinforced coloring, {PAPER}) exported by napari-colorrl {__version__} from
@@ -252,12 +259,12 @@ Spatial size: {size_rule}
 
 The instances are the connected components of each color except 0 (connectivity
 {connectivity} of {ndim}: {neighbours}), with components smaller than {config.min_size} pixels
-removed (the minimum size chosen for this model). In Python:
+removed (the minimum size chosen for this model).{first_bits} In Python:
 
 ```python
 import numpy as np
 from skimage.measure import label
-
+{chr(10) + f"colors = colors % {2**depth}" + chr(10) if depth < steps else ""}
 components = label(colors, background=0, connectivity={connectivity})
 sizes = np.bincount(components.ravel())
 keep = sizes >= {max(int(config.min_size), 1)}

@@ -3,6 +3,9 @@
 The coloring (T network passes) runs once per image; the post-processing is cheap, so the
 minimum object size is chosen here too, on the validation images, as the paper does: every
 candidate size is tried on the same stitched objects and the one with the best score is kept.
+So is the depth (docs/method.md, "Depth"): the instances made from the colors after the first
+k of the T steps, for every k, since the colors after k steps are the first k bits of the
+colors after T.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from ..config import ColorRLConfig
 from ..data.scale import TrainingScale
 from ..inference import Segmenter
+from ..method.postprocess import instances_from_colors, remove_small
 from ..metrics import abs_dic, ap, sbd
 
 VALIDATION_METRICS = ("sbd", "abs_dic", "ap50")
@@ -57,6 +61,7 @@ def validate(
     min_size: int | None = None,
     choose_min_size: bool = False,
     scale: TrainingScale | dict | None = None,
+    choose_depth: bool = False,
 ) -> dict[str, float]:
     """Mean SBD, |DiC| and AP50 over ``samples`` (argmax coloring, full-size scoring).
 
@@ -71,14 +76,21 @@ def validate(
     ``"min_size"``, the size chosen (the scores are those at that size). A size is the
     model's, in pixels of an image at the training scale, as ``config.min_size`` is: each image
     applies it at its own scale (``InferencePlan.default_min_size``), as the product does.
+
+    With ``choose_depth`` every depth k = 1 .. T is tried with every size (the instances of the
+    colors' first k bits, ``depth_instances``) and the result also holds ``"depth"``, the k
+    chosen (T when all steps win, the same choice as 0). Without it the model runs the steps
+    ``config.depth`` asks for.
     """
     if isinstance(scale, dict):
         scale = TrainingScale.from_dict(scale, config.ndim)
+    if choose_depth:
+        config = config.replace(depth=0)
     segmenter = Segmenter(model, config, device=str(device), fast_layout=False, scale=scale)
     results, gts = [], []
     try:
         for sample in samples:
-            results.append(segmenter.segment(sample.image, min_size=0, keep_steps=False))
+            results.append(segmenter.segment(sample.image, min_size=0, keep_steps=choose_depth))
             gts.append(np.asarray(sample.labels))
     finally:
         model.train()
@@ -86,14 +98,30 @@ def validate(
     candidates = [default]
     if choose_min_size and results:
         candidates = min_size_candidates(default, int(min(r.objects.size for r in results)))
+    depths = range(1, config.steps + 1) if choose_depth else [config.passes]
     best: dict[str, float] | None = None
-    for size in candidates:
-        instances = [segmenter.instances_of(r, r.plan.default_min_size(size)) for r in results]
-        scores = _score(instances, gts)
-        scores["min_size"] = float(size)
-        if best is None or selection_score(scores) > selection_score(best):
-            best = scores
+    for depth in depths:
+        if depth == segmenter.steps:
+            objects = [r.objects for r in results]
+        else:
+            objects = [depth_instances(r.colors, depth, config.connectivity) for r in results]
+        for size in candidates:
+            instances = [remove_small(o, r.plan.default_min_size(size)) if size else o
+                         for o, r in zip(objects, results)]
+            scores = _score(instances, gts)
+            scores["min_size"], scores["depth"] = float(size), float(depth)
+            if best is None or selection_score(scores) > selection_score(best):
+                best = scores
     assert best is not None
     if not choose_min_size:
         best.pop("min_size")
+    if not choose_depth:
+        best.pop("depth")
     return best
+
+
+def depth_instances(colors: np.ndarray, depth: int, connectivity: int | None) -> np.ndarray:
+    """Connected components (ids 1..N) of the colors after the first ``depth`` steps: the
+    first ``depth`` bits of the colors after all T (``colors``, at the image's shape)."""
+    first = np.bitwise_and(colors, (1 << depth) - 1)
+    return instances_from_colors(first, connectivity=connectivity)

@@ -233,10 +233,13 @@ def _updates(run: _Run, config: ColorRLConfig, val_samples: Sequence, out: Path,
             if val_samples and ctx.is_main and due:
                 validation = validate(model, config, val_samples[: tcfg.val_max_images], device,
                                       choose_min_size=tcfg.tune_min_size,
-                                      scale=state.training_scale)
+                                      scale=state.training_scale,
+                                      choose_depth=tcfg.tune_depth)
+                # Inference choices only: the checkpoints written from now on carry them.
                 if "min_size" in validation:
-                    # Post-processing only: the checkpoints written from now on carry it.
                     config = config.replace(min_size=int(validation["min_size"]))
+                if "depth" in validation:
+                    config = config.replace(depth=int(validation["depth"]))
                 if selection_score(validation) > state.best_score:
                     state.best_score = selection_score(validation)
                     save(best_path(out))
