@@ -49,7 +49,12 @@ def reselect(source: Path, data: Path) -> dict:
     from napari_colorrl.core.training.selection import validate
     from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
 
-    setup = prepare_training(TrainingRequest(data=data, init=source))
+    # The selection share, never val/ (which the export scores): as the benchmarks choose.
+    setup = prepare_training(TrainingRequest(data=data, init=source,
+                                             settings={"train.selection": "train"}))
+    if not setup.scored:
+        raise SystemExit(f"{data} has no val/ to set aside: the choice would be made on what "
+                         f"the export scores.")
     segmenter = Segmenter.load(source, device="cpu", fast_layout=False)
     return validate(segmenter.model, segmenter.config, setup.val, segmenter.device,
                     choose_min_size=True, choose_depth=True, scale=segmenter.scale)
