@@ -16,6 +16,8 @@ to instances, scored at full size as the product scores:
   connected foreground instead of being dropped (fragments of a leaf rejoin it);
 - ``smooth``: each step's logit margin smoothed (Gaussian, sigma in network pixels) before the
   argmax, so that isolated pixels follow their surroundings at every step.
+- ``depth-k``: the components of the colors after the first k of the T steps (a model's
+  ``depth``, docs/method.md; ``cc`` is depth T).
 
 Each method's parameter and the minimum object size are chosen on the selection share carved
 from train/ (as training chooses them) and the chosen setting is scored on val/. Runs given as
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._report import header
+from ._report import header, pick
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
 H_VALUES = (1.0, 2.0, 3.0, 5.0)
@@ -144,19 +146,28 @@ def absorb_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return remove_small(np.where((labels > 0) & same, large[nearest], 0), 0)
 
 
-def methods(colors: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """Labels at the network's resolution, one per method and parameter."""
+FAMILIES = ("cc", "depth", "soft", "distance", "absorb", "smooth")
+
+
+def methods(colors: np.ndarray, probabilities: np.ndarray, families=FAMILIES
+            ) -> dict[str, np.ndarray]:
+    """Labels at the network's resolution, one per method and parameter (of ``families``;
+    ``cc`` always)."""
     from skimage.measure import label
 
     out = {"cc": label(colors, background=0, connectivity=colors.ndim)}
-    for t in THRESHOLDS:
+    if "depth" in families:
+        for k in range(1, len(probabilities)):  # the colors after the first k steps
+            first = np.bitwise_and(colors, (1 << k) - 1)
+            out[f"depth-{k}"] = label(first, background=0, connectivity=colors.ndim)
+    for t in THRESHOLDS if "soft" in families else ():
         out[f"soft {t:g}"] = soft_split(colors, probabilities, t)
-    for h in H_VALUES:
+    for h in H_VALUES if "distance" in families else ():
         out[f"distance {h:g}"] = distance_split(colors, h)
     return out
 
 
-def score_all(segmenter, samples) -> dict[str, dict[int, list[dict]]]:
+def score_all(segmenter, samples, families=FAMILIES) -> dict[str, dict[int, list[dict]]]:
     """scores[setting][min_size] = per-image metrics."""
     from skimage.measure import label
 
@@ -175,13 +186,13 @@ def score_all(segmenter, samples) -> dict[str, dict[int, list[dict]]]:
         colors, probabilities, shape = color_with_probabilities(segmenter, sample.image)
         plan = segmenter.plan(shape)
         sizes = min_size_candidates(segmenter.config.min_size, int(np.prod(shape)))
-        for setting, labels in methods(colors, probabilities).items():
+        for setting, labels in methods(colors, probabilities, families).items():
             full = resize_nearest(labels, tuple(shape))
             for size in sizes:
                 add(setting, size, remove_small(full, plan.default_min_size(size)))
-                if setting == "cc":
+                if setting == "cc" and "absorb" in families:
                     add("absorb", size, absorb_small(full, plan.default_min_size(size)))
-        for sigma in SIGMAS:
+        for sigma in SIGMAS if "smooth" in families else ():
             colors = color_with_probabilities(segmenter, sample.image, sigma)[0]
             full = resize_nearest(label(colors, background=0, connectivity=colors.ndim), shape)
             for size in sizes:
@@ -189,17 +200,23 @@ def score_all(segmenter, samples) -> dict[str, dict[int, list[dict]]]:
     return scores
 
 
-def screen(run: Path, data: Path) -> dict[str, dict]:
+def screen(run: Path, data: Path, families=FAMILIES) -> dict[str, dict]:
     """Per method: the setting and size chosen on the selection share, and val/'s means."""
     from napari_colorrl.core.inference import Segmenter
     from napari_colorrl.core.metrics import mean_metrics
     from napari_colorrl.core.training.selection import selection_score
     from napari_colorrl.core.training.setup import TrainingRequest, prepare_training
 
-    setup = prepare_training(TrainingRequest(data=data, config_file=run / "config.json"))
+    # On the selection share carved from train/ whatever the run's config says (a folder made
+    # by hand around a bundled model holds its config, whose selection is 'val').
+    setup = prepare_training(TrainingRequest(data=data, config_file=run / "config.json",
+                                             settings={"train.selection": "train"}))
+    if not setup.scored:
+        raise SystemExit(f"{data} has no val/ to score.")
     segmenter = Segmenter.load(run / "model.best.pt", device="cpu", fast_layout=False)
-    chosen_on = score_all(segmenter, setup.val)
-    scored = score_all(segmenter, setup.scored)
+    segmenter.use_depth(0)  # all T steps, whatever depth the model was saved with
+    chosen_on = score_all(segmenter, setup.val, families)
+    scored = score_all(segmenter, setup.scored, families)
     out: dict[str, dict] = {}
     for setting in chosen_on:
         family = setting.split()[0]
@@ -224,20 +241,26 @@ def main() -> int:
     parser.add_argument("runs", type=Path, nargs="+",
                         help="run folders holding config.json and model.best.pt")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--only", default=",".join(FAMILIES),
+                        help=f"comma-separated methods to screen (default: all of "
+                        f"{', '.join(FAMILIES)}; cc is always scored)")
     args = parser.parse_args()
+    families = pick(parser, args.only, FAMILIES, "methods")
     missing = [r for r in args.runs if not (r / "model.best.pt").is_file()]
     if missing or not args.data.is_dir():
         print(f"not found: {', '.join(map(str, missing)) or args.data}")
         return 1
-    results = {str(run): screen(run, args.data) for run in args.runs}
+    results = {str(run): screen(run, args.data, families) for run in args.runs}
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
-    families = list(next(iter(results.values())))
+    shown = list(next(iter(results.values())))
     lines = [*header("Split steps after the coloring"), "",
              "| method | setting chosen per run | SBD per run | SBD | abs DiC | AP50 | "
-             "VOI split | VOI merge | SBD vs cc |", "|---|---|---|---|---|---|---|---|---|"]
+             "VOI split | VOI merge | SBD vs cc | AP50 vs cc |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     base = statistics.mean(r["cc"]["sbd"] for r in results.values())
-    for family in families:
+    base_ap = statistics.mean(r["cc"]["ap50"] for r in results.values())
+    for family in shown:
         rows = [r[family] for r in results.values()]
         sbds = [r["sbd"] for r in rows]
         spread = f" ± {statistics.stdev(sbds):.3f}" if len(sbds) > 1 else ""
@@ -246,7 +269,8 @@ def main() -> int:
             f"{', '.join(f'{v:.3f}' for v in sbds)} | {statistics.mean(sbds):.3f}{spread} | "
             + " | ".join(f"{statistics.mean(r[k] for r in rows):.3f}"
                          for k in ("abs_dic", "ap50", "voi_split", "voi_merge"))
-            + f" | {statistics.mean(sbds) / base:.2f}x |")
+            + f" | {statistics.mean(sbds) / base:.2f}x | "
+            f"{statistics.mean(r['ap50'] for r in rows) / max(base_ap, 1e-9):.2f}x |")
     print("\n".join(lines))
     return 0
 

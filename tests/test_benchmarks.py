@@ -224,3 +224,48 @@ def test_diagnose_oracles_and_split_steps_on_known_cases():
     done = subprocess.run([sys.executable, "-c", ORACLES], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_post_processing_choices_are_made_on_the_carved_share_never_on_val(tmp_path,
+                                                                          monkeypatch):
+    """``benchmarks.splitting`` and ``export_model --reselect`` choose on the share carved from
+    train/ even for a run folder whose config says ``selection: val`` (a bundled model's: the
+    DSB split-step screen of 2026-12-06 chose on the val/ images it reported that way)."""
+    import benchmarks.export_model as export_model
+    import benchmarks.splitting as splitting
+
+    from conftest import trained_model
+    from napari_colorrl.core.data.files import load_dataset_dir
+    from napari_colorrl.core.model.checkpoint import load_checkpoint
+    from napari_colorrl.core.training import selection
+
+    data = _tiny_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    run.mkdir()
+    model = trained_model(run / "model.best.pt")
+    config = load_checkpoint(model).config
+    assert config.train.selection == "val"
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    val_names = {s.name for s in load_dataset_dir(data)[1]}
+    seen: list[set] = []
+
+    def record(segmenter, samples, *args):
+        seen.append({s.name for s in samples})
+        return {}
+
+    monkeypatch.setattr(splitting, "score_all", record)
+    splitting.screen(run, data)
+    chosen_on, scored = seen
+    assert chosen_on and not chosen_on & val_names and scored == val_names
+
+    seen.clear()
+    validate = selection.validate
+
+    def recorded_validate(model, config, samples, *args, **kwargs):
+        seen.append({s.name for s in samples})
+        return validate(model, config, samples, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "validate", recorded_validate)
+    choice = export_model.reselect(model, data)
+    assert len(seen) == 1 and seen[0] and not seen[0] & val_names
+    assert 1 <= choice["depth"] <= config.steps and choice["min_size"] >= 0

@@ -89,6 +89,11 @@ def test_a_config_written_before_depth_existed_runs_every_step():
     config = ColorRLConfig.from_dict(old)
     assert config.depth == 0 and config.passes == 4 and config.train.tune_depth
     assert ColorRLConfig(steps=4, depth=2).passes == 2
+    # A new T drops the depth chosen for the old one (fine-tuning a model with a depth and an
+    # automatic T, or the memory check's T = 1, once raised "depth cannot exceed steps").
+    assert ColorRLConfig(steps=4, depth=2).replace(steps=1).depth == 0
+    assert ColorRLConfig(steps=4, depth=2).replace(steps=4).depth == 2
+    assert ColorRLConfig(steps=4, depth=2).replace(steps=6, depth=3).depth == 3
 
 
 def test_a_version_1_config_with_removed_options_still_loads():

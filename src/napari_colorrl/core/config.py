@@ -307,7 +307,11 @@ class ColorRLConfig:
         return cls.from_dict(read_config_file(path))
 
     def replace(self, **changes: Any) -> ColorRLConfig:
-        """A copy with top-level fields changed (nested ones: pass a new dataclass)."""
+        """A copy with top-level fields changed (nested ones: pass a new dataclass). A new T
+        (``steps``) drops the depth chosen for the old one (back to 0, all steps) unless
+        ``depth`` is given too."""
+        if "steps" in changes and "depth" not in changes and changes["steps"] != self.steps:
+            changes["depth"] = 0
         return dataclasses.replace(self, **changes)
 
 

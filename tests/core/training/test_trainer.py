@@ -171,9 +171,9 @@ def test_validation_chooses_min_size_on_the_same_color_maps():
     assert chosen["abs_dic"] == 0 and chosen["sbd"] == pytest.approx(1.0)
 
 
-def _step_painter(second_step):
-    """A 'policy' whose first step paints the foreground of a 32 x 32 image (rows 4-19, columns
-    4-27) and whose second step paints ``second_step`` (a (32, 32) 0/1 array)."""
+def _step_painter(first_step, second_step):
+    """A 'policy' whose first step paints ``first_step`` and whose second paints
+    ``second_step`` ((32, 32) 0/1 arrays)."""
 
     class Painter(torch.nn.Module):
         def __init__(self):
@@ -185,20 +185,20 @@ def _step_painter(second_step):
             self.calls += 1
             taken = int((steps != 0).flatten(2).any(2).sum(1).max())  # steps already taken
             paint = torch.zeros_like(image[:, :1])
-            if taken == 0:
-                paint[..., 4:20, 4:28] = 1
-            else:
-                paint[:, 0] = torch.as_tensor(second_step, dtype=paint.dtype)
+            paint[:, 0] = torch.as_tensor(second_step if taken else first_step,
+                                          dtype=paint.dtype)
             return torch.cat([-10 * paint, 10 * paint], 1), torch.zeros_like(paint)
 
     return Painter()
 
 
-@pytest.mark.parametrize("case", ["separates", "cuts"])
+@pytest.mark.parametrize("case", ["separates", "cuts", "ties"])
 def test_validation_chooses_the_depth_that_scores_best(case):
     """The depth is chosen on the validation images: a second step that tells two touching
     objects apart is kept (depth 2), one that cuts single objects in halves is dropped (depth
-    1); the model then runs only the chosen steps, and scores what validation said."""
+    1), and one that changes nothing is kept (all T steps win ties: objects apart on a few
+    validation images must not make a model that merges touching ones elsewhere). The model
+    then runs only the chosen steps, and scores what validation said."""
     from napari_colorrl.core.inference import Segmenter
     from napari_colorrl.core.metrics import sbd
     from napari_colorrl.core.training.selection import validate
@@ -211,21 +211,24 @@ def test_validation_chooses_the_depth_that_scores_best(case):
     if case == "separates":  # two touching objects; step 2 paints the right one
         gt[4:20, 4:16], gt[4:20, 16:28] = 1, 2
         second[4:20, 16:28] = 1
-    else:  # one object; step 2 paints a stripe through its middle, cutting it in three
+    elif case == "cuts":  # one object; step 2 paints a stripe through its middle, cutting it
         gt[4:20, 4:28] = 1
         second[4:20, 14:18] = 1
+    else:  # two objects apart; step 2 paints the right one whole
+        gt[4:20, 4:12], gt[4:20, 20:28] = 1, 2
+        second[4:20, 20:28] = 1
     sample = type("S", (), {"image": np.random.default_rng(0).random((32, 32)), "labels": gt})
-    painter = _step_painter(second)
+    painter = _step_painter((gt > 0).astype(np.uint8), second)
     chosen = validate(painter, config, [sample], torch.device("cpu"), choose_depth=True)
     assert "min_size" not in chosen
-    assert chosen["depth"] == (2 if case == "separates" else 1)
+    assert chosen["depth"] == {"separates": 2, "cuts": 1, "ties": 2}[case]
     assert chosen["sbd"] == pytest.approx(1.0)
     fixed = validate(painter, config, [sample], torch.device("cpu"))  # all T steps
     assert "depth" not in fixed
-    if case == "separates":
-        assert fixed["sbd"] == pytest.approx(1.0)
-    else:
+    if case == "cuts":
         assert fixed["sbd"] < 0.8 and fixed["abs_dic"] == 2
+    else:
+        assert fixed["sbd"] == pytest.approx(1.0)
     segmenter = Segmenter(painter, config.replace(depth=int(chosen["depth"])), device="cpu",
                           fast_layout=False)
     painter.calls = 0

@@ -79,7 +79,8 @@ def validate(
 
     With ``choose_depth`` every depth k = 1 .. T is tried with every size (the instances of the
     colors' first k bits, ``depth_instances``) and the result also holds ``"depth"``, the k
-    chosen (T when all steps win, the same choice as 0). Without it the model runs the steps
+    chosen (T when all steps win, the same choice as 0; a smaller k only when it scores
+    strictly better). Without it the model runs the steps
     ``config.depth`` asks for.
     """
     if isinstance(scale, dict):
@@ -98,7 +99,9 @@ def validate(
     candidates = [default]
     if choose_min_size and results:
         candidates = min_size_candidates(default, int(min(r.objects.size for r in results)))
-    depths = range(1, config.steps + 1) if choose_depth else [config.passes]
+    # All T steps first: a smaller depth must score strictly better to be chosen (on a few
+    # images whose objects happen not to touch, depth 1 would tie and then merge elsewhere).
+    depths = range(config.steps, 0, -1) if choose_depth else [config.passes]
     best: dict[str, float] | None = None
     for depth in depths:
         if depth == segmenter.steps:
