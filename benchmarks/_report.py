@@ -57,6 +57,17 @@ def header(title: str) -> list[str]:
             f"- date: {stamp()}"]
 
 
+def steps_value(text: str) -> int | str:
+    """``--steps``: a whole number (T) or 'auto' (a number stayed a string, which the settings
+    refuse: ``--steps 3`` once stopped every training benchmark)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a whole number or auto, not {text!r}") from None
+
+
 def add_run_arguments(parser, *, minutes: float, quick_help: str) -> None:
     """The options every training benchmark shares: data, recipe (or a config file), budget, T,
     seed, name and --quick."""
@@ -67,8 +78,8 @@ def add_run_arguments(parser, *, minutes: float, quick_help: str) -> None:
     given.add_argument("--config", type=Path, help="a JSON config file of your own instead")
     parser.add_argument("--minutes", type=float, default=minutes,
                         help=f"training budget (default {minutes:g})")
-    parser.add_argument("--steps", default=None, help="T, or auto (default: the recipe's T, "
-                        "else auto)")
+    parser.add_argument("--steps", type=steps_value, default=None,
+                        help="T, or auto (default: the recipe's T, else auto)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=None,
                         help="name of the run (default: the recipe, else the data folder)")
