@@ -269,3 +269,14 @@ def test_post_processing_choices_are_made_on_the_carved_share_never_on_val(tmp_p
     choice = export_model.reselect(model, data)
     assert len(seen) == 1 and seen[0] and not seen[0] & val_names
     assert 1 <= choice["depth"] <= config.steps and choice["min_size"] >= 0
+
+
+def test_steps_option_takes_a_number_or_auto():
+    """``--steps 3`` once reached the settings as the string '3', which they refuse."""
+    import argparse
+
+    from benchmarks._report import steps_value
+
+    assert steps_value("3") == 3 and steps_value("auto") == "auto"
+    with pytest.raises(argparse.ArgumentTypeError, match="whole number or auto"):
+        steps_value("three")
