@@ -15,7 +15,13 @@ from napari_colorrl.core.metrics import ap
 
 @pytest.fixture(scope="module")
 def nuclei_model():
-    return Segmenter.load("nuclei-2d", device="cpu")
+    """The bundled model with all its T steps and the 64 px it shipped with until
+    2026-12-06: the scale figures below were measured so. Its chosen depth (2 of 5) merges
+    more of these synthetic nuclei, which touch more than DSB's; the gaps these tests check
+    are those of the scale, not of the depth."""
+    segmenter = Segmenter.load("nuclei-2d", device="cpu")
+    segmenter.config = segmenter.config.replace(depth=0, min_size=64)  # as measured
+    return segmenter
 
 
 def _matched(pred, gt):

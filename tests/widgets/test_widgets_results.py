@@ -160,7 +160,9 @@ def test_the_step_slider_visibly_changes_the_canvas(docks, qtbot):
     count = int(instances.data.max())
     assert label_last.endswith(f": {count} objects")
     status = segmentation.status.text()  # the status after segmenting says what ran
-    assert f"T = {steps} steps" in status and "nuclei-2d.pt" in status and " s, model" in status
+    total = segmentation.segmenter.config.steps
+    assert f"{steps} of T = {total} steps" in status
+    assert "nuclei-2d.pt" in status and " s, model" in status
 
 
 def test_correct_then_retrain_in_napari(docks, qtbot, tmp_path):
