@@ -77,11 +77,11 @@ def validate(
     model's, in pixels of an image at the training scale, as ``config.min_size`` is: each image
     applies it at its own scale (``InferencePlan.default_min_size``), as the product does.
 
-    With ``choose_depth`` every depth k = 1 .. T is tried with every size (the instances of the
-    colors' first k bits, ``depth_instances``) and the result also holds ``"depth"``, the k
-    chosen (T when all steps win, the same choice as 0; a smaller k only when it scores
-    strictly better). Without it the model runs the steps
-    ``config.depth`` asks for.
+    With ``choose_depth`` every depth k = 1 .. T is tried with every size (the instances of
+    the colors after the first k steps, ``Segmentation.colors_after``) and the result also
+    holds ``"depth"``, the k chosen (T when all steps win, the same choice as 0; a smaller k
+    only when it scores strictly better). Without it the model runs the steps ``config.depth``
+    asks for.
     """
     if isinstance(scale, dict):
         scale = TrainingScale.from_dict(scale, config.ndim)
@@ -107,7 +107,9 @@ def validate(
         if depth == segmenter.steps:
             objects = [r.objects for r in results]
         else:
-            objects = [depth_instances(r.colors, depth, config.connectivity) for r in results]
+            objects = [instances_from_colors(r.colors_after(depth),
+                                             connectivity=config.connectivity)
+                       for r in results]
         for size in candidates:
             instances = [remove_small(o, r.plan.default_min_size(size)) if size else o
                          for o, r in zip(objects, results)]
@@ -122,9 +124,3 @@ def validate(
         best.pop("depth")
     return best
 
-
-def depth_instances(colors: np.ndarray, depth: int, connectivity: int | None) -> np.ndarray:
-    """Connected components (ids 1..N) of the colors after the first ``depth`` steps: the
-    first ``depth`` bits of the colors after all T (``colors``, at the image's shape)."""
-    first = np.bitwise_and(colors, (1 << depth) - 1)
-    return instances_from_colors(first, connectivity=connectivity)
