@@ -169,6 +169,33 @@ def test_segmentation_worker_reports_a_missing_device(tmp_path):
     assert "'cuda:99'" in stop.value.value.message
 
 
+def test_training_worker_reports_bad_data_and_words_a_finished_run(tmp_path):
+    """The training dock's worker body (Qt-free) turns bad data into a ``Failure`` (not a
+    traceback) and writes nothing; the progress bar's text says how a run ended."""
+    import threading
+    from types import SimpleNamespace
+
+    from napari_colorrl.core.training.setup import TrainingRequest
+    from napari_colorrl.widgets import Failure
+    from napari_colorrl.widgets._training_run import clock, finished_text, training_run
+
+    missing = tmp_path / "no-such-folder"
+    run = training_run(TrainingRequest(data=missing, ndim=2), tmp_path / "m.pt",
+                       threading.Event())
+    with pytest.raises(StopIteration) as stop:
+        next(run)
+    assert isinstance(stop.value.value, Failure)
+    assert "no-such-folder" in stop.value.value.message
+    assert not (tmp_path / "m.pt").exists()
+
+    report = SimpleNamespace(update=40, progress=0.25, final=True, stopped=True)
+    assert finished_text([]) == "idle"
+    assert finished_text([report]) == "stopped at update 40 (25% of the budget)"
+    report.stopped, report.progress = False, 1.0
+    assert finished_text([report]) == "done: 40 updates"
+    assert (clock(59), clock(61), clock(3725)) == ("0:59", "1:01", "1:02:05")
+
+
 def test_training_dock_refuses_unwritable_output_and_bad_resume(docks, qtbot, tmp_path, notes):
     viewer, training, _ = docks
     image, labels = make_cells_2d(shape=(48, 48), n_objects=5, seed=0)

@@ -36,28 +36,7 @@ from napari_colorrl.widgets._closing import stop_and_wait, watch_main_window
 from napari_colorrl.widgets._layers import SampleScan, pair_problem, samples_from_layers
 from napari_colorrl.widgets._plot import TrainingPlot
 from napari_colorrl.widgets._training_form import TrainingForm
-
-
-def _training_run(request: Any, out: Path, stop: threading.Event):
-    """Worker body (runs in the worker thread): yields the ``TrainingSetup``, then one
-    ``TrainingReport`` per update. ``stop`` closes the core generator here, in this thread, which
-    writes the checkpoint (superqt's ``quit()`` would leave it to the garbage collector). Errors
-    come back as a ``Failure`` value, since superqt drops RuntimeErrors."""
-    from napari_colorrl.core.training.setup import prepare_training
-    from napari_colorrl.core.training.trainer import train
-
-    try:
-        setup = prepare_training(request)
-        yield setup
-        if stop.is_set():
-            return None
-        # Stop ends the run after the current update, with the checkpoint written and a final
-        # report that says it stopped.
-        yield from train(setup.config, setup.train, setup.val, out=out, resume=request.resume,
-                         init=request.init, should_stop=stop.is_set)
-    except Exception as err:  # noqa: BLE001 - every failure goes to the user
-        return Failure(err)
-    return None
+from napari_colorrl.widgets._training_run import auto_steps_run, clock, finished_text, training_run
 
 
 class TrainingWidget(TrainingForm):
@@ -269,7 +248,7 @@ class TrainingWidget(TrainingForm):
             self.auto_steps.setText("T from the model to start from")
             return
         self.auto_steps.setText("auto: T = … (counting neighbours)")
-        worker = thread_worker(_auto_steps_run, start_thread=False)(
+        worker = thread_worker(auto_steps_run, start_thread=False)(
             count, [s.labels for s in self.train_scan.samples], config)
         # A bound method, not a lambda: Qt drops the connection if the dock is gone first.
         worker.returned.connect(self._neighbours_counted)
@@ -373,7 +352,7 @@ class TrainingWidget(TrainingForm):
         self.history = []
         self.plot.clear()
         self.tabs.setCurrentWidget(self.plot)
-        self.worker = thread_worker(_training_run, start_thread=False)(request, out, self._stop)
+        self.worker = thread_worker(training_run, start_thread=False)(request, out, self._stop)
         self.worker.yielded.connect(self._on_yield)
         relay_warnings(self.worker, "ColorRL training")
         self.worker.returned.connect(lambda result: self._on_returned(result, out))
@@ -404,7 +383,7 @@ class TrainingWidget(TrainingForm):
         self.plot.add_report(item)
         self.progress.setRange(0, 1000)
         self.progress.setValue(int(1000 * item.progress))
-        left = "" if item.eta_seconds is None else f" · {_clock(item.eta_seconds)} left"
+        left = "" if item.eta_seconds is None else f" · {clock(item.eta_seconds)} left"
         self.progress.setFormat(f"{100 * item.progress:.0f}%{left}")
         line = f"update {item.update} · reward {item.reward:+.3f} · loss {item.loss:.3g}"
         scores = next((r.validation for r in reversed(self.history) if r.validation), None)
@@ -435,7 +414,7 @@ class TrainingWidget(TrainingForm):
             box.setEnabled(True)
         self.start_button.setText("Start training")
         self.progress.setRange(0, 1000)
-        self.progress.setFormat(_finished_text(self.history))
+        self.progress.setFormat(finished_text(self.history))
         self.refresh()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
@@ -455,12 +434,6 @@ class TrainingWidget(TrainingForm):
             show_warning(f"ColorRL training: {problem}")
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
 def _theme_colors(viewer: Any) -> tuple[str, str]:
     try:
         from napari.utils.theme import get_theme
@@ -469,26 +442,3 @@ def _theme_colors(viewer: Any) -> tuple[str, str]:
         return theme.background.as_hex(), theme.text.as_hex()
     except Exception:  # noqa: BLE001 - a plot in default colours is fine
         return "#262930", "#f0f1f2"
-
-
-def _finished_text(history: list) -> str:
-    """The progress bar's text once a run has ended."""
-    if not history:
-        return "idle"
-    last = history[-1]
-    if last.final and not last.stopped:
-        return f"done: {last.update} updates"
-    return f"stopped at update {last.update} ({100 * last.progress:.0f}% of the budget)"
-
-
-def _auto_steps_run(count: int, labels: list, config: Any) -> tuple[int, str, str | None]:
-    """The automatic T of these label maps (in a thread): (count, label text, problem)."""
-    from napari_colorrl.core.method.steps import auto_steps
-    from napari_colorrl.core.runtime import MemoryCheckError, check_setup_memory
-
-    try:
-        check_setup_memory(config, [np.shape(lab) for lab in labels], 1, "cpu")
-        steps, neighbours = auto_steps(labels, config)
-    except (ValueError, MemoryCheckError) as err:
-        return count, "", str(err)
-    return count, f"auto: T = {steps} (up to {neighbours} neighbours)", None

@@ -89,6 +89,30 @@ def test_coloring_module_gives_the_inference_color_map(ndim, attention, shape):
     assert len(np.unique(expected)) > 2
 
 
+def test_coloring_module_runs_only_the_models_depth():
+    """``passes`` = k: the first k argmax steps, the channels of the steps not taken left 0 (as
+    ``run_coloring(passes=k)`` and inference with a depth do); k step maps out, colors < 2^k."""
+    from napari_colorrl.core.method.coloring import run_coloring
+
+    config = tiny_config(2, steps=3, depth=2, input_mode="crop")
+    torch.manual_seed(1)
+    network = build_network(config)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.normal_(0, 0.5)
+    module = ColorRLColoring(**architecture_kwargs(config))
+    module.load_state_dict(network.state_dict())
+    tensor = torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        colors, step_maps = module.eval()(tensor)
+    reference = run_coloring(network.eval(), tensor, 3, passes=2)
+    assert step_maps.shape == (1, 2, 24, 24) and int(colors.max()) < 4
+    np.testing.assert_array_equal(colors.numpy(), reference.colors)
+    np.testing.assert_array_equal(step_maps.numpy(), reference.steps)
+    with pytest.raises(ValueError, match="passes must be 0"):
+        ColorRLColoring(**{**architecture_kwargs(config), "passes": 4})
+
+
 def test_coloring_module_imports_only_torch():
     source = Path(bioimage.__file__).with_name("coloring_network.py")
     imported = set()
@@ -164,6 +188,37 @@ def test_package_holds_what_the_issue_lists(trained):
     assert test_input.shape == (1, 1, *config.input_size) and test_input.dtype == np.float32
     np.testing.assert_array_equal(colors[0], segmenter.color_maps(test_input[0, 0])[1])
     assert len(np.unique(colors)) > 1
+
+
+def test_a_model_with_a_depth_is_packaged_running_only_those_steps(trained, tmp_path,
+                                                                  no_network):
+    """A model whose depth k < T was chosen at training runs its first k steps in the package
+    too: k step maps, colors below 2^k (no bits left for the reader to drop), the same colors
+    and instances as napari-colorrl with the checkpoint; bioimageio.core's own test passes."""
+    original = load_checkpoint(trained[0])
+    path = tmp_path / "depth2.pt"
+    checkpoint.save_checkpoint(path, config=original.config.replace(depth=2),
+                               model_state=original.model_state)
+    package = export_package(path, tmp_path / "depth2.zip",
+                             sample=tiny_samples(2, n=3)[2].image).path
+    rdf = _rdf(package)
+    assert rdf["outputs"][1]["axes"][1]["channel_names"] == ["step1", "step2"]
+    assert list(rdf["outputs"][0]["data"]["range"]) == [0, 3]
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["passes"] == 2
+    assert rdf["config"]["napari-colorrl"]["instances"]["depth"] == 2
+    with zipfile.ZipFile(package) as archive:
+        readme = archive.read(rdf["documentation"]["source"]).decode()
+        test_input = np.load(io.BytesIO(archive.read(rdf["inputs"][0]["test_tensor"]["source"])))
+        colors = np.load(io.BytesIO(archive.read(rdf["outputs"][0]["test_tensor"]["source"])))
+    assert "runs the first 2 of them" in readme and "colors % " not in readme
+    np.testing.assert_array_equal(
+        colors[0], Segmenter.load(path, device="cpu").color_maps(test_input[0, 0])[1])
+    assert colors.max() < 4
+    image = tiny_samples(2, n=2, shape=(45, 38))[1].image
+    np.testing.assert_array_equal(Segmenter.load(package, device="cpu").segment(image).instances,
+                                  Segmenter.load(path, device="cpu").segment(image).instances)
+    summary, failed = _bioimageio_test(package)
+    assert summary.status == "passed", failed
 
 
 def test_package_gives_the_checkpoint_instances(trained):

@@ -254,7 +254,7 @@ def _run_checked(module: torch.nn.Module, network: torch.nn.Module, config: Colo
     tensor = torch.from_numpy(image)[None]
     with torch.no_grad():
         colors, steps = (t.numpy() for t in module(tensor))
-    reference = run_coloring(network.eval(), tensor, config.steps)
+    reference = run_coloring(network.eval(), tensor, config.steps, passes=config.passes)
     if not np.array_equal(colors_from_steps(np.moveaxis(reference.steps, 1, 0)), colors):
         raise RuntimeError("The exported coloring module does not reproduce napari-colorrl's "
                            "color map; please report this as a bug of napari-colorrl.")

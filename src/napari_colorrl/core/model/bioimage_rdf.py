@@ -58,7 +58,8 @@ def architecture_kwargs(config: ColorRLConfig) -> dict[str, Any]:
     net = config.network
     return {"ndim": config.ndim, "image_channels": config.normalization.channels,
             "steps": config.steps, "features": [int(f) for f in net.features],
-            "attention": bool(net.attention), "input_features": int(net.input_features)}
+            "attention": bool(net.attention), "input_features": int(net.input_features),
+            "passes": int(config.passes)}
 
 
 def spatial_axes(ndim: int) -> tuple[str, ...]:
@@ -97,13 +98,13 @@ def describe(folder: Path, files: dict[str, Path], text: PackageText, config: Co
             source=files["torchscript"], pytorch_version=torch_version,
             parent="pytorch_state_dict"),
     )
-    steps = config.steps
+    steps = config.passes  # the steps the package runs: the model's depth k (T unless chosen)
     outputs = [
         spec.OutputTensorDescr(
             id=spec.TensorId("colors"), axes=[spec.BatchAxis(), *space_out()],
             test_tensor=spec.FileDescr(source=files["colors"]),
-            description="color code of every pixel (0 = background, 1 .. 2^T - 1): the "
-            "connected components of each color are the instances (README.md)",
+            description="color code of every pixel (0 = background, 1 .. 2^k - 1, k the steps "
+            "run): the connected components of each color are the instances (README.md)",
             data=spec.IntervalOrRatioDataDescr(type="int32", range=(0, 2**steps - 1))),
         spec.OutputTensorDescr(
             id=spec.TensorId("steps"),
@@ -112,7 +113,7 @@ def describe(folder: Path, files: dict[str, Path], text: PackageText, config: Co
             axes=[spec.BatchAxis(), spec.ChannelAxis(
                 channel_names=[f"step{t + 1}" for t in range(steps)]), *space_out()],
             test_tensor=spec.FileDescr(source=files["steps"]),
-            description="the T binary action maps of the coloring steps (colors = sum_t "
+            description="the k binary action maps of the coloring steps run (colors = sum_t "
             "a_t 2^t)",
             data=spec.NominalOrOrdinalDataDescr(values=[0, 1], type="uint8")),
     ]
@@ -231,17 +232,17 @@ def readme(text: PackageText, config: ColorRLConfig) -> str:
         trained += f" Cite: {data.citation} (DOI {data.doi})." if data.doi else ""
     connectivity = config.connectivity or ndim
     neighbours = "full" if connectivity == ndim else "faces only"
-    depth, first_bits = config.passes, ""
+    depth = config.passes
+    taken = f"T = {steps} steps; the T bits form its color"
     if depth < steps:
-        first_bits = (
-            f" This model makes its instances from the colors after its first {depth} of the "
-            f"{steps} steps (the depth chosen for it at training): keep the first {depth} bits "
-            f"of each color first, `colors = colors % {2**depth}`.")
+        taken = (f"T = {steps} steps. This package runs the first {depth} of them, the depth "
+                 f"chosen for this model at training (its later steps cut objects apart more "
+                 f"than they separated neighbours); those {depth} bits form its color")
     return f"""# {text.title}
 
 A ColorRL model (reinforced coloring, {PAPER}) exported by napari-colorrl {__version__} from
-`{text.source}`. Every pixel is an agent that takes one binary action in each of T = {steps}
-steps; the T bits form its color, and neighbouring objects end with different colors.
+`{text.source}`. Every pixel is an agent that takes one binary action in each of {taken}, and
+neighbouring objects end with different colors.
 
 ## Input
 
@@ -252,19 +253,19 @@ Spatial size: {size_rule}
 ## Outputs
 
 - `colors`: (batch, {axes}) int32, the color of every pixel, 0 = background,
-  1 .. {2**steps - 1} = objects.
-- `steps`: (batch, step, {axes}) uint8, the {steps} binary step maps a_t; colors = sum_t a_t 2^t.
+  1 .. {2**depth - 1} = objects.
+- `steps`: (batch, step, {axes}) uint8, the {depth} binary step maps a_t; colors = sum_t a_t 2^t.
 
 ## From the color map to instances
 
 The instances are the connected components of each color except 0 (connectivity
 {connectivity} of {ndim}: {neighbours}), with components smaller than {config.min_size} pixels
-removed (the minimum size chosen for this model).{first_bits} In Python:
+removed (the minimum size chosen for this model). In Python:
 
 ```python
 import numpy as np
 from skimage.measure import label
-{chr(10) + f"colors = colors % {2**depth}" + chr(10) if depth < steps else ""}
+
 components = label(colors, background=0, connectivity={connectivity})
 sizes = np.bincount(components.ravel())
 keep = sizes >= {max(int(config.min_size), 1)}

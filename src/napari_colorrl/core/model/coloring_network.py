@@ -6,14 +6,17 @@ network from the package's ``pytorch_state_dict`` weights; its TorchScript compi
 package's ``torchscript`` weights. So it imports nothing but torch, and napari-colorrl itself
 never runs it on import (it builds its own ``networks.ColorRLNet`` from the package's config).
 
-``ColorRLColoring(ndim, image_channels, steps, features, attention, input_features)`` has the
-layers of ``networks.ColorRLNet`` under the same names, so the state_dict of a napari-colorrl
-checkpoint loads into it unchanged. One forward pass on a normalised image (B, C, *S) in [0, 1]
-runs the T deterministic steps of ``method.coloring.run_coloring``: at step t every pixel takes
-the action argmax of the policy logits (1 when logit 1 > logit 0), the step channel becomes +1 / -1
-there, and after T steps the color is c = sum_t a_t 2^t. It returns the color map (B, *S) int32
-and the step maps (B, T, *S) uint8. Like ``ColorRLNet`` it pads each input (replicate) to a
-multiple of 2^(depth - 1), at least twice that, and crops the policy back, at every step.
+``ColorRLColoring(ndim, image_channels, steps, features, attention, input_features, passes)``
+has the layers of ``networks.ColorRLNet`` under the same names, so the state_dict of a
+napari-colorrl checkpoint loads into it unchanged. One forward pass on a normalised image
+(B, C, *S) in [0, 1] runs the first k = ``passes`` (0: all T) deterministic steps of
+``method.coloring.run_coloring``: at step t every pixel takes the action argmax of the policy
+logits (1 when logit 1 > logit 0), the step channel becomes +1 / -1 there (the channels of the
+steps not taken stay 0, as in training), and after k steps the color is c = sum_t a_t 2^t. It
+returns the color map (B, *S) int32 and the step maps (B, k, *S) uint8. k is the model's depth,
+the number of steps chosen at training to make its instances (napari-colorrl's docs/method.md,
+"Depth"). Like ``ColorRLNet`` it pads each input (replicate) to a multiple of 2^(levels - 1)
+(levels = len(features)), at least twice that, and crops the policy back, at every step.
 The test ``tests/core/model/test_bioimage.py`` checks that it gives the color map of
 napari-colorrl's own inference on the same input.
 """
@@ -108,14 +111,15 @@ class _PlainUp(_UpBlock):
 
 
 class ColorRLColoring(nn.Module):
-    """Policy network + T argmax coloring steps: ``colors, steps = module(image)``.
+    """Policy network + its first k argmax coloring steps: ``colors, steps = module(image)``.
 
     image: (B, C, *S) float32 in [0, 1] (C = image_channels, 2 or 3 spatial axes = ndim).
-    Returns colors (B, *S) int32 in 0 .. 2^T - 1 and steps (B, T, *S) uint8 in {0, 1}.
+    Returns colors (B, *S) int32 in 0 .. 2^k - 1 and steps (B, k, *S) uint8 in {0, 1}, with
+    k = passes, or T = steps when passes is 0.
     """
 
     def __init__(self, ndim: int, image_channels: int, steps: int, features: List[int],
-                 attention: bool, input_features: int) -> None:
+                 attention: bool, input_features: int, passes: int = 0) -> None:
         super().__init__()
         if ndim not in (2, 3):
             raise ValueError(f"ndim must be 2 or 3, got {ndim}.")
@@ -125,6 +129,9 @@ class ColorRLColoring(nn.Module):
         self.ndim = int(ndim)
         self.image_channels = int(image_channels)
         self.steps = int(steps)
+        if not 0 <= int(passes) <= self.steps:
+            raise ValueError(f"passes must be 0 (all steps) to steps = {steps}, got {passes}.")
+        self.passes = int(passes) or self.steps
         self.multiple = 2 ** (len(features) - 1)
         width = int(input_features)
         self.image_input = nn.Sequential(ResBlock(ndim, self.image_channels, width),
@@ -179,13 +186,14 @@ class ColorRLColoring(nn.Module):
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor]:
         spatial: List[int] = [int(s) for s in image.shape[2:]]
         batch = image.shape[0]
-        shape = [batch, self.steps] + spatial
-        channels = torch.zeros(shape, dtype=image.dtype, device=image.device)
-        actions = torch.zeros(shape, dtype=torch.uint8, device=image.device)
+        channels = torch.zeros([batch, self.steps] + spatial, dtype=image.dtype,
+                               device=image.device)
+        actions = torch.zeros([batch, self.passes] + spatial, dtype=torch.uint8,
+                              device=image.device)
         colors = torch.zeros([batch] + spatial, dtype=torch.int32, device=image.device)
         features = self.image_input(self._pad(image))
         bit = 1  # 2^t (an int: TorchScript's int ** int is a float)
-        for t in range(self.steps):
+        for t in range(self.passes):
             logits = self._policy(features, channels, spatial)
             action = logits[:, 1] > logits[:, 0]
             actions[:, t] = action.to(torch.uint8)
