@@ -103,8 +103,8 @@ def describe(folder: Path, files: dict[str, Path], text: PackageText, config: Co
         spec.OutputTensorDescr(
             id=spec.TensorId("colors"), axes=[spec.BatchAxis(), *space_out()],
             test_tensor=spec.FileDescr(source=files["colors"]),
-            description="color code of every pixel (0 = background, 1 .. 2^k - 1, k the steps "
-            "run): the connected components of each color are the instances (README.md)",
+            description="color of every pixel (0 = background, 1 .. 2^k - 1 after k steps); "
+            "the components of each color are the instances",
             data=spec.IntervalOrRatioDataDescr(type="int32", range=(0, 2**steps - 1))),
         spec.OutputTensorDescr(
             id=spec.TensorId("steps"),
