@@ -156,7 +156,7 @@ def test_init_from_the_bundled_model_takes_its_method_and_a_fresh_schedule():
 @pytest.mark.parametrize("settings, ndim, message", [
     ({}, 3, "is a 2D model but the labels are 3D"),
     ({"network.features": [4, 8]}, 2, r"network.features \[4, 8\] cannot change when fine"),
-    ({"steps": 3}, 2, "steps 3 cannot change when fine-tuning"),
+    ({"steps": 6}, 2, "steps 6 cannot change when fine-tuning"),  # the model's T is 3 or 5
 ])
 def test_init_that_cannot_work_is_refused_with_why(settings, ndim, message):
     with pytest.raises(ValueError, match=message):
@@ -200,6 +200,7 @@ def test_colorrl_train_init_fine_tunes_the_bundled_model(tmp_path, capsys):
     import tifffile
 
     from napari_colorrl.cli.main import main
+    from napari_colorrl.core.model.bundled import resolve_model_path
     from napari_colorrl.core.model.checkpoint import load_checkpoint
 
     for sub in ("images", "masks"):
@@ -213,10 +214,11 @@ def test_colorrl_train_init_fine_tunes_the_bundled_model(tmp_path, capsys):
                  str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Fine-tuning nuclei-2d" in printed and "1 of the 2 training samples" in printed
-    assert load_checkpoint(out).config.steps == 5
-    assert main(["train", "--data", str(tmp_path / "d"), "--init", "nuclei-2d", "--steps", "3",
+    bundled = load_checkpoint(resolve_model_path("nuclei-2d")).config
+    assert load_checkpoint(out).config.steps == bundled.steps
+    assert main(["train", "--data", str(tmp_path / "d"), "--init", "nuclei-2d", "--steps", "6",
                  "--out", str(tmp_path / "x.pt")]) == 2
-    assert "steps 3 cannot change when fine-tuning" in capsys.readouterr().err
+    assert "steps 6 cannot change when fine-tuning" in capsys.readouterr().err
 
 
 def test_selection_on_train_keeps_the_validation_pairs_for_scoring_only():
