@@ -22,19 +22,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSlider,
-    QSpinBox,
-    QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -46,14 +34,15 @@ from napari_colorrl.widgets import (
     trained_checkpoints,
     training_dock_of,
 )
-from napari_colorrl.widgets._layers import LayerCombo, layer_array, spatial_shape
+from napari_colorrl.widgets._layers import layer_array, spatial_shape
 from napari_colorrl.widgets._result_layers import ResultLayers
+from napari_colorrl.widgets._segmentation_form import SegmentationForm
 from napari_colorrl.widgets._segmentation_run import (
     LazyResult,
     SegmentationRequest,
     segmentation_run,
 )
-from napari_colorrl.widgets._settings import read_value, setting_editor
+from napari_colorrl.widgets._settings import read_value
 
 #: The table's default tile size (its length is the 2D one; a single number is repeated).
 SETTINGS_DEFAULT_TILE = SETTINGS_BY_PATH["inference.tile_size"].default
@@ -78,15 +67,12 @@ def _model_ndim(model: Any) -> int | None:
     return None
 
 
-class SegmentationWidget(QWidget):
+class SegmentationWidget(SegmentationForm):
     """Segment an image layer with a trained ColorRL checkpoint."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
-        super().__init__(parent)
-        from napari_colorrl.core.runtime import available_devices
-
+        super().__init__(napari_viewer, parent)
         self.viewer = napari_viewer
-        self.setMinimumWidth(340)
         self.worker = None
         self.running = False
         self.layers = ResultLayers(napari_viewer)  # the last run's result and its layers
@@ -94,101 +80,10 @@ class SegmentationWidget(QWidget):
         self._problem = ""  # the problem message shown in the status line, if any
         self.cancelled = False
         self._started: float | None = None
-
-        self.image = LayerCombo(napari_viewer, Image)
-        self.image.setToolTip("2D image, 3D volume, or a stack of 2D frames for a 2D model.")
-        self.model = QComboBox()
-        self.model.setToolTip("The checkpoint just trained comes first, then bundled models and "
-                              "files you chose (checkpoints .pt, bioimage.io packages .zip "
-                              "written by colorrl export).")
-        browse = QToolButton()
-        browse.setText("…")
-        browse.setToolTip("Choose a checkpoint (.pt) or a bioimage.io package (.zip).")
-        browse.clicked.connect(self._pick_model)
-        model_row = QWidget()
-        row = QHBoxLayout(model_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.model, 1)
-        row.addWidget(browse)
-        self.device = QComboBox()
-        self.device.addItems(available_devices())
-        self.min_size = QSpinBox()
-        self.min_size.setRange(-1, 10**8)
-        self.min_size.setValue(-1)
-        self.min_size.setSpecialValueText("model default")
-        self.min_size.setToolTip("Objects smaller than this (pixels/voxels) are removed. Changing "
-                                 "it re-runs only the post-processing.")
-        self.depth = QSpinBox()
-        self.depth.setRange(-1, 16)
-        self.depth.setValue(-1)
-        self.depth.setSpecialValueText("model default")
-        self.depth.setToolTip("Make the instances from the colors after the first k coloring "
-                              "steps (0: all T). The model's default was chosen at training on "
-                              "its selection images. Takes effect at the next Segment.")
-        self.object_size = QLineEdit()
-        self.object_size.setPlaceholderText("the model's training scale")
-        self.object_size.setToolTip(
-            "Diameter of the objects in this image: one number, or one per axis (Z, Y, X) for "
-            "anisotropic volumes. The image is rescaled so its objects have the size the model "
-            "was trained on. Empty: the model's training scale.")
-        self.in_layer_units = QCheckBox("in the layer's units (its scale)")
-        self.in_layer_units.setToolTip(
-            "The object size is in the units of the layer's scale (e.g. um): it is divided by "
-            "the layer's pixel size on each axis.")
-        self.tile_size = setting_editor("inference.tile_size")
-        self.tile_size.setText("")
-        self.tile_size.setPlaceholderText("the model's")
-        self.tile_overlap = setting_editor("inference.tile_overlap")
-        self.tile_overlap.setMinimum(-1)
-        self.tile_overlap.setSpecialValueText("the model's")
-        self.tile_overlap.setValue(-1)
-        self.run_button = QPushButton("Segment")
+        self.browse_button.clicked.connect(self._pick_model)
         self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop after the tile at hand; no result layer is written.")
-        self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setFormat("idle")
-        self.step_slider = QSlider(Qt.Orientation.Horizontal)
-        self.step_slider.setRange(1, 1)
-        self.step_slider.setEnabled(False)
-        self.step_slider.setToolTip("Show the colors after the first k steps in 'X colors' (on "
-                                    "top; 'X instances' shows again at the last step).")
-        self.step_label = QLabel("colors after step –")
-        self.retrain_button = QPushButton("Retrain on my corrections")
-        self.retrain_button.setEnabled(False)
-        self.retrain_button.setToolTip(
-            "After correcting 'X instances' with napari's label tools (paint, erase, fill, new "
-            "label): fine-tune the model that made it on the corrected frames, in the training "
-            "dock. The next segmentation uses the new model.")
         self.retrain_button.clicked.connect(self.retrain)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-
-        form = QFormLayout()
-        form.addRow("image", self.image)
-        form.addRow("model", model_row)
-        form.addRow("device", self.device)
-        form.addRow("min. size", self.min_size)
-        form.addRow("steps used", self.depth)
-        form.addRow("object size", self.object_size)
-        form.addRow("", self.in_layer_units)
-        form.addRow("tile size", self.tile_size)
-        form.addRow("tile overlap", self.tile_overlap)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button, 1)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.step_label)
-        layout.addWidget(self.step_slider)
-        layout.addWidget(self.retrain_button)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
 
         self._postprocess_timer = QTimer(self, singleShot=True, interval=250)
         self._postprocess_timer.timeout.connect(self.update_instances)
