@@ -1,8 +1,9 @@
 """The "ColorRL Training" dock: layers or folders in, core trainer in a thread worker, live curves.
 
 All of the method lives in ``core``: this dock turns its inputs into a
-``core.training_setup.TrainingRequest``, drives ``core.trainer.train`` (a generator of reports)
-in a napari thread worker and shows the reports.
+``core.training.setup.TrainingRequest``, drives ``core.training.trainer.train`` (a generator of
+reports) in a napari thread worker (its body: ``_training_run.training_run``) and shows the
+reports.
 """
 
 from __future__ import annotations
