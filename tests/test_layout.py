@@ -17,6 +17,7 @@ LAYERS = {
     "napari_colorrl.core.runtime": 1, "napari_colorrl.core.data": 1,
     "napari_colorrl.core.method": 2, "napari_colorrl.core.model": 3,
     "napari_colorrl.core.inference": 4, "napari_colorrl.core.tiling": 4,
+    "napari_colorrl.core.planning": 4,
     "napari_colorrl.core.segmentation": 4, "napari_colorrl.core.tile_statistics": 4,
     "napari_colorrl.core.training": 5,
     "napari_colorrl.core.demo": 6, "napari_colorrl.sample_data": 6,

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
 def _scale_options(args: argparse.Namespace, segmenter) -> dict:
     """The scale and tile options, checked against the model before any image is read."""
     from napari_colorrl.core.data.scale import object_size_pixels
+    from napari_colorrl.core.planning import tiling_settings
 
     ndim = segmenter.config.ndim
     options = {"object_size": None if args.object_size is None else
@@ -124,7 +125,7 @@ def _scale_options(args: argparse.Namespace, segmenter) -> dict:
             object_size_pixels(options["object_size"], options["pixel_size"], ndim)
         elif options["pixel_size"] is not None:
             raise ValueError("--pixel-size converts --object-size: give --object-size too.")
-        segmenter._tiling(options["tile_size"], options["tile_overlap"])
+        tiling_settings(segmenter.config, options["tile_size"], options["tile_overlap"])
     except ValueError as err:
         text = str(err).replace("inference.tile_size", "--tile-size").replace(
             "steps to use", "steps to use with --depth").replace(
