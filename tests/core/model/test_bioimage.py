@@ -61,15 +61,21 @@ def _bioimageio_test(path: Path):
 
 
 # --- the coloring module ---------------------------------------------------------------------
+def _decisive_network(config):
+    """The network of ``config`` with decisive weights: the actions are not all near a tie."""
+    torch.manual_seed(1)
+    network = build_network(config)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.normal_(0, 0.5)
+    return network
+
+
 @pytest.mark.parametrize("ndim, attention, shape", [
     (2, True, (37, 29)), (2, False, (16, 16)), (3, False, (11, 13, 17)), (3, True, (8, 8, 8))])
 def test_coloring_module_gives_the_inference_color_map(ndim, attention, shape):
     config = tiny_config(ndim, network={"attention": attention}, input_mode="crop")
-    torch.manual_seed(1)
-    network = build_network(config)
-    with torch.no_grad():  # decisive weights: the actions are not all near a tie
-        for p in network.parameters():
-            p.normal_(0, 0.5)
+    network = _decisive_network(config)
     module = ColorRLColoring(**architecture_kwargs(config))
     assert list(module.state_dict()) == list(network.state_dict())
     module.load_state_dict(network.state_dict())
@@ -95,11 +101,7 @@ def test_coloring_module_runs_only_the_models_depth():
     from napari_colorrl.core.method.coloring import run_coloring
 
     config = tiny_config(2, steps=3, depth=2, input_mode="crop")
-    torch.manual_seed(1)
-    network = build_network(config)
-    with torch.no_grad():
-        for p in network.parameters():
-            p.normal_(0, 0.5)
+    network = _decisive_network(config)
     module = ColorRLColoring(**architecture_kwargs(config))
     module.load_state_dict(network.state_dict())
     tensor = torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(0))
