@@ -198,6 +198,11 @@ class ColorRLConfig:
         "resize", "'resize': images are resized to input_size and predictions back (the "
         "paper's 2D setting); 'crop': training on random crops, inference on the whole image",
         choices=("resize", "crop"))
+    input_scale: tuple[float, ...] = setting(
+        (1.0,), "'crop' mode: network pixels per image pixel, one number or one per axis "
+        "(Z Y X): training images are resized by it (labels nearest) and so are the images "
+        "segmented, e.g. 1 0.5 0.5 for a volume whose xy pixels are half its z step (1 in "
+        "'resize' mode)", low=1 / 32, high=4)
     min_size: int = setting(20, "components smaller than this (pixels/voxels of the image) are "
                             "removed", low=0, high=10**12)
     depth: int = setting(0, "coloring steps run at inference: the instances come from the "
@@ -216,6 +221,13 @@ class ColorRLConfig:
         self.validate()
 
     @property
+    def crop_scale(self) -> tuple[float, ...]:
+        """Network pixels per image pixel along each axis (``input_scale``; 1 in 'resize'
+        mode, where images are resized to ``input_size`` whole)."""
+        scale = tuple(float(v) for v in self.input_scale)
+        return scale * self.ndim if len(scale) == 1 else scale
+
+    @property
     def passes(self) -> int:
         """Coloring steps run at inference: ``depth`` when set, else all T (``steps``)."""
         return self.depth or self.steps
@@ -229,6 +241,15 @@ class ColorRLConfig:
                 f"input_size {tuple(self.input_size)} has {len(self.input_size)} axes but ndim is "
                 f"{self.ndim}; give one size per spatial axis."
             )
+        if len(self.input_scale) not in (1, self.ndim):
+            raise ValueError(
+                f"input_scale {list(self.input_scale)} needs one number or {self.ndim} (one per "
+                f"spatial axis).")
+        if self.input_mode == "resize" and any(v != 1 for v in self.input_scale):
+            raise ValueError(
+                f"input_scale {list(self.input_scale)} applies to input_mode 'crop'; a 'resize' "
+                f"model resizes every image to input_size. Give input_scale 1 or input_mode "
+                f"'crop'.")
         if self.depth > self.steps:
             raise ValueError(
                 f"depth ({self.depth}) cannot exceed steps (T = {self.steps}): give 0 (all steps) "

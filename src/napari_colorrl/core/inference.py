@@ -31,6 +31,7 @@ from .data.normalize import (
     apply_levels,
     channel_levels,
     network_channels,
+    network_image,
     normalize_image,
     resize_image,
     resize_nearest,
@@ -104,7 +105,8 @@ class Segmenter:
     # --- the untiled engine (validation) ----------------------------------------------------
     def network_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         """Normalised (C, *S_net) float32 array and the image's spatial shape (one pass: the
-        image resized to the input size in 'resize' mode, as it is in 'crop' mode).
+        image resized to the input size in 'resize' mode, by ``input_scale`` in 'crop' mode,
+        as in training).
 
         Checks first: a wrong number of axes or an empty image raises ValueError, an image too
         large for the free memory ``MemoryCheckError`` (before anything big is allocated); NaN/inf
@@ -115,9 +117,7 @@ class Segmenter:
         check_inference_memory(self.config, shape, channels.shape[0], self.device)
         check_image(image)
         data = normalize_image(image, self.config.normalization, self.config.ndim)
-        if self.config.input_mode == "resize":
-            data = resize_image(data, tuple(self.config.input_size))
-        return data, shape
+        return network_image(data, self.config), shape
 
     def color(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         """Step maps (T, *S_net) uint8 at the network's resolution, and the image's shape."""

@@ -211,15 +211,16 @@ def setup_bytes(config: ColorRLConfig, shapes: Sequence[Sequence[int]], channels
 
     Per sample, what the ``Environment`` keeps: the normalised image (float32, ``channels``) and
     int32 labels, at the input size in "resize" mode (plus the reward targets: ids, interiors and
-    about one ring entry of 12 bytes per pixel and radius) or at the sample's size in "crop"
-    mode; plus the largest temporary of the automatic T and of resizing (about 24 bytes a pixel
-    of the biggest map).
+    about one ring entry of 12 bytes per pixel and radius) or at the sample's size times
+    ``input_scale`` in "crop" mode; plus the largest temporary of the automatic T and of
+    resizing (about 24 bytes a pixel of the biggest map).
     """
     radii = len(config.reward.radii)
     largest = 0
     total = 0
     for shape in shapes:
-        pixels = math.prod(config.input_size) if config.input_mode == "resize" else math.prod(shape)
+        pixels = (math.prod(config.input_size) if config.input_mode == "resize"
+                  else math.prod(max(1, round(s * f)) for s, f in zip(shape, config.crop_scale)))
         per_pixel = 4 * channels + 4 + (8 + 12 * radii if config.input_mode == "resize" else 0)
         total += per_pixel * pixels
         largest = max(largest, math.prod(config.input_size), math.prod(shape))

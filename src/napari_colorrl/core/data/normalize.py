@@ -239,8 +239,23 @@ def resize_nearest(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def scaled_shape(shape: tuple[int, ...], config: ColorRLConfig) -> tuple[int, ...]:
+    """The spatial ``shape`` of an image at the network's scale in 'crop' mode (``input_scale``
+    per axis; the shape itself at scale 1)."""
+    return tuple(max(1, round(int(s) * f)) for s, f in zip(shape, config.crop_scale))
+
+
+def network_image(image: np.ndarray, config: ColorRLConfig) -> np.ndarray:
+    """A normalised (C, *S) image at the network's resolution: resized to the input size in
+    'resize' mode, by ``input_scale`` in 'crop' mode (linear, anti-aliased when shrinking)."""
+    if config.input_mode == "resize":
+        return resize_image(image, tuple(config.input_size))
+    return resize_image(image, scaled_shape(tuple(image.shape[1:]), config))
+
+
 def network_labels(labels: np.ndarray, config: ColorRLConfig) -> np.ndarray:
-    """Labels at the network's resolution (nearest resize in 'resize' mode)."""
+    """Labels at the network's resolution (nearest resize: to the input size in 'resize' mode,
+    by ``input_scale`` in 'crop' mode)."""
     if config.input_mode == "resize":
         return resize_nearest(labels, tuple(config.input_size))
-    return labels
+    return resize_nearest(labels, scaled_shape(tuple(labels.shape), config))

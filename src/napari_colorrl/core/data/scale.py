@@ -61,8 +61,9 @@ class TrainingScale:
     """The scale a model was trained at (all per spatial axis).
 
     object_size: median object diameter in pixels/voxels at the network's input.
-    image_scale: network pixels per image pixel in training (1 for 'crop' models; for 'resize'
-        models the median over the training images of input size / image size).
+    image_scale: network pixels per image pixel in training (``input_scale`` for 'crop' models,
+        1 unless set; for 'resize' models the median over the training images of input size /
+        image size).
     image_shapes: the spatial shapes of the training images (at most ``MAX_SHAPES`` of them, the
         most frequent): a 'resize' model keeps resizing an image of one of these shapes to its
         input size, as in training. None: every shape (a 'resize' model saved before scales
@@ -155,7 +156,7 @@ def measure_training_scale(samples: Sequence, config: ColorRLConfig) -> Training
     if not len(found):
         return derived_scale(config)
     image_scale = (tuple(float(v) for v in np.median(scales, axis=0)) if scales
-                   else (1.0,) * config.ndim)
+                   else config.crop_scale)
     frequent = sorted(shapes, key=lambda s: -shapes[s])[:MAX_SHAPES]
     return TrainingScale(
         object_size=tuple(float(v) for v in np.median(found, axis=0)),
@@ -170,10 +171,11 @@ def derived_scale(config: ColorRLConfig) -> TrainingScale:
     the smallest splitting radius across (the radii are set from the object size: objects
     closer than a radius must differ); a 'crop' model sees images at the network's scale, a
     'resize' model resizes every image to its input size, as it always did (its training
-    images' sizes are not known)."""
+    images' sizes are not known); a 'crop' model sees images at its ``input_scale``."""
     size = 2.0 * float(min(config.reward.radii))
     resize = config.input_mode == "resize"
-    return TrainingScale(object_size=(size,) * config.ndim, image_scale=(1.0,) * config.ndim,
+    return TrainingScale(object_size=(size,) * config.ndim,
+                         image_scale=(1.0,) * config.ndim if resize else config.crop_scale,
                          image_shapes=None if resize else (), objects=0)
 
 

@@ -32,7 +32,7 @@ import torch
 
 from ..config import ColorRLConfig
 from ..data.files import read_image
-from ..data.normalize import model_channels, normalize_channels, resize_image
+from ..data.normalize import model_channels, network_image, normalize_channels, resize_image
 from ..data.writing import atomic_write
 from ..method.coloring import colors_from_steps, run_coloring
 from ..method.postprocess import instances_from_colors
@@ -195,6 +195,8 @@ def _test_input(config: ColorRLConfig, sample: Any) -> tuple[np.ndarray, str]:
     data = model_channels(image, config.normalization, ndim)
     if config.input_mode == "resize":
         return resize_image(data, tuple(int(s) for s in config.input_size)), text
+    if sample is not None:  # an image at the image's scale: to the network's (input_scale)
+        data = network_image(data, config)
     target = tuple(_valid_size(s, config) for s in data.shape[1:])
     pad = [(0, 0)] + [(0, max(t - s, 0)) for s, t in zip(data.shape[1:], target)]
     data = np.pad(data, pad, mode="edge")

@@ -222,6 +222,12 @@ def readme(text: PackageText, config: ColorRLConfig) -> str:
             f"any size per spatial axis ({axes}) that is a multiple of {m}, at least {2 * m}. "
             f"Pad your image (replicate its edges) up to such a size and crop the outputs back. "
             f"Run whole images, not tiles: the network's instance norms see the whole input.")
+        if any(f != 1 for f in config.crop_scale):
+            factors = " x ".join(f"{f:g}" for f in config.crop_scale)
+            size_rule += (
+                f" First resize your image by {factors} ({axes}; linear interpolation): the "
+                f"network was trained on images scaled so, and resize the output colors back "
+                f"to your image's size (nearest neighbour) before the connected components.")
     channels = ("1 channel (grayscale; average the channels of an RGB image)"
                 if norm.channels == 1 else "3 channels (RGB)")
     data = text.training

@@ -16,7 +16,7 @@ import torch
 
 from ..config import ColorRLConfig
 from ..data import augment
-from ..data.normalize import network_labels, normalize_image, resize_image
+from ..data.normalize import network_image, network_labels, normalize_image
 from ..method.rewards import BatchTargets, collate_targets
 from ..method.targets import RewardTargets, choose_subset, prepare_targets
 
@@ -71,10 +71,10 @@ class Environment:
                 f"Sample {sample.name!r}: image shape {tuple(image.shape[1:])} and labels shape "
                 f"{labels.shape} differ; give labels of the image's spatial shape."
             )
+        image = network_image(image, config)
+        labels = network_labels(labels, config)
         targets = None
         if config.input_mode == "resize":
-            image = resize_image(image, tuple(config.input_size))
-            labels = network_labels(labels, config)
             targets = prepare_targets(labels, config.reward)
         return _Prepared(sample.name, image, labels.astype(np.int32), targets)
 

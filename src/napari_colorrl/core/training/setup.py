@@ -8,6 +8,7 @@ labels' neighbour count and says so.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,7 +305,8 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     val = check_training_samples(val, ndim, what="validation")
     messages = messages_init
     report: list = []
-    keep = tuple(config.input_size) if config.input_mode == "crop" else None
+    keep = (tuple(math.ceil(n / f) for n, f in zip(config.input_size, config.crop_scale))
+            if config.input_mode == "crop" else None)
     if val and config.train.selection == "train":
         report = val
         train, val, note = hold_out(
