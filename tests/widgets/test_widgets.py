@@ -326,7 +326,15 @@ def test_dock_defaults_are_the_cli_defaults_for_this_machine(docks, qtbot):
     training.refresh()
     assert "a slab of 10 of its 48 px along axis 0 will be held out" in (
         training.data_status.text())
-    training.input_mode.setCurrentText("resize")
+    training.input_size.setValue(20)
+    training.input_scale.setText("0.5")  # crops of 20 network px take 40 of the image's 48
+    training.refresh()
+    assert "keep 40 for training" in training.data_status.text()
+    assert training.request().settings["input_scale"] == (0.5,)
+    training.input_mode.setCurrentText("resize")  # a scale other than 1 is for crops only
+    training.refresh()
+    assert "applies to input_mode 'crop'" in training.data_status.text()
+    training.input_scale.setText("1")
     training.set_model_ndim(3)  # 3D: its own small network
     assert training.network.currentText() == "small: " + ", ".join(
         map(str, NETWORK_PRESETS[3]["small"]))

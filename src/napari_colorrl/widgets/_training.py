@@ -8,6 +8,7 @@ reports.
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ class TrainingWidget(TrainingForm):
         for signal in (self.source.currentTextChanged, self.train_pairs.changed,
                        self.val_pairs.changed, self.radii.textChanged,
                        self.input_size.valueChanged, self.input_mode.currentTextChanged,
+                       self.input_scale.textChanged,
                        self.network.currentTextChanged, self.lr.textChanged):
             signal.connect(self.schedule_refresh)
         self.model_ndim.activated.connect(self._ndim_picked)
@@ -133,12 +135,21 @@ class TrainingWidget(TrainingForm):
         elif not (self.folders["images"].text() and self.folders["labels"].text()):
             found.append("Choose the training image and label folders.")
         try:
-            self.settings()
+            self.form_config()
         except ValueError as err:
             found.append(str(err))
         if (problem := self._init_problem()) is not None:
             found.append(problem)
         return found
+
+    def form_config(self) -> Any:
+        """The config the form's settings make (without a recipe); ValueError names a setting
+        that is wrong alone or with the others (e.g. an input scale with 'resize')."""
+        from napari_colorrl.core.config import ColorRLConfig, settings_dict
+
+        settings = self.settings()
+        settings["input_size"] = [settings["input_size"]] * self.ndim
+        return ColorRLConfig.from_dict({"ndim": self.ndim, **settings_dict(settings)})
 
     def _init_config(self) -> tuple[Any, str | None]:
         """(config, None) of the model to start from, (None, why it cannot be read), or
@@ -222,11 +233,15 @@ class TrainingWidget(TrainingForm):
         model, _ = self._init_config()
         if model is not None:  # a fine-tune takes the model's input, not the form's
             crop, size = model.input_mode == "crop", tuple(model.input_size)
+            factors = model.crop_scale
         else:
             crop = settings.get("input_mode") == "crop"
             size = (int(settings["input_size"]),) * len(shape)
+            factors = tuple(settings.get("input_scale", (1.0,)))
+            factors = factors * len(shape) if len(factors) == 1 else factors
+        keep = tuple(math.ceil(n / f) for n, f in zip(size, factors))  # in image pixels
         split = slab_split(shape, share, int(settings.get("train.seed", 0)),
-                           keep=size if crop else None)
+                           keep=keep if crop else None)
         if isinstance(split, str):
             return f"No validation pair: no validation curve or best model ({split})."
         axis, _, held = split
@@ -238,11 +253,7 @@ class TrainingWidget(TrainingForm):
         """Work out the automatic T in a thread (a neighbour count over every label map can
         take seconds on big layers); the label says so meanwhile, and only the answer for the
         current inputs is shown."""
-        from napari_colorrl.core.config import ColorRLConfig, settings_dict
-
-        settings = self.settings()
-        settings["input_size"] = [settings["input_size"]] * self.ndim
-        config = ColorRLConfig.from_dict({"ndim": self.ndim, **settings_dict(settings)})
+        config = self.form_config()
         self._auto_count += 1
         count = self._auto_count
         if self.init_model() is not None and not self.resume.text().strip():

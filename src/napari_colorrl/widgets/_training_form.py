@@ -119,6 +119,7 @@ class TrainingForm(QWidget):
         self.input_size.setRange(int(size.low), int(size.high))
         self.input_size.setToolTip(f"input_size: {size.help}; the same on every axis.")
         self.input_mode = setting_editor("input_mode")
+        self.input_scale = setting_editor("input_scale")
         size_row = QWidget()
         size_layout = QHBoxLayout(size_row)
         size_layout.setContentsMargins(0, 0, 0, 0)
@@ -139,6 +140,7 @@ class TrainingForm(QWidget):
         form.addRow("shrink", self.shrink)
         form.addRow("beta", self.beta)
         form.addRow("input", size_row)
+        form.addRow("scale", self.input_scale)
         form.addRow("network", self.network)
 
         # --- training --------------------------------------------------------------------
@@ -298,6 +300,7 @@ class TrainingForm(QWidget):
         defaults = ColorRLConfig.default_for(self.ndim)
         self.input_size.setValue(defaults.input_size[0])
         set_value(self.input_mode, "input_mode", defaults.input_mode)
+        set_value(self.input_scale, "input_scale", defaults.input_scale)
         set_value(self.radii, "reward.radii", defaults.reward.radii)
         set_value(self.shrink, "reward.interior_shrink", defaults.reward.interior_shrink)
         presets = NETWORK_PRESETS[self.ndim]
@@ -336,7 +339,8 @@ class TrainingForm(QWidget):
 
     def editors(self) -> dict[str, Any]:
         """The fields made from the settings table, by setting."""
-        return {"input_mode": self.input_mode, "reward.radii": self.radii,
+        return {"input_mode": self.input_mode, "input_scale": self.input_scale,
+                "reward.radii": self.radii,
                 "reward.w_split": self.w_split, "reward.w_merge": self.w_merge,
                 "reward.interior_shrink": self.shrink, "reward.beta": self.beta,
                 "train.lr": self.lr, "train.batch_size": self.batch_size,
