@@ -338,6 +338,15 @@ def test_dock_defaults_are_the_cli_defaults_for_this_machine(docks, qtbot):
     training.set_model_ndim(3)  # 3D: its own small network
     assert training.network.currentText() == "small: " + ", ".join(
         map(str, NETWORK_PRESETS[3]["small"]))
+    volume, nuclei = make_nuclei_3d(shape=(16, 32, 32), n_objects=4, seed=0)
+    spacing = (0.28, 0.127, 0.127)
+    training.train_pairs.set_pairs([(viewer.add_image(volume, scale=spacing),
+                                     viewer.add_labels(nuclei, scale=spacing))])
+    training.refresh()  # anisotropic voxels: the dock says which input scale evens them
+    assert "a scale of 1, 0.45, 0.45 makes them near-cubic" in training.data_status.text()
+    training.input_scale.setText("1, 0.45, 0.45")
+    training.refresh()
+    assert "near-cubic" not in training.data_status.text()
     qtbot.wait(10)
 
 

@@ -212,8 +212,33 @@ class TrainingWidget(TrainingForm):
         text += f" ({' and '.join(notes)} skipped)." if notes else "."
         if not val.samples:
             text += " " + self._hold_out_text(train.samples)
+        if note := self._anisotropy_note():
+            text += " " + note
         self.data_status.setText(text)
         self._count_neighbours()
+
+    def _anisotropy_note(self) -> str | None:
+        """A hint when the first training image layer's pixels are anisotropic (its napari
+        scale, e.g. 0.28 x 0.127 x 0.127 um) and the input scale is left at 1: the scale that
+        shrinks the finer axes to the coarsest one."""
+        image = next((image for image, _ in self.train_pairs.pairs() if image is not None), None)
+        if image is None or self.init_model() is not None:
+            return None
+        try:
+            factors = tuple(float(v) for v in self.settings().get("input_scale", (1.0,)))
+        except ValueError:
+            return None
+        spacing = [float(v) for v in image.scale[-self.ndim:]]
+        if any(f != 1 for f in factors) or min(spacing) <= 0:
+            return None
+        coarse = max(spacing)
+        if coarse / min(spacing) < 1.5:
+            return None
+        scale = ", ".join(f"{v / coarse:.2g}" for v in spacing)
+        shown = " x ".join(f"{v:g}" for v in spacing)
+        return (f"The layer {image.name!r} has pixels of {shown} (its scale): a scale of "
+                f"{scale} makes them near-cubic at the network, with objects as wide on "
+                f"every axis and fewer pixels per crop (input_mode 'crop').")
 
     def _hold_out_text(self, samples: list) -> str:
         """What training will hold out for validation, as ``prepare_training`` will do it."""
