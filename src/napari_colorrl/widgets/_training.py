@@ -8,7 +8,6 @@ reports.
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -243,7 +242,7 @@ class TrainingWidget(TrainingForm):
     def _hold_out_text(self, samples: list) -> str:
         """What training will hold out for validation, as ``prepare_training`` will do it."""
         from napari_colorrl.core.config import SETTINGS_BY_PATH
-        from napari_colorrl.core.training.setup import held_out_count, slab_split
+        from napari_colorrl.core.training.setup import crop_extent, held_out_count, slab_split
 
         try:
             settings = self.settings()
@@ -256,17 +255,13 @@ class TrainingWidget(TrainingForm):
                     f"validation curve and the best model.")
         shape = np.shape(samples[0].labels)
         model, _ = self._init_config()
-        if model is not None:  # a fine-tune takes the model's input, not the form's
-            crop, size = model.input_mode == "crop", tuple(model.input_size)
-            factors = model.crop_scale
-        else:
-            crop = settings.get("input_mode") == "crop"
-            size = (int(settings["input_size"]),) * len(shape)
-            factors = tuple(settings.get("input_scale", (1.0,)))
-            factors = factors * len(shape) if len(factors) == 1 else factors
-        keep = tuple(math.ceil(n / f) for n, f in zip(size, factors))  # in image pixels
+        if model is None:  # a fine-tune takes the model's input, not the form's
+            try:
+                model = self.form_config()
+            except ValueError:  # a field the problems line already names
+                return ""
         split = slab_split(shape, share, int(settings.get("train.seed", 0)),
-                           keep=keep if crop else None)
+                           keep=crop_extent(model))
         if isinstance(split, str):
             return f"No validation pair: no validation curve or best model ({split})."
         axis, _, held = split

@@ -206,6 +206,14 @@ def held_out_count(samples: int, share: float) -> int:
 MIN_SLAB = 8
 
 
+def crop_extent(config: ColorRLConfig) -> tuple[int, ...] | None:
+    """The image pixels per axis that one training crop covers (the input size over
+    ``input_scale``: ``slab_split``'s ``keep``); None for a model that resizes its inputs."""
+    if config.input_mode != "crop":
+        return None
+    return tuple(math.ceil(n / f) for n, f in zip(config.input_size, config.crop_scale))
+
+
 def slab_split(shape, share: float, seed: int, keep=None) -> tuple[int, slice, slice] | str:
     """How one sample of spatial ``shape`` is cut for validation when it is the only one:
     (axis, training slice, held-out slice) along its longest axis, ``share`` of that axis at the
@@ -305,8 +313,7 @@ def prepare_training(request: TrainingRequest) -> TrainingSetup:
     val = check_training_samples(val, ndim, what="validation")
     messages = messages_init
     report: list = []
-    keep = (tuple(math.ceil(n / f) for n, f in zip(config.input_size, config.crop_scale))
-            if config.input_mode == "crop" else None)
+    keep = crop_extent(config)
     if val and config.train.selection == "train":
         report = val
         train, val, note = hold_out(
