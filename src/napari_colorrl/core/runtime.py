@@ -215,12 +215,14 @@ def setup_bytes(config: ColorRLConfig, shapes: Sequence[Sequence[int]], channels
     ``input_scale`` in "crop" mode; plus the largest temporary of the automatic T and of
     resizing (about 24 bytes a pixel of the biggest map).
     """
+    from .data.normalize import scaled_shape
+
     radii = len(config.reward.radii)
     largest = 0
     total = 0
     for shape in shapes:
         pixels = (math.prod(config.input_size) if config.input_mode == "resize"
-                  else math.prod(max(1, round(s * f)) for s, f in zip(shape, config.crop_scale)))
+                  else math.prod(scaled_shape(tuple(shape), config)))
         per_pixel = 4 * channels + 4 + (8 + 12 * radii if config.input_mode == "resize" else 0)
         total += per_pixel * pixels
         largest = max(largest, math.prod(config.input_size), math.prod(shape))

@@ -96,3 +96,13 @@ def test_a_trained_model_segments_images_at_its_scale(tmp_path):
     assert data.shape[1:] == (24, 24) and shape == (48, 48)
     result = segmenter.segment(samples[0].image)
     assert result.instances.shape == (48, 48) and result.plan.network_shape == (24, 24)
+
+
+def test_the_setup_memory_counts_the_samples_at_the_network_scale():
+    from napari_colorrl.core.runtime import setup_bytes
+
+    shapes = [(512, 512)]
+    full = setup_bytes(tiny_config(2, input_mode="crop"), shapes, 1)
+    half = setup_bytes(tiny_config(2, input_mode="crop", input_scale=[0.5]), shapes, 1)
+    # a crop model keeps 8 bytes a pixel (image and labels) of each sample at the network's scale
+    assert full - half == 8 * (512 * 512 - 256 * 256)

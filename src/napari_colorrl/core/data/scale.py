@@ -169,9 +169,9 @@ def measure_training_scale(samples: Sequence, config: ColorRLConfig) -> Training
 def derived_scale(config: ColorRLConfig) -> TrainingScale:
     """The scale of a model saved without one (before scales were recorded): objects twice
     the smallest splitting radius across (the radii are set from the object size: objects
-    closer than a radius must differ); a 'crop' model sees images at the network's scale, a
-    'resize' model resizes every image to its input size, as it always did (its training
-    images' sizes are not known); a 'crop' model sees images at its ``input_scale``."""
+    closer than a radius must differ); a 'crop' model sees images at its ``input_scale`` (1:1
+    unless set), a 'resize' model resizes every image to its input size, as it always did (its
+    training images' sizes are not known)."""
     size = 2.0 * float(min(config.reward.radii))
     resize = config.input_mode == "resize"
     return TrainingScale(object_size=(size,) * config.ndim,
