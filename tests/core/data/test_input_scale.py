@@ -106,3 +106,13 @@ def test_the_setup_memory_counts_the_samples_at_the_network_scale():
     half = setup_bytes(tiny_config(2, input_mode="crop", input_scale=[0.5]), shapes, 1)
     # a crop model keeps 8 bytes a pixel (image and labels) of each sample at the network's scale
     assert full - half == 8 * (512 * 512 - 256 * 256)
+
+
+def test_a_bioimage_package_readme_says_to_resize_by_the_scale():
+    from napari_colorrl.core.model.bioimage_rdf import PackageText, readme
+
+    text = PackageText(title="t", summary=None, authors=("a",), license="MIT", training=None,
+                       validation="", sample="", model="m", source="m.pt")
+    scaled = readme(text, tiny_config(3, input_scale=[1, 0.5, 0.5]))
+    assert "First resize your image by 1 x 0.5 x 0.5 (z, y, x" in scaled
+    assert "First resize" not in readme(text, tiny_config(3))
