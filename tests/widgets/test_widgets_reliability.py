@@ -39,10 +39,10 @@ def write_model(path, ndim: int = 2):
 @pytest.fixture
 def notes(monkeypatch):
     """Everything the docks show with show_error / show_warning / show_info."""
-    from napari_colorrl.widgets import _segmentation, _training
+    from napari_colorrl.widgets import _segmentation, _training, _training_inputs
 
     shown: list[str] = []
-    for module in (_training, _segmentation):
+    for module in (_training, _training_inputs, _segmentation):
         for name in ("show_error", "show_warning", "show_info"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, shown.append)

@@ -1,8 +1,9 @@
 """The inputs of the "ColorRL Training" dock: data, method and training settings.
 
 ``TrainingForm`` builds the fields (with their tooltips and 2D/3D presets) and turns them into
-the nested config dictionary of ``core.config``; ``_training.TrainingWidget`` adds running,
-progress and the live plot on top of it.
+the nested config dictionary of ``core.config``; ``_training_inputs.TrainingInputs`` checks
+them as they change, and ``_training.TrainingWidget`` adds running, progress and the live plot
+on top.
 """
 
 from __future__ import annotations
