@@ -143,26 +143,23 @@ class TrainingInputs(TrainingForm):
         if untouched:
             notes.append(f"{untouched} uncorrected result frames")
         text += f" ({' and '.join(notes)} skipped)." if notes else "."
+        config = self.form_config()  # (no problem found: it builds)
         if not val.samples:
-            text += " " + self._hold_out_text(train.samples)
-        if note := self._anisotropy_note():
+            text += " " + self._hold_out_text(train.samples, config)
+        if note := self._anisotropy_note(config):
             text += " " + note
         self.data_status.setText(text)
-        self._count_neighbours()
+        self._count_neighbours(config)
 
-    def _anisotropy_note(self) -> str | None:
+    def _anisotropy_note(self, config: Any) -> str | None:
         """A hint when the first training image layer's pixels are anisotropic (its napari
-        scale, e.g. 0.28 x 0.127 x 0.127 um) and the input scale is left at 1: the scale that
-        shrinks the finer axes to the coarsest one."""
+        scale, e.g. 0.28 x 0.127 x 0.127 um) and the form's input scale is left at 1: the scale
+        that shrinks the finer axes to the coarsest one."""
         image = next((image for image, _ in self.train_pairs.pairs() if image is not None), None)
         if image is None or self.init_model() is not None:
             return None
-        try:
-            factors = tuple(float(v) for v in self.settings().get("input_scale", (1.0,)))
-        except ValueError:
-            return None
         spacing = [float(v) for v in image.scale[-self.ndim:]]
-        if any(f != 1 for f in factors) or min(spacing) <= 0:
+        if any(f != 1 for f in config.crop_scale) or min(spacing) <= 0:
             return None
         coarse = max(spacing)
         if coarse / min(spacing) < 1.5:
@@ -173,29 +170,20 @@ class TrainingInputs(TrainingForm):
                 f"{scale} makes them near-cubic at the network, with objects as wide on "
                 f"every axis and fewer pixels per crop (input_mode 'crop').")
 
-    def _hold_out_text(self, samples: list) -> str:
-        """What training will hold out for validation, as ``prepare_training`` will do it."""
-        from napari_colorrl.core.config import SETTINGS_BY_PATH
+    def _hold_out_text(self, samples: list, config: Any) -> str:
+        """What training will hold out for validation, as ``prepare_training`` will do it
+        (``config``: the form's)."""
         from napari_colorrl.core.training.setup import crop_extent, held_out_count, slab_split
 
-        try:
-            settings = self.settings()
-        except ValueError:  # a field the problems line already names
-            settings = dict(self.extra_settings, input_size=self.input_size.value())
-        share = settings.get("train.val_share", SETTINGS_BY_PATH["train.val_share"].default)
+        share = config.train.val_share
         if len(samples) != 1:
             count = held_out_count(len(samples), share)
             return (f"No validation pair: {count} of them will be held out (seeded) for the "
                     f"validation curve and the best model.")
         shape = np.shape(samples[0].labels)
-        model, _ = self._init_config()
-        if model is None:  # a fine-tune takes the model's input, not the form's
-            try:
-                model = self.form_config()
-            except ValueError:  # a field the problems line already names
-                return ""
-        split = slab_split(shape, share, int(settings.get("train.seed", 0)),
-                           keep=crop_extent(model))
+        model, _ = self._init_config()  # a fine-tune takes the model's input, not the form's
+        split = slab_split(shape, share, config.train.seed,
+                           keep=crop_extent(config if model is None else model))
         if isinstance(split, str):
             return f"No validation pair: no validation curve or best model ({split})."
         axis, _, held = split
@@ -203,11 +191,10 @@ class TrainingInputs(TrainingForm):
                 f"its {shape[axis]} px along axis {axis} will be held out for the validation "
                 f"curve and the best model.")
 
-    def _count_neighbours(self) -> None:
-        """Work out the automatic T in a thread (a neighbour count over every label map can
-        take seconds on big layers); the label says so meanwhile, and only the answer for the
-        current inputs is shown."""
-        config = self.form_config()
+    def _count_neighbours(self, config: Any) -> None:
+        """Work out the automatic T of the form's ``config`` in a thread (a neighbour count over
+        every label map can take seconds on big layers); the label says so meanwhile, and only
+        the answer for the current inputs is shown."""
         self._auto_count += 1
         count = self._auto_count
         if self.init_model() is not None and not self.resume.text().strip():
