@@ -138,6 +138,10 @@ class TrainConfig:
     exploration_correlation: float = setting(
         0.75, "coherent exploration: the share of each draw shared with its neighbours or its "
         "object (only with exploration_scale > 0 or exploration_objects)", low=0, high=1)
+    exploration_correlation_final: float | None = setting(
+        None, "coherent exploration: the shared share at the end of the budget, linear from "
+        "exploration_correlation in between (none = constant; 0 ends with the paper's "
+        "independent pixels)", low=0, high=1)
     grad_clip: float | None = setting(None, "clip the gradient norm to this (none = off)", low=0,
                                       high=10**6, low_open=True)
     warmup_updates: int = setting(0, "first updates on a single sample (the supplement's 3D "

@@ -2,6 +2,8 @@
 so every pixel still takes a_t = 1 with its own probability, while neighbours' draws are
 correlated over about the scale."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -77,3 +79,40 @@ def test_over_objects_every_object_shares_its_draw_and_no_other():
     assert abs(corr((2, 5), (2, 6))) < 0.1  # an object and the background
     z = object_noise((2, 3), torch.tensor([0, 0, 1, 1, 1, 2]), 3, torch.device("cpu"))
     assert z[0, 0] == z[0, 1] and z[0, 2] == z[1, 0] == z[1, 1] and z[1, 2] != z[1, 1]
+
+
+def test_the_shared_share_falls_over_the_budget_to_independent_pixels():
+    """``train.exploration_correlation_final``: the share goes linearly from
+    ``exploration_correlation`` to the final value over the budget (constant without one), and
+    a rollout at share 0 samples exactly like the paper's independent pixels, objects or not."""
+    from conftest import tiny_config, tiny_samples
+    from napari_colorrl.core.config import TrainConfig
+    from napari_colorrl.core.model.networks import build_network
+    from napari_colorrl.core.training.environment import Environment
+    from napari_colorrl.core.training.rollout import play_episodes
+    from napari_colorrl.core.training.trainer import exploration_correlation
+
+    train = TrainConfig(exploration_objects=True, exploration_correlation=0.9,
+                        exploration_correlation_final=0.0)
+    assert [exploration_correlation(train, p) for p in (0, 0.5, 1)] == pytest.approx(
+        [0.9, 0.45, 0.0])
+    constant = TrainConfig(exploration_objects=True, exploration_correlation=0.9)
+    assert exploration_correlation(constant, 0.7) == 0.9
+
+    config = tiny_config(2, train={"exploration_objects": True,
+                                   "exploration_correlation": 0.9,
+                                   "exploration_correlation_final": 0.0})
+    paper = config.replace(train=dataclasses.replace(config.train, exploration_objects=False))
+    torch.manual_seed(0)
+    model = build_network(config).eval()
+    env = Environment(tiny_samples(2, 2), config, torch.device("cpu"), np.random.default_rng(0))
+    episode = env.reset(2)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        end = play_episodes(model, episode, config, correlation=0.0)
+        torch.manual_seed(1)
+        independent = play_episodes(model, episode, paper)
+        torch.manual_seed(1)
+        start = play_episodes(model, episode, config)
+    assert torch.equal(end.log_prob, independent.log_prob)
+    assert not torch.equal(start.log_prob, independent.log_prob)

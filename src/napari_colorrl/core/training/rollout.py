@@ -143,13 +143,16 @@ def autocast(device: torch.device, precision: str):
 
 
 def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfig,
-                  reward_timer: SectionTimer | None = None) -> Rollout:
+                  reward_timer: SectionTimer | None = None, *,
+                  correlation: float | None = None) -> Rollout:
     """Run T coloring steps on a batch of episodes with actions sampled from the policy.
 
     At step t the network sees the image and the step channels of the actions so far; each pixel
     samples a_t ~ pi(. | s_t) (by default independently; patches or objects together under
     coherent exploration, ``exploration.py``), the color becomes c_t = c_{t-1} + a_t 2^t, and
     the rewards of the step come from the colors (``method.rewards.step_rewards``).
+    ``correlation`` replaces ``train.exploration_correlation`` (the trainer's schedule,
+    ``exploration_correlation_final``).
     """
     image, steps, precision = episode.image, config.steps, config.train.precision
     batch, spatial = image.shape[0], image.shape[2:]
@@ -162,7 +165,9 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     use_aux = has_aux_heads(model) and config.train.aux_weight > 0
     aux_targets = aux_label_maps(episode.targets) if use_aux else None
     aux_losses, expected = [], config.train.expected_reward
-    scale, correlation = config.train.exploration_scale, config.train.exploration_correlation
+    scale = config.train.exploration_scale
+    if correlation is None:
+        correlation = config.train.exploration_correlation
     objects = ((episode.targets.instance, episode.targets.n_slots)
                if config.train.exploration_objects else None)
     probs, gains, means = [], [], []
@@ -274,11 +279,13 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 
 def run_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, episode: Episode,
-               config: ColorRLConfig, *, entropy_coef: float) -> RolloutStats:
-    """Play one batch of episodes with sampled actions and apply one A2C update."""
+               config: ColorRLConfig, *, entropy_coef: float,
+               correlation: float | None = None) -> RolloutStats:
+    """Play one batch of episodes with sampled actions and apply one A2C update
+    (``correlation``: coherent exploration's shared share now, ``play_episodes``)."""
     clock = UpdateClock(episode.image.device)
     model.train()
-    rollout = play_episodes(model, episode, config, clock.rewards)
+    rollout = play_episodes(model, episode, config, clock.rewards, correlation=correlation)
     losses = actor_critic_loss(rollout, config.train, entropy_coef)
     optimizer_step(model, optimizer, losses.total, config.train.grad_clip)
     seconds, reward_seconds = clock.stop()

@@ -73,6 +73,13 @@ def entropy_coef(train: TrainConfig, progress: float) -> float:
     return train.entropy_coef + (train.entropy_coef_final - train.entropy_coef) * progress
 
 
+def exploration_correlation(train: TrainConfig, progress: float) -> float:
+    """The shared share of coherent exploration's draws, linear from exploration_correlation to
+    exploration_correlation_final over the budget (constant without a final value)."""
+    start, final = train.exploration_correlation, train.exploration_correlation_final
+    return start if final is None else start + (final - start) * progress
+
+
 class Budget:
     """The run's clock and budget (minutes or episodes), shared by all workers."""
 
@@ -218,7 +225,8 @@ def _updates(run: _Run, config: ColorRLConfig, val_samples: Sequence, out: Path,
             warm = state.update < tcfg.warmup_updates
             episode = env.reset(tcfg.batch_size, indices=[0] * tcfg.batch_size if warm else None)
             stats = run_update(worker, optimizer, episode, config,
-                               entropy_coef=entropy_coef(tcfg, progress))
+                               entropy_coef=entropy_coef(tcfg, progress),
+                               correlation=exploration_correlation(tcfg, progress))
             stats = distributed.mean_over_ranks(stats, ctx)
             _stop_unless_finite(stats, model, state.update, lr, last_checkpoint)
             state.update += 1
