@@ -116,3 +116,24 @@ def test_the_shared_share_falls_over_the_budget_to_independent_pixels():
         start = play_episodes(model, episode, config)
     assert torch.equal(end.log_prob, independent.log_prob)
     assert not torch.equal(start.log_prob, independent.log_prob)
+
+
+def test_the_trainer_plays_each_update_at_the_scheduled_share(tmp_path, monkeypatch):
+    """The trainer passes the share of its progress to every update (0.9 at the start, half
+    way to 0 after half an episode budget), not the configured constant."""
+    from conftest import tiny_config, tiny_samples
+    from napari_colorrl.core.training import trainer
+
+    seen, real = [], trainer.run_update
+
+    def spy(*args, correlation=None, **kwargs):
+        seen.append(correlation)
+        return real(*args, correlation=correlation, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_update", spy)
+    config = tiny_config(2, train={"episodes": 4, "batch_size": 2, "val_every": 1000,
+                                   "checkpoint_every": 1000, "exploration_objects": True,
+                                   "exploration_correlation": 0.9,
+                                   "exploration_correlation_final": 0.0})
+    list(trainer.train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
+    assert seen == pytest.approx([0.9, 0.45])
