@@ -30,6 +30,7 @@ class TrainingInputs(TrainingForm):
         self._auto_count = 0  # the latest automatic-T count asked for (see _count_neighbours)
         self._init_configs: dict = {}  # the config of the model to start from, by file version
         self.auto_worker = None
+        self.checked_config: Any = None  # the form's config as the last problems() built it
 
     def scan_layers(self) -> str | None:
         """Read the chosen layers into samples; return what is wrong, if anything."""
@@ -67,8 +68,9 @@ class TrainingInputs(TrainingForm):
                 found.append(problem)
         elif not (self.folders["images"].text() and self.folders["labels"].text()):
             found.append("Choose the training image and label folders.")
+        self.checked_config = None
         try:
-            self.form_config()
+            self.checked_config = self.form_config()
         except ValueError as err:
             found.append(str(err))
         if (problem := self._init_problem()) is not None:
@@ -143,7 +145,7 @@ class TrainingInputs(TrainingForm):
         if untouched:
             notes.append(f"{untouched} uncorrected result frames")
         text += f" ({' and '.join(notes)} skipped)." if notes else "."
-        config = self.form_config()  # (no problem found: it builds)
+        config = self.checked_config  # built by problems(), which found nothing wrong
         if not val.samples:
             text += " " + self._hold_out_text(train.samples, config)
         if note := self._anisotropy_note(config):
