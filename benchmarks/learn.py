@@ -146,7 +146,7 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
         f"{100 * _mean(rows, 'environment_share'):.1f}%, network "
         f"{100 * _mean(rows, 'network_share'):.1f}% of an update)",
         f"- scored model: `{scored.name}`, minimum object size {config.min_size} px, depth "
-        f"{config.passes} of {config.steps} steps (chosen on validation); inference "
+        f"{config.passes} of {config.steps} steps (both chosen on the selection share); inference "
         f"{1000 * seconds:.0f} ms per image including post-processing",
         "",
         "| on all validation images | " + " | ".join(summary(config)) + " |",
@@ -154,7 +154,8 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
         "| ColorRL (this project) | " + " | ".join(f"{mean[k]:.3f}" for k in summary(config))
         + " |",
         "",
-        "Validation during training (first images of val/, size chosen at each point):",
+        f"Validation during training (the first {config.train.val_max_images or 'all'} of the "
+        f"selection share carved from train/, minimum size and depth chosen at each point):",
         "",
     ]
     lines += ["| minutes | update | SBD | abs DiC | AP50 |", "|---|---|---|---|---|"]

@@ -7,8 +7,9 @@ chosen on the selection share carved from train/, as training does). The table r
 variant against the first one (the recipe as it is) in the same run, so that machine and load
 cancel out: run nothing else meanwhile. With ``--seeds`` every seed trains every variant (all
 variants of one seed, then the next seed) and the table gives each score per seed and as mean ±
-sd over the seeds, the ratio of the means against the first variant. Writes
-runs/levers-NAME/results.json and prints the table as a Markdown block.
+sd over the seeds, the ratio of the means against the first variant. Each training goes to
+runs/levers-NAME/VARIANT-seedS/ (log and checkpoints; the same name with one seed or several),
+the scores to runs/levers-NAME/results.json, and the table is printed as a Markdown block.
 
     python -m benchmarks.levers --data DATA/dsb2018_fluo --recipe dsb --minutes 8
     python -m benchmarks.levers --data DATA/cvppp_a1 --recipe cvppp --minutes 15 --seeds 0,1 \
@@ -107,7 +108,7 @@ def main() -> int:
         for variant in names:
             what, extra = changes_of(variant)
             print(f"\n== {variant}, seed {seed}: {what}")
-            vdir = run_dir / variant if len(seeds) == 1 else run_dir / f"{variant}-seed{seed}"
+            vdir = run_dir / f"{variant}-seed{seed}"
             vdir.mkdir(parents=True, exist_ok=True)
             log_path, out = vdir / "log.jsonl", vdir / "model.pt"
             log_path.write_text("")

@@ -172,6 +172,25 @@ def test_levers_screen_over_seeds_reports_mean_and_spread(tmp_path):
     assert (tmp_path / "runs" / "levers-tiny" / "worst-seed1" / "log.jsonl").stat().st_size > 0
 
 
+def test_levers_names_a_single_seed_run_like_a_multi_seed_one(tmp_path):
+    """One seed writes to VARIANT-seedS too (it wrote to VARIANT alone before, so the folders of
+    a one-seed screen and of a several-seed screen of the same variant had different names)."""
+    data = _tiny_dataset(tmp_path / "data")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "ndim": 2, "steps": 2, "input_size": [32, 32], "min_size": 0,
+        "network": {"features": [4, 8], "attention": False, "input_features": 4},
+        "reward": {"radii": [2, 4]},
+        "train": {"batch_size": 2, "val_every": 2, "checkpoint_every": 2, "threads": 1}}))
+    _benchmark(["benchmarks.levers", "--data", str(data), "--config", str(config),
+                "--minutes", "0.01", "--seed", "3", "--variants", "base", "--name", "one"],
+               tmp_path)
+    run = tmp_path / "runs" / "levers-one"
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["base-seed3"]
+    assert (run / "base-seed3" / "log.jsonl").stat().st_size > 0
+    assert set(json.loads((run / "results.json").read_text())["base"]) == {"3"}
+
+
 def test_levers_refuses_bad_seeds(tmp_path):
     data = _tiny_dataset(tmp_path / "data")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
