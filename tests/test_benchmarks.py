@@ -191,6 +191,25 @@ def test_levers_names_a_single_seed_run_like_a_multi_seed_one(tmp_path):
     assert set(json.loads((run / "results.json").read_text())["base"]) == {"3"}
 
 
+def test_learn_reports_where_it_chose_and_what_it_scored(tmp_path):
+    """A few seconds of ``benchmarks.learn`` on synthetic data: the report says that validation
+    during training ran on the share carved from train/ (it said "first images of val/", which
+    the carved selection made untrue) and scores the val/ images."""
+    data = _tiny_dataset(tmp_path / "data")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "ndim": 2, "steps": 2, "input_size": [32, 32], "min_size": 0,
+        "network": {"features": [4, 8], "attention": False, "input_features": 4},
+        "reward": {"radii": [2, 4]},
+        "train": {"batch_size": 2, "val_every": 2, "checkpoint_every": 2, "threads": 1}}))
+    out = _benchmark(["benchmarks.learn", "--data", str(data), "--config", str(config),
+                      "--minutes", "0.02", "--name", "tiny"], tmp_path)
+    assert "selection (carved from train/) and 2 scored validation images" in out
+    assert "Validation during training (the first 16 of the selection share carved from " \
+        "train/" in out and "of val/" not in out
+    assert (tmp_path / "runs" / "learn-tiny" / "log.jsonl").stat().st_size > 0
+
+
 def test_levers_refuses_bad_seeds(tmp_path):
     data = _tiny_dataset(tmp_path / "data")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
