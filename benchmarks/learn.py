@@ -154,8 +154,9 @@ def _section(name, args, setup, rows, mean, scored, config, seconds, curve) -> s
         "| ColorRL (this project) | " + " | ".join(f"{mean[k]:.3f}" for k in summary(config))
         + " |",
         "",
-        f"Validation during training (the first {config.train.val_max_images or 'all'} of the "
-        f"selection share carved from train/, minimum size and depth chosen at each point):",
+        f"Validation during training ({min(config.train.val_max_images, len(setup.val))} of the "
+        f"{len(setup.val)} images of the selection share carved from train/, minimum size and "
+        f"depth chosen at each point):",
         "",
     ]
     lines += ["| minutes | update | SBD | abs DiC | AP50 |", "|---|---|---|---|---|"]

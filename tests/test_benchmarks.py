@@ -113,6 +113,16 @@ def _benchmark(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
+def _tiny_config(path: Path, steps: int = 2, attention: bool = False) -> Path:
+    """A config that trains in a few seconds on ``_tiny_dataset``'s 48 x 48 images."""
+    path.write_text(json.dumps({
+        "ndim": 2, "steps": steps, "input_size": [32, 32], "min_size": 0,
+        "network": {"features": [4, 8], "attention": attention, "input_features": 4},
+        "reward": {"radii": [2, 4]},
+        "train": {"batch_size": 2, "val_every": 2, "checkpoint_every": 2, "threads": 1}}))
+    return path
+
+
 def test_finetune_benchmark_runs_end_to_end(tmp_path):
     """A few seconds per training on synthetic data: every arm trains and is scored."""
     data = _tiny_dataset(tmp_path / "data")
@@ -146,12 +156,7 @@ def test_levers_screen_over_seeds_reports_mean_and_spread(tmp_path):
     trains and is scored, results.json holds each, and the table gives the per-seed values,
     their mean ± sd and the ratio of the means against the first variant."""
     data = _tiny_dataset(tmp_path / "data")
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({
-        "ndim": 2, "steps": 3, "input_size": [32, 32], "min_size": 0,
-        "network": {"features": [4, 8], "attention": True, "input_features": 4},
-        "reward": {"radii": [2, 4]},
-        "train": {"batch_size": 2, "val_every": 2, "checkpoint_every": 2, "threads": 1}}))
+    config = _tiny_config(tmp_path / "tiny.json", steps=3, attention=True)
     out = _benchmark(["benchmarks.levers", "--data", str(data), "--config", str(config),
                       "--minutes", "0.02", "--seeds", "0,1", "--variants", "base,worst",
                       "--name", "tiny"], tmp_path)
@@ -176,12 +181,7 @@ def test_levers_names_a_single_seed_run_like_a_multi_seed_one(tmp_path):
     """One seed writes to VARIANT-seedS too (it wrote to VARIANT alone before, so the folders of
     a one-seed screen and of a several-seed screen of the same variant had different names)."""
     data = _tiny_dataset(tmp_path / "data")
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({
-        "ndim": 2, "steps": 2, "input_size": [32, 32], "min_size": 0,
-        "network": {"features": [4, 8], "attention": False, "input_features": 4},
-        "reward": {"radii": [2, 4]},
-        "train": {"batch_size": 2, "val_every": 2, "checkpoint_every": 2, "threads": 1}}))
+    config = _tiny_config(tmp_path / "tiny.json")
     _benchmark(["benchmarks.levers", "--data", str(data), "--config", str(config),
                 "--minutes", "0.01", "--seed", "3", "--variants", "base", "--name", "one"],
                tmp_path)
@@ -196,17 +196,12 @@ def test_learn_reports_where_it_chose_and_what_it_scored(tmp_path):
     during training ran on the share carved from train/ (it said "first images of val/", which
     the carved selection made untrue) and scores the val/ images."""
     data = _tiny_dataset(tmp_path / "data")
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({
-        "ndim": 2, "steps": 2, "input_size": [32, 32], "min_size": 0,
-        "network": {"features": [4, 8], "attention": False, "input_features": 4},
-        "reward": {"radii": [2, 4]},
-        "train": {"batch_size": 2, "val_every": 2, "checkpoint_every": 2, "threads": 1}}))
+    config = _tiny_config(tmp_path / "tiny.json")
     out = _benchmark(["benchmarks.learn", "--data", str(data), "--config", str(config),
                       "--minutes", "0.02", "--name", "tiny"], tmp_path)
     assert "selection (carved from train/) and 2 scored validation images" in out
-    assert "Validation during training (the first 16 of the selection share carved from " \
-        "train/" in out and "of val/" not in out
+    assert "Validation during training (1 of the 1 images of the selection share carved " \
+        "from train/" in out and "of val/" not in out
     assert (tmp_path / "runs" / "learn-tiny" / "log.jsonl").stat().st_size > 0
 
 
