@@ -113,13 +113,13 @@ def _benchmark(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-def _tiny_config(path: Path, steps: int = 2, attention: bool = False) -> Path:
-    """A config that trains in a few seconds on ``_tiny_dataset``'s 48 x 48 images."""
-    path.write_text(json.dumps({
-        "ndim": 2, "steps": steps, "input_size": [32, 32], "min_size": 0,
-        "network": {"features": [4, 8], "attention": attention, "input_features": 4},
-        "reward": {"radii": [2, 4]},
-        "train": {"batch_size": 2, "val_every": 2, "checkpoint_every": 2, "threads": 1}}))
+def _tiny_config(path: Path) -> Path:
+    """The tests' one small config (``conftest.tiny_config``) as a file for the benchmarks'
+    ``--config``; their ``--minutes`` replaces its episode budget."""
+    from conftest import tiny_config
+
+    config = tiny_config(2, train={"val_every": 2, "checkpoint_every": 2, "threads": 1})
+    path.write_text(config.to_json())
     return path
 
 
@@ -156,7 +156,7 @@ def test_levers_screen_over_seeds_reports_mean_and_spread(tmp_path):
     trains and is scored, results.json holds each, and the table gives the per-seed values,
     their mean ± sd and the ratio of the means against the first variant."""
     data = _tiny_dataset(tmp_path / "data")
-    config = _tiny_config(tmp_path / "tiny.json", steps=3, attention=True)
+    config = _tiny_config(tmp_path / "tiny.json")
     out = _benchmark(["benchmarks.levers", "--data", str(data), "--config", str(config),
                       "--minutes", "0.02", "--seeds", "0,1", "--variants", "base,worst",
                       "--name", "tiny"], tmp_path)
