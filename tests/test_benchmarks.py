@@ -104,11 +104,17 @@ def _tiny_dataset(root: Path, n: int = 6) -> Path:
     return root
 
 
-def _benchmark(args: list[str], cwd: Path) -> str:
+def _run_benchmark(args: list[str], cwd: Path, timeout: int = 600
+                   ) -> subprocess.CompletedProcess:
+    """``python -m ARGS`` from the repository, its runs under ``cwd``, one thread."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
            "OMP_NUM_THREADS": "1", "COLORRL_RUNS": str(cwd / "runs")}
-    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _benchmark(args: list[str], cwd: Path) -> str:
+    done = _run_benchmark(args, cwd)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -207,12 +213,9 @@ def test_learn_reports_where_it_chose_and_what_it_scored(tmp_path):
 
 def test_levers_refuses_bad_seeds(tmp_path):
     data = _tiny_dataset(tmp_path / "data")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
-           "COLORRL_RUNS": str(tmp_path / "runs")}
     for bad in ("0,x", "1,1", ","):
-        done = subprocess.run([sys.executable, "-m", "benchmarks.levers", "--data", str(data),
-                               "--recipe", "cvppp", "--seeds", bad], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = _run_benchmark(["benchmarks.levers", "--data", str(data), "--recipe", "cvppp",
+                               "--seeds", bad], tmp_path, timeout=120)
         assert done.returncode == 2 and "--seeds" in done.stderr, done.stderr[-2000:]
 
 

@@ -22,6 +22,19 @@ def samples(ndim: int, n: int = 2) -> list[Sample]:
     return tiny_samples(ndim, n)
 
 
+def test_schedules_over_the_budget():
+    """The learning rate's two phases and the entropy bonus's line, at the budget's start,
+    middle and end."""
+    from napari_colorrl.core.config import TrainConfig
+    from napari_colorrl.core.training.trainer import entropy_coef, learning_rate
+
+    train_cfg = TrainConfig(lr=6e-4, lr_final=1e-4, lr_switch=0.8, entropy_coef=0.03,
+                            entropy_coef_final=0.005)
+    assert [learning_rate(train_cfg, p) for p in (0, 0.79, 0.8, 1)] == [6e-4, 6e-4, 1e-4, 1e-4]
+    assert [entropy_coef(train_cfg, p) for p in (0, 0.5, 1)] == pytest.approx(
+        [0.03, 0.0175, 0.005])
+
+
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_environment_shapes(ndim):
     config = tiny_config(ndim)

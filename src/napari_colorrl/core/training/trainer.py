@@ -68,16 +68,20 @@ def learning_rate(train: TrainConfig, progress: float) -> float:
     return train.lr if progress < train.lr_switch else train.lr_final
 
 
+def _linear(start: float, final: float | None, progress: float) -> float:
+    """From ``start`` at the budget's start to ``final`` at its end (constant without one)."""
+    return start if final is None else start + (final - start) * progress
+
+
 def entropy_coef(train: TrainConfig, progress: float) -> float:
     """The entropy bonus, linear from entropy_coef to entropy_coef_final over the budget."""
-    return train.entropy_coef + (train.entropy_coef_final - train.entropy_coef) * progress
+    return _linear(train.entropy_coef, train.entropy_coef_final, progress)
 
 
 def exploration_correlation(train: TrainConfig, progress: float) -> float:
     """The shared share of coherent exploration's draws, linear from exploration_correlation to
     exploration_correlation_final over the budget (constant without a final value)."""
-    start, final = train.exploration_correlation, train.exploration_correlation_final
-    return start if final is None else start + (final - start) * progress
+    return _linear(train.exploration_correlation, train.exploration_correlation_final, progress)
 
 
 class Budget:
