@@ -4,9 +4,11 @@ options of the training benchmarks and the run folder's config."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,6 +57,27 @@ def header(title: str) -> list[str]:
     """The first lines of a printed result: title, machine, command and date."""
     return [f"## {title}", "", f"- machine: {machine()}", f"- command: `{command()}`",
             f"- date: {stamp()}"]
+
+
+def source_env() -> dict[str, str]:
+    """This process's environment with the repository's src/ first on PYTHONPATH, for the
+    processes a benchmark starts."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_worker(module: str, flag: str, spec: dict, folder: Path) -> dict:
+    """Run ``python -m MODULE FLAG SPEC`` in a fresh process, the ``spec`` written as JSON in
+    ``folder``; the JSON object the worker printed last."""
+    path = folder / "spec.json"
+    path.write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, "-m", module, flag, str(path)], capture_output=True,
+                          text=True, env=source_env(), cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {flag} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def steps_value(text: str) -> int | str:

@@ -24,7 +24,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from ._report import ROOT, header, machine
+from ._report import header, machine, source_env
 
 
 def write_dataset(folder: Path, count: int, size: int) -> Path:
@@ -106,9 +106,7 @@ def main() -> int:
     features = [8, 16, 32] if quick else [16, 32, 64, 128]
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(f"machine: {machine()}", flush=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
+    env = source_env()
 
     results = []
     with tempfile.TemporaryDirectory(prefix="colorrl-bench-") as tmp:

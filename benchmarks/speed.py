@@ -24,7 +24,6 @@ import gc
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._report import ROOT, header
+from ._report import header, run_worker
 from ._timing import (
     apply_threads,
     case_image,
@@ -84,18 +83,10 @@ def peak_memory_mb(config, image: np.ndarray, device: str | torch.device = "cpu"
         peak = torch.cuda.max_memory_allocated(device) - base
         return peak / 2**20, "CUDA max_memory_allocated over the call"
     with tempfile.TemporaryDirectory(prefix="colorrl-speed-") as tmp:
-        spec = Path(tmp) / "spec.json"
         np.save(Path(tmp) / "image.npy", image)
-        spec.write_text(json.dumps({"config": config.to_dict(), "image": str(Path(tmp) /
-                                    "image.npy"), "threads": torch.get_num_threads()}))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
-        done = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--memory-worker",
-                               str(spec)], capture_output=True, text=True, env=env, cwd=ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(f"memory worker failed:\n{done.stderr[-3000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = run_worker("benchmarks.speed", "--memory-worker",
+                            {"config": config.to_dict(), "image": str(Path(tmp) / "image.npy"),
+                             "threads": torch.get_num_threads()}, Path(tmp))
     return result["peak_mb"], "peak RSS increase over the call (ru_maxrss, fresh process)"
 
 

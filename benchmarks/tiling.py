@@ -37,7 +37,6 @@ import json
 import math
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._report import ROOT, RUNS, header
+from ._report import RUNS, header, run_worker
 from ._timing import apply_threads, dump_json, fmt, speed_config, speed_parser, table
 
 SIZES_2D = (256, 512, 1024, 2048, 4096, 8192)
@@ -287,20 +286,11 @@ def measure(shape: tuple[int, ...], model: str, config, threads: int, device: st
     with tempfile.TemporaryDirectory(prefix="colorrl-tiling-") as tmp:
         image = Path(tmp) / "image.tif"
         write_image(image, shape)
-        spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({"image": str(image), "out": str(Path(tmp) / "l.zarr"),
-                                    "model": model, "first_tiles": first_tiles,
-                                    "threads": threads or
-                                    torch.get_num_threads(), "device": device,
-                                    "config": None if config is None else config.to_dict()}))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
-        done = subprocess.run([sys.executable, "-m", "benchmarks.tiling", "--worker",
-                               str(spec)], capture_output=True, text=True, env=env, cwd=ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(f"tiling worker failed:\n{done.stderr[-3000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = run_worker("benchmarks.tiling", "--worker",
+                            {"image": str(image), "out": str(Path(tmp) / "l.zarr"),
+                             "model": model, "first_tiles": first_tiles,
+                             "threads": threads or torch.get_num_threads(), "device": device,
+                             "config": None if config is None else config.to_dict()}, Path(tmp))
     pixels = math.prod(shape) * result["tiles_done"] / result["tiles"]  # those segmented
     result.update(shape=list(shape), megapixels=math.prod(shape) / 1e6,
                   mpx_per_s=pixels / 1e6 / result["seconds"],
