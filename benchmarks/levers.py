@@ -55,6 +55,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "coherent": ("coherent exploration: pixels draw their actions correlated over 6 px (75 % "
                  "of the variance shared), so patches change color together",
                  {"train": {"exploration_scale": 6.0, "exploration_correlation": 0.75}}),
+    "agreement": ("the code-agreement term, weight 1: a supervised loss on the policy's "
+                  "probabilities averaged per object, every object one color and neighbours "
+                  "apart", {"train": {"agreement_weight": 1.0}}),
+    "agreement-0.2": ("the code-agreement term, weight 0.2",
+                      {"train": {"agreement_weight": 0.2}}),
     "worst-half": ("split form 'worst' at worst_share 0.5: half the most shared neighbour's "
                    "share, half the mean over the neighbours",
                    {"reward": {"split_form": "worst", "worst_share": 0.5}}),

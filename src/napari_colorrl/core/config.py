@@ -127,6 +127,11 @@ class TrainConfig:
         False, "the policy gradient of each step's own reward from its exact expectation over "
         "the other pixels' actions, for both actions of a pixel; the sampled return only for "
         "the later steps (less noise per update)")
+    agreement_weight: float = setting(
+        0.0, "weight of the code-agreement term (beyond the paper): a supervised loss on the "
+        "policy's step probabilities, averaged over each object, that asks every object to "
+        "take one color and neighbouring objects different ones (0 = off, the paper)", low=0,
+        high=100)
     exploration_scale: float = setting(
         0.0, "coherent exploration: neighbouring pixels draw the random numbers of their "
         "actions correlated over about this many pixels at the network's input, so patches "

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..config import ColorRLConfig, TrainConfig
 from ..method.coloring import step_value
 from ..method.rewards import expected_step_rewards, step_rewards
+from .agreement import code_agreement_loss
 from .environment import Episode
 from .exploration import exploration_uniforms
 from .timing import SectionTimer, UpdateClock
@@ -36,6 +37,7 @@ class Rollout:
     part_means: torch.Tensor  # (T, 4) mean of each reward part per step over the mask
     weight: torch.Tensor | None = None  # (B, *S) loss weights (None: the mask, every pixel)
     aux: torch.Tensor | None = None  # auxiliary supervised loss (network.aux_heads), with graph
+    agreement: torch.Tensor | None = None  # the code-agreement term (agreement.py), with graph
     # train.expected_reward: P(a_t = 1) (with graph), and per pixel the expected reward of step
     # t for a_t = 1 minus that for a_t = 0, and its mean under the policy (no graph).
     prob_one: torch.Tensor | None = None
@@ -50,6 +52,7 @@ class Losses:
     value: torch.Tensor
     entropy: torch.Tensor
     aux: torch.Tensor | None = None
+    agreement: torch.Tensor | None = None
 
 
 @dataclass
@@ -170,7 +173,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         correlation = config.train.exploration_correlation
     objects = ((episode.targets.instance, episode.targets.n_slots)
                if config.train.exploration_objects else None)
-    probs, gains, means = [], [], []
+    probs, gains, means, step_probs = [], [], [], []
+    agreement = config.train.agreement_weight > 0
     for t in range(steps):
         with autocast(image.device, precision):
             if use_aux:
@@ -181,6 +185,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
                 logits, value = model(image, channels, image_features=cache)
         log_p = F.log_softmax(logits.float(), dim=1)
         prob_one = log_p[:, 1].exp()
+        if agreement:
+            step_probs.append(prob_one)
         with torch.no_grad():
             uniform = exploration_uniforms(tuple(prob_one.shape), scale, correlation,
                                            prob_one.device, objects)
@@ -210,8 +216,9 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     aux = torch.stack(aux_losses).mean() if aux_losses else None
     expectation = ((torch.stack(probs), torch.stack(gains), torch.stack(means)) if expected
                    else (None, None, None))
+    agreed = code_agreement_loss(torch.stack(step_probs), episode.targets) if agreement else None
     return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
-                   torch.stack(rewards), mask, torch.stack(part_means), weight, aux,
+                   torch.stack(rewards), mask, torch.stack(part_means), weight, aux, agreed,
                    *expectation)
 
 
@@ -250,7 +257,9 @@ def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float)
     total = policy + train.value_coef * value_loss - entropy_coef * entropy
     if rollout.aux is not None:
         total = total + train.aux_weight * rollout.aux
-    return Losses(total, policy, value_loss, entropy, rollout.aux)
+    if rollout.agreement is not None:
+        total = total + train.agreement_weight * rollout.agreement
+    return Losses(total, policy, value_loss, entropy, rollout.aux, rollout.agreement)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -1,0 +1,62 @@
+"""The code-agreement term (``train.agreement_weight``; beyond the paper, docs/method.md,
+"Training"): a supervised loss on the policy's own step probabilities that asks every object to
+take one color and neighbouring objects to take different ones, whatever the colors are.
+
+With m_i(t) the mean of P(a_t = 1) over the interior pixels of object i (in the episode's mask),
+two pixels of i drawn at random take the same action at step t with probability
+A_i(t) = m_i(t)^2 + (1 - m_i(t))^2, and two pixels of neighbouring objects i and j with
+probability S_ij(t) = m_i(t) m_j(t) + (1 - m_i(t)) (1 - m_j(t)); over the T steps (actions drawn
+independently given the states) the codes agree with the products of these. The loss is
+
+    - mean over objects i of  sum_t log A_i(t)
+    - mean over neighbour pairs {i, j} of  log(1 - prod_t S_ij(t)),
+
+zero exactly when every object is colored one way and no two neighbours share a code, so any
+valid coloring is a minimum (the colors are not prescribed). Neighbours are those of the first
+splitting radius (``reward.radii[0]``), the rewards' own. Objects and pairs weigh alike, as SBD
+weighs objects. Unlike the sampled reward, the term's value falls steadily as a merged
+object's pixels move to another color together: no dip before a coherent flip pays
+(``tests/core/training/test_agreement.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..method.rewards import BatchTargets
+
+#: Added to 1 - prod_t S_ij(t), so a pair merged with certainty costs -log(1e-6), about 13.8,
+#: and still has a gradient (the log undoes the saturation of confident probabilities).
+_EPS = 1e-6
+
+
+def object_means(prob_one: torch.Tensor, targets: BatchTargets
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, G) mean of P(a_t = 1) over each slot's interior pixels in the episode's mask, and
+    (G,) whether the slot has any such pixel. prob_one: (T, B, *S)."""
+    steps = prob_one.shape[0]
+    flat = prob_one.reshape(steps, -1)
+    pixels, ids = targets.interior_pixels, targets.interior_ids
+    keep = targets.mask.reshape(-1)[pixels]
+    pixels, ids = pixels[keep], ids[keep]
+    counts = torch.bincount(ids, minlength=targets.n_slots)
+    sums = flat.new_zeros((steps, targets.n_slots)).index_add(1, ids, flat[:, pixels])
+    return sums / counts.clamp_min(1).to(flat.dtype), counts > 0
+
+
+def code_agreement_loss(prob_one: torch.Tensor, targets: BatchTargets) -> torch.Tensor:
+    """The code-agreement term (module docstring) of one rollout's step probabilities
+    ``prob_one`` (T, B, *S, with graph); 0 without objects."""
+    means, present = object_means(prob_one.float(), targets)
+    agree = means ** 2 + (1 - means) ** 2
+    inside = -agree.log().sum(0)[present]
+    loss = inside.mean() if inside.numel() else prob_one.sum() * 0
+    if targets.neighbour_src:
+        src, dst = targets.neighbour_src[0], targets.neighbour_dst[0]
+        keep = (src < dst) & present[src] & present[dst]
+        src, dst = src[keep], dst[keep]
+        if src.numel():
+            a, b = means[:, src], means[:, dst]
+            same = (a * b + (1 - a) * (1 - b)).prod(0)
+            loss = loss - ((1 - same) + _EPS).log().mean()
+    return loss
