@@ -113,7 +113,9 @@ def test_training_on_the_term_lowers_it_and_the_trainer_runs_with_it(tmp_path):
     losses = actor_critic_loss(rollout, dataclasses.replace(config.train, agreement_weight=0.25),
                                0.01)
     rest = losses.policy + config.train.value_coef * losses.value - 0.01 * losses.entropy
-    assert float((losses.total - rest).detach()) == pytest.approx(0.25 * float(rollout.agreement.detach()))
+    assert float((losses.total - rest).detach()) == pytest.approx(
+        0.25 * float(rollout.agreement.detach()))
 
     reports = list(train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
     assert reports[-1].final and np.isfinite(reports[-1].loss)
+    assert all(r.agreement is not None and r.agreement > 0 for r in reports)

@@ -69,6 +69,7 @@ class RolloutStats:
     reward_seconds: float
     network_seconds: float
     environment_seconds: float
+    agreement: float | None = None  # the code-agreement term, when train.agreement_weight > 0
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -311,4 +312,5 @@ def run_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, episode
         reward_seconds=reward_seconds,
         network_seconds=seconds - reward_seconds,
         environment_seconds=episode.prepare_seconds,
+        agreement=None if losses.agreement is None else float(losses.agreement.detach()),
     )

@@ -61,6 +61,7 @@ class TrainingReport:
     checkpoint: str | None = None
     final: bool = False
     stopped: bool = False  # the final update, ended early by ``should_stop`` (a signal)
+    agreement: float | None = None  # the code-agreement term (train.agreement_weight > 0)
 
 
 def learning_rate(train: TrainConfig, progress: float) -> float:
@@ -332,4 +333,5 @@ def _report(stats: RolloutStats, state: TrainingState, budget: Budget, lr: float
         checkpoint=checkpoint,
         final=final,
         stopped=stopped,
+        agreement=stats.agreement,
     )
