@@ -174,8 +174,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         correlation = config.train.exploration_correlation
     objects = ((episode.targets.instance, episode.targets.n_slots)
                if config.train.exploration_objects else None)
-    probs, gains, means, step_probs = [], [], [], []
     agreement = config.train.agreement_weight > 0
+    probs, gains, means = [], [], []  # probs: P(a_t = 1), for expected_reward and agreement
     for t in range(steps):
         with autocast(image.device, precision):
             if use_aux:
@@ -186,8 +186,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
                 logits, value = model(image, channels, image_features=cache)
         log_p = F.log_softmax(logits.float(), dim=1)
         prob_one = log_p[:, 1].exp()
-        if agreement:
-            step_probs.append(prob_one)
+        if expected or agreement:
+            probs.append(prob_one)
         with torch.no_grad():
             uniform = exploration_uniforms(tuple(prob_one.shape), scale, correlation,
                                            prob_one.device, objects)
@@ -205,7 +205,6 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
                                                       steps)
                     gains.append(one.total - zero.total)
                     means.append(zero.total + p_one * gains[-1])
-                probs.append(prob_one)
         rewards.append(parts.total.float())
         # Means stay on the device and are read back once per update (one sync, not 4 T).
         part_means.append(torch.stack([masked_mean(getattr(parts, name).float(), mask)
@@ -217,7 +216,7 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     aux = torch.stack(aux_losses).mean() if aux_losses else None
     expectation = ((torch.stack(probs), torch.stack(gains), torch.stack(means)) if expected
                    else (None, None, None))
-    agreed = code_agreement_loss(torch.stack(step_probs), episode.targets) if agreement else None
+    agreed = code_agreement_loss(torch.stack(probs), episode.targets) if agreement else None
     return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
                    torch.stack(rewards), mask, torch.stack(part_means), weight, aux, agreed,
                    *expectation)
@@ -232,6 +231,7 @@ def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float)
     minus that for a_t = 0, is the exact gradient of the step's own expected reward; F_t = A_t -
     (r_t - E_pi[r_t]) is the advantage of the later steps alone (its baseline V(s_t) -
     E_pi[r_t] depends on the state only). Normalised advantages divide both by the spread of A.
+    The auxiliary heads' loss and the code-agreement term are added with their weights.
     """
     value = rollout.value
     weight = rollout.mask if rollout.weight is None else rollout.weight
