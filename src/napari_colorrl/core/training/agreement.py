@@ -12,14 +12,17 @@ independently given the states) the codes agree with the products of these. The 
     - mean over neighbour pairs {i, j} of  log(1 - prod_t S_ij(t)),
 
 zero exactly when every object is colored one way and no two neighbours share a code, so any
-valid coloring is a minimum (the colors are not prescribed). Neighbours are those of the first
-splitting radius (``reward.radii[0]``), the rewards' own. Objects and pairs weigh alike, as SBD
-weighs objects. Unlike the sampled reward, the term's value falls steadily as a merged
-object's pixels move to another color together: no dip before a coherent flip pays
+valid coloring is a minimum (the colors are not prescribed). Neighbours are the objects that
+touch (:func:`touching_pairs`): the connected components of each color (post-processing, full
+connectivity) merge only those, so objects further apart may share a code. Objects and pairs
+weigh alike, as SBD weighs objects. Unlike the sampled reward, the term's value falls steadily
+as a merged object's pixels move to another color together: no dip before a coherent flip pays
 (``tests/core/training/test_agreement.py``).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 
@@ -44,6 +47,29 @@ def object_means(prob_one: torch.Tensor, targets: BatchTargets
     return sums / counts.clamp_min(1).to(flat.dtype), counts > 0
 
 
+def touching_pairs(targets: BatchTargets) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slot pairs (a, b), a < b, of objects that touch in the episode's labels: a pixel of
+    each within one step of each other along any axes (full connectivity, as the connected
+    components of post-processing), both in the mask."""
+    shape = (targets.batch_size, *targets.shape)
+    slots = targets.instance.view(shape)
+    inside = targets.foreground.view(shape) & targets.mask
+    keys = []
+    for offset in itertools.product((-1, 0, 1), repeat=len(targets.shape)):
+        if offset <= (0,) * len(offset):  # each direction once (and not the pixel itself)
+            continue
+        here = (slice(None), *(slice(0, -1) if o > 0 else slice(1, None) if o < 0 else
+                               slice(None) for o in offset))
+        there = (slice(None), *(slice(1, None) if o > 0 else slice(0, -1) if o < 0 else
+                                slice(None) for o in offset))
+        a, b = slots[here], slots[there]
+        both = inside[here] & inside[there] & (a != b)
+        a, b = a[both], b[both]
+        keys.append(torch.minimum(a, b) * targets.n_slots + torch.maximum(a, b))
+    keys = torch.unique(torch.cat(keys)) if keys else targets.instance.new_zeros(0)
+    return keys // targets.n_slots, keys % targets.n_slots
+
+
 def code_agreement_loss(prob_one: torch.Tensor, targets: BatchTargets) -> torch.Tensor:
     """The code-agreement term (module docstring) of one rollout's step probabilities
     ``prob_one`` (T, B, *S, with graph); 0 without objects."""
@@ -51,12 +77,11 @@ def code_agreement_loss(prob_one: torch.Tensor, targets: BatchTargets) -> torch.
     agree = means ** 2 + (1 - means) ** 2
     inside = -agree.log().sum(0)[present]
     loss = inside.mean() if inside.numel() else prob_one.sum() * 0
-    if targets.neighbour_src:
-        src, dst = targets.neighbour_src[0], targets.neighbour_dst[0]
-        keep = (src < dst) & present[src] & present[dst]
-        src, dst = src[keep], dst[keep]
-        if src.numel():
-            a, b = means[:, src], means[:, dst]
-            same = (a * b + (1 - a) * (1 - b)).prod(0)
-            loss = loss - ((1 - same) + _EPS).log().mean()
+    src, dst = touching_pairs(targets)
+    keep = present[src] & present[dst]
+    src, dst = src[keep], dst[keep]
+    if src.numel():
+        a, b = means[:, src], means[:, dst]
+        same = (a * b + (1 - a) * (1 - b)).prod(0)
+        loss = loss - ((1 - same) + _EPS).log().mean()
     return loss
