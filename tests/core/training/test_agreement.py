@@ -46,6 +46,10 @@ def test_any_valid_coloring_costs_nothing_and_a_merge_costs_most():
     undecided = float(code_agreement_loss(coloring({1: (1, 0.5, 0), 2: (1, 0, 0)}), batch))
     assert merged == pytest.approx(-np.log(1e-6), rel=1e-3)
     assert 0 < undecided < merged
+    # Step 0, the foreground decision, is the rewards' alone; with T = 1 there is no code.
+    loose = coloring({1: (0.5, 1, 0), 2: (0.2, 0, 0)})
+    assert float(code_agreement_loss(loose, batch)) == pytest.approx(0, abs=1e-5)
+    assert float(code_agreement_loss(loose[:1], batch)) == 0
 
 
 @pytest.mark.parametrize("soft", [False, True])
@@ -113,9 +117,9 @@ def test_every_object_weighs_the_same_and_the_mask_counts():
 def test_training_on_the_term_lowers_it_and_the_trainer_runs_with_it(tmp_path):
     """The term's gradient reaches the network the right way: 30 Adam steps on it alone, on
     the rollouts of two tiny synthetic images, bring it down (measured 2026-12-07, mean of the
-    first five against the last five: 2.21 -> 1.48, 1.48, 1.60 for seeds 0, 1, 2; 2.21 is its
+    first five against the last five: 1.67 -> 1.26, 1.27, 1.37 for seeds 0, 1, 2; 1.67 is its
     value at P = 0.5 everywhere, where a fresh network starts). Checked by hand the same day:
-    with its sign flipped it stays at 2.21 (undecided pixels are where it is highest) and this
+    with its sign flipped it stays at 1.67 (undecided pixels are where it is highest) and this
     test fails. And a run of the trainer with ``train.agreement_weight`` trains and saves."""
     from napari_colorrl.core.model.networks import build_network
     from napari_colorrl.core.training.environment import Environment

@@ -5,19 +5,22 @@ take one color and neighbouring objects to take different ones, whatever the col
 With m_i(t) the mean of P(a_t = 1) over the interior pixels of object i (in the episode's mask),
 two pixels of i drawn at random take the same action at step t with probability
 A_i(t) = m_i(t)^2 + (1 - m_i(t))^2, and two pixels of neighbouring objects i and j with
-probability S_ij(t) = m_i(t) m_j(t) + (1 - m_i(t)) (1 - m_j(t)); over the T steps (actions drawn
+probability S_ij(t) = m_i(t) m_j(t) + (1 - m_i(t)) (1 - m_j(t)); over the steps (actions drawn
 independently given the states) the codes agree with the products of these. The loss is
 
-    - mean over objects i of  sum_t log A_i(t)
-    - mean over neighbour pairs {i, j} of  log(1 - prod_t S_ij(t)),
+    - mean over objects i of  sum_{t >= 1} log A_i(t)
+    - mean over neighbour pairs {i, j} of  log(1 - prod_{t >= 1} S_ij(t)),
 
-zero exactly when every object is colored one way and no two neighbours share a code, so any
-valid coloring is a minimum (the colors are not prescribed). Neighbours are the objects that
-touch (:func:`touching_pairs`): the connected components of each color (post-processing, full
-connectivity) merge only those, so objects further apart may share a code. Objects and pairs
-weigh alike, as SBD weighs objects. Unlike the sampled reward, the term's value falls steadily
-as a merged object's pixels move to another color together: no dip before a coherent flip pays
-(``tests/core/training/test_agreement.py``).
+over the steps after the first: step 0 is the foreground decision, the same for every object
+(1), which its reward asks for; a code over all T bits would be satisfied as well by objects
+taken for background that differ in a later bit (a first screen with step 0 in lost the
+foreground). It is zero exactly when every object is colored one way and no two neighbours share
+a code, so any valid coloring is a minimum (the colors are not prescribed). Neighbours are the
+objects that touch (:func:`touching_pairs`): the connected components of each color (post-
+processing, full connectivity) merge only those, so objects further apart may share a code.
+Objects and pairs weigh alike, as SBD weighs objects. Unlike the sampled reward, the term's
+value falls steadily as a merged object's pixels move to another color together: no dip before a
+coherent flip pays (``tests/core/training/test_agreement.py``).
 """
 
 from __future__ import annotations
@@ -72,8 +75,10 @@ def touching_pairs(targets: BatchTargets) -> tuple[torch.Tensor, torch.Tensor]:
 
 def code_agreement_loss(prob_one: torch.Tensor, targets: BatchTargets) -> torch.Tensor:
     """The code-agreement term (module docstring) of one rollout's step probabilities
-    ``prob_one`` (T, B, *S, with graph); 0 without objects."""
-    means, present = object_means(prob_one.float(), targets)
+    ``prob_one`` (T, B, *S, with graph; step 0 is left out); 0 without objects or with T = 1."""
+    if prob_one.shape[0] < 2:
+        return prob_one.sum() * 0
+    means, present = object_means(prob_one[1:].float(), targets)
     agree = means ** 2 + (1 - means) ** 2
     inside = -agree.log().sum(0)[present]
     loss = inside.mean() if inside.numel() else prob_one.sum() * 0
