@@ -117,10 +117,10 @@ def test_every_object_weighs_the_same_and_the_mask_counts():
 def test_training_on_the_term_lowers_it_and_the_trainer_runs_with_it(tmp_path):
     """The term's gradient reaches the network the right way: 30 Adam steps on it alone, on
     the rollouts of two tiny synthetic images, bring it down (measured 2026-12-07, mean of the
-    first five against the last five: 1.67 -> 1.26, 1.27, 1.37 for seeds 0, 1, 2; 1.67 is its
-    value at P = 0.5 everywhere, where a fresh network starts). Checked by hand the same day:
-    with its sign flipped it stays at 1.67 (undecided pixels are where it is highest) and this
-    test fails. And a run of the trainer with ``train.agreement_weight`` trains and saves."""
+    first five against the last five: 7.94 -> 4.19, 8.04 -> 3.96, 8.28 -> 4.14 for seeds 0,
+    1, 2). Checked by hand the same day: with its sign flipped it goes 8.38 -> 7.23, 8.69 ->
+    8.83, 8.86 -> 8.27 and this test fails. And a run of the trainer with
+    ``train.agreement_weight`` trains and saves."""
     from napari_colorrl.core.model.networks import build_network
     from napari_colorrl.core.training.environment import Environment
     from napari_colorrl.core.training.rollout import actor_critic_loss, play_episodes
@@ -139,7 +139,7 @@ def test_training_on_the_term_lowers_it_and_the_trainer_runs_with_it(tmp_path):
         optimizer.step()
         values.append(float(rollout.agreement.detach()))
     first, last = np.mean(values[:5]), np.mean(values[-5:])
-    assert last < first - 0.3, (first, last)
+    assert last < 0.65 * first, (first, last)
 
     losses = actor_critic_loss(rollout, dataclasses.replace(config.train, agreement_weight=0.25),
                                0.01)
