@@ -56,8 +56,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                  "of the variance shared), so patches change color together",
                  {"train": {"exploration_scale": 6.0, "exploration_correlation": 0.75}}),
     "agreement": ("the code-agreement term, weight 1: a supervised loss on the policy's "
-                  "probabilities averaged per object, every object one color and neighbours "
-                  "apart", {"train": {"agreement_weight": 1.0}}),
+                  "probabilities averaged per object, every object one code and touching "
+                  "objects apart", {"train": {"agreement_weight": 1.0}}),
     "agreement-0.2": ("the code-agreement term, weight 0.2",
                       {"train": {"agreement_weight": 0.2}}),
     "worst-half": ("split form 'worst' at worst_share 0.5: half the most shared neighbour's "

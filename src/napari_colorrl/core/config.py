@@ -130,7 +130,7 @@ class TrainConfig:
     agreement_weight: float = setting(
         0.0, "weight of the code-agreement term (beyond the paper): a supervised loss on the "
         "policy's step probabilities, averaged over each object, that asks every object to "
-        "take one color and neighbouring objects different ones (0 = off, the paper)", low=0,
+        "take one color and touching objects different ones (0 = off, the paper)", low=0,
         high=100)
     exploration_scale: float = setting(
         0.0, "coherent exploration: neighbouring pixels draw the random numbers of their "

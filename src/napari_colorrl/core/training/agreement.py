@@ -1,31 +1,23 @@
 """The code-agreement term (``train.agreement_weight``; beyond the paper, docs/method.md,
 "Training"): a supervised loss on the policy's own step probabilities that asks every object to
-take one color and neighbouring objects to take different ones, whatever the colors are.
+take one code and touching objects different codes, whatever the codes are.
 
 With m_i(t) the mean of P(a_t = 1) over the interior pixels of object i (in the episode's mask),
-two pixels of i drawn at random take the same action at step t with probability
-A_i(t) = m_i(t)^2 + (1 - m_i(t))^2 (over the steps, the code agrees with their product), and
-neighbouring objects i and j are told apart at step t by D_ij(t) = |m_i(t) - m_j(t)|, with
-S_ij(t) = 1 - D_ij(t). The loss is
+two pixels of i take the same action at step t with probability A_i(t) = m_i(t)^2 +
+(1 - m_i(t))^2, and touching objects i and j are told apart at step t by
+D_ij(t) = |m_i(t) - m_j(t)|. The loss is
 
     - mean over objects i of  sum_{t >= 1} log A_i(t)
-    - mean over neighbour pairs {i, j} of  log(1 - prod_{t >= 1} S_ij(t)).
+    - mean over touching pairs {i, j} of  log(1 - prod_{t >= 1} (1 - D_ij(t))),
 
-For decided objects (m 0 or 1) S_ij(t) is the chance that the two take the same action; for
-undecided ones it is not: that chance, m_i m_j + (1 - m_i)(1 - m_j), counts sampling noise as
-telling objects apart (every object at m = 0.9 on every step draws codes that differ 63 % of
-the time at T = 6, which a second screen settled in, merging every leaf at inference), while
-two objects with the same mean are not told apart at all by D. The sums run over the steps
-after the first: step 0 is the foreground decision, the same for every object
-(1), which its reward asks for; a code over all T bits would be satisfied as well by objects
-taken for background that differ in a later bit (a first screen with step 0 in lost the
-foreground). It is zero exactly when every object is colored one way and no two neighbours share
-a code, so any valid coloring is a minimum (the colors are not prescribed). Neighbours are the
-objects that touch (:func:`touching_pairs`): the connected components of each color (post-
-processing, full connectivity) merge only those, so objects further apart may share a code.
-Objects and pairs weigh alike, as SBD weighs objects. Unlike the sampled reward, the term's
-value falls steadily as a merged object's pixels move to another color together: no dip before a
-coherent flip pays (``tests/core/training/test_agreement.py``).
+zero exactly when every object takes one code and no two touching objects the same, so any
+valid coloring is a minimum. Objects and pairs weigh alike, as SBD weighs objects; the term falls
+at every step of moving a merged object's pixels to another color together, where the sampled
+reward first dips (``tests/core/training/test_agreement.py``). Three choices, each from a
+screen that failed without it (docs/method.md): step 0, the foreground decision, stays the
+rewards' alone; the pairs are the objects that touch (:func:`touching_pairs`), the only ones
+the connected components of each color merge; and D, not the chance that two objects' sampled
+codes differ, which counts sampling noise as separation.
 """
 
 from __future__ import annotations
@@ -36,7 +28,7 @@ import torch
 
 from ..method.rewards import BatchTargets
 
-#: Added to 1 - prod_t S_ij(t), so a pair merged with certainty costs -log(1e-6), about 13.8,
+#: Added to 1 - prod_t (1 - D_ij(t)), so a pair merged with certainty costs -log(1e-6), about 13.8,
 #: and still has a gradient (the log undoes the saturation of confident probabilities).
 _EPS = 1e-6
 
@@ -74,7 +66,7 @@ def touching_pairs(targets: BatchTargets) -> tuple[torch.Tensor, torch.Tensor]:
         both = inside[here] & inside[there] & (a != b)
         a, b = a[both], b[both]
         keys.append(torch.minimum(a, b) * targets.n_slots + torch.maximum(a, b))
-    keys = torch.unique(torch.cat(keys)) if keys else targets.instance.new_zeros(0)
+    keys = torch.unique(torch.cat(keys))
     return keys // targets.n_slots, keys % targets.n_slots
 
 
@@ -85,8 +77,8 @@ def code_agreement_loss(prob_one: torch.Tensor, targets: BatchTargets) -> torch.
         return prob_one.sum() * 0
     means, present = object_means(prob_one[1:].float(), targets)
     agree = means ** 2 + (1 - means) ** 2
-    inside = -agree.log().sum(0)[present]
-    loss = inside.mean() if inside.numel() else prob_one.sum() * 0
+    within = -agree.log().sum(0)[present]
+    loss = within.mean() if within.numel() else prob_one.sum() * 0
     src, dst = touching_pairs(targets)
     keep = present[src] & present[dst]
     src, dst = src[keep], dst[keep]
