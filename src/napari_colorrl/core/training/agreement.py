@@ -13,8 +13,8 @@ D_ij(t) = |m_i(t) - m_j(t)|. The loss is
 zero exactly when every object takes one code and no two touching objects the same, so any
 valid coloring is a minimum. Objects and pairs weigh alike, as SBD weighs objects; the term falls
 at every step of moving a merged object's pixels to another color together, where the sampled
-reward first dips (``tests/core/training/test_agreement.py``). Three choices, each from a
-screen that failed without it (docs/method.md): step 0, the foreground decision, stays the
+reward first dips (``tests/core/training/test_agreement.py``). Three choices, made after
+screens that failed (docs/method.md): step 0, the foreground decision, stays the
 rewards' alone; the pairs are the objects that touch (:func:`touching_pairs`), the only ones
 the connected components of each color merge; and D, not the chance that two objects' sampled
 codes differ, which counts sampling noise as separation.
