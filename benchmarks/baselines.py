@@ -35,7 +35,7 @@ from napari_colorrl.core.config import ColorRLConfig
 from napari_colorrl.core.data import augment
 from napari_colorrl.core.data.normalize import network_labels, normalize_image, resize_image
 from napari_colorrl.core.method.postprocess import remove_small
-from napari_colorrl.core.metrics import abs_dic, ap, sbd
+from napari_colorrl.core.metrics import evaluate, mean_metrics
 from napari_colorrl.core.model.networks import build_network
 from napari_colorrl.core.runtime import resolve_device
 from napari_colorrl.core.training.environment import DEFORM_PROBABILITY
@@ -180,9 +180,7 @@ def perfect_foreground_cc(gt: np.ndarray) -> np.ndarray:
 
 
 def _quick_scores(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict[str, float]:
-    return {"sbd": float(np.mean([sbd(p, g) for p, g in zip(preds, gts)])),
-            "ap50": float(np.mean([ap(p, g, 0.5) for p, g in zip(preds, gts)])),
-            "abs_dic": float(np.mean([abs_dic(p, g) for p, g in zip(preds, gts)]))}
+    return mean_metrics([evaluate(p, g, ("sbd", "ap50", "abs_dic")) for p, g in zip(preds, gts)])
 
 
 def choose(candidates: Sequence, make: Callable[[object], list[np.ndarray]],

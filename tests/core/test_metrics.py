@@ -288,3 +288,31 @@ def test_random_against_loop_reference_and_skimage(seed):
     h_gt_given_pred, h_pred_given_gt = variation_of_information(pred[m] + 1, gt[m])
     assert r["voi_split"] == approx(h_pred_given_gt)
     assert r["voi_merge"] == approx(h_gt_given_pred)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_min_sizes_from_one_table_match_removing_objects(seed):
+    """Every metric of ``evaluate_min_sizes`` at each size equals ``evaluate`` of the image
+    with the small objects removed (``remove_small``), in 2D and 3D, sizes that drop none,
+    some and all predicted objects included."""
+    from skimage.measure import label
+
+    from napari_colorrl.core.method.postprocess import remove_small
+
+    rng = np.random.default_rng(seed)
+    shape = (24, 24) if seed % 2 == 0 else (4, 10, 10)
+    gt = label(rng.random(shape) > 0.45)
+    pred = label(rng.random(shape) > 0.45) * 3  # ids need not be sequential
+    sizes = [0, 1, 2, 3, 5, 8, 10**6]
+    rows = M.evaluate_min_sizes(pred, gt, sizes)
+    assert len(rows) == len(sizes)
+    for size, got in zip(sizes, rows):
+        want = evaluate(remove_small(pred, size), gt)
+        assert list(got) == list(METRIC_NAMES)
+        for name in METRIC_NAMES:
+            assert got[name] == approx(want[name]), (size, name)
+    assert rows[-1]["dic"] == -len(np.unique(gt)) + 1  # every predicted object dropped
+    only = M.evaluate_min_sizes(pred, gt, [4], ["ap50", "sbd"])
+    assert list(only[0]) == ["ap50", "sbd"]
+    with pytest.raises(ValueError, match="unknown metric"):
+        M.evaluate_min_sizes(pred, gt, [4], ["sbd", "f1"])

@@ -71,13 +71,21 @@ class _Overlap:
             )
         p, n_p = _relabel(pred.ravel())
         g, n_g = _relabel(gt.ravel())
-        key = p.astype(np.int64) * n_g + g
+        self._set_table(p.astype(np.int64) * n_g + g, None, n_p, n_g)
+
+    def _set_table(self, key: np.ndarray, weights: np.ndarray | None, n_p: int,
+                   n_g: int) -> None:
+        """The table from the pair keys ``pred * n_g + gt``: one per pixel, or (with
+        ``weights``) one per table entry, entries of the same pair summed."""
         if n_p * n_g <= max(2**22, 2 * key.size):
-            counts = np.bincount(key, minlength=n_p * n_g)
+            counts = np.bincount(key, weights=weights, minlength=n_p * n_g)
             keys = np.flatnonzero(counts)
             counts = counts[keys]
-        else:
+        elif weights is None:
             keys, counts = np.unique(key, return_counts=True)
+        else:
+            keys, inverse = np.unique(key, return_inverse=True)
+            counts = np.bincount(inverse.ravel(), weights=weights)
         self.pp, self.gg, self.nn = keys // n_g, keys % n_g, counts.astype(np.int64)
         self.area_p = np.bincount(self.pp, weights=self.nn, minlength=n_p)
         self.area_g = np.bincount(self.gg, weights=self.nn, minlength=n_g)
@@ -86,6 +94,17 @@ class _Overlap:
         self.op, self.og, self.on = self.pp[obj], self.gg[obj], self.nn[obj].astype(float)
         self.iou = self.on / (self.area_p[self.op] + self.area_g[self.og] - self.on)
         self._tp: dict[float, int] = {}
+
+    def without_small_pred(self, min_size: int) -> _Overlap:
+        """The table of ``remove_small(pred, min_size)``: every predicted object smaller than
+        ``min_size`` pixels becomes background, the rest keep their overlaps (ids compacted)."""
+        keep = self.area_p >= max(int(min_size), 1)
+        keep[0] = True
+        new_id = np.where(keep, np.cumsum(keep) - 1, 0)  # dropped objects: background
+        n_p, n_g = int(keep.sum()), self.n_gt + 1
+        out = _Overlap.__new__(_Overlap)
+        out._set_table(new_id[self.pp] * n_g + self.gg, self.nn.astype(float), n_p, n_g)
+        return out
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -319,26 +338,46 @@ def aji(pred: np.ndarray, gt: np.ndarray) -> float:
     return _Overlap(pred, gt).aji()
 
 
-def evaluate(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """All metrics of :data:`METRIC_NAMES`, from one contingency table."""
-    ov = _Overlap(pred, gt)
-    split, merge = ov.voi()
-    return {
-        "sbd": ov.sbd(),
-        "dic": ov.dic(),
-        "abs_dic": abs(ov.dic()),
-        "ap50": ov.ap(0.5),
-        "ap75": ov.ap(0.75),
-        "map": ov.map(),
-        "mwcov": ov.coverage(weighted=True),
-        "mucov": ov.coverage(weighted=False),
-        "avg_fp": ov.avg_fp(),
-        "avg_fn": ov.avg_fn(),
-        "voi_split": split,
-        "voi_merge": merge,
-        "arand": ov.arand(),
-        "aji": ov.aji(),
-    }
+_FROM_TABLE = {
+    "sbd": _Overlap.sbd,
+    "dic": _Overlap.dic,
+    "abs_dic": lambda ov: abs(ov.dic()),
+    "ap50": lambda ov: ov.ap(0.5),
+    "ap75": lambda ov: ov.ap(0.75),
+    "map": _Overlap.map,
+    "mwcov": lambda ov: ov.coverage(weighted=True),
+    "mucov": lambda ov: ov.coverage(weighted=False),
+    "avg_fp": _Overlap.avg_fp,
+    "avg_fn": _Overlap.avg_fn,
+    "voi_split": lambda ov: ov.voi()[0],
+    "voi_merge": lambda ov: ov.voi()[1],
+    "arand": _Overlap.arand,
+    "aji": _Overlap.aji,
+}
+
+
+def _metrics(table: _Overlap, names: tuple[str, ...]) -> dict[str, float]:
+    unknown = [name for name in names if name not in _FROM_TABLE]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
+    return {name: _FROM_TABLE[name](table) for name in names}
+
+
+def evaluate(pred: np.ndarray, gt: np.ndarray,
+             names: Iterable[str] = METRIC_NAMES) -> dict[str, float]:
+    """The metrics ``names`` (all of :data:`METRIC_NAMES` by default), from one contingency
+    table."""
+    return _metrics(_Overlap(pred, gt), tuple(names))
+
+
+def evaluate_min_sizes(pred: np.ndarray, gt: np.ndarray, min_sizes: Iterable[int],
+                       names: Iterable[str] = METRIC_NAMES) -> list[dict[str, float]]:
+    """The metrics ``names`` of ``remove_small(pred, s)`` (``method.postprocess``) for every
+    size s in ``min_sizes``, from one contingency table: dropping a predicted object moves
+    its overlaps to the background and leaves every other pair as it is, so no image is
+    filtered or counted again per size."""
+    table = _Overlap(pred, gt)
+    return [_metrics(table.without_small_pred(size), tuple(names)) for size in min_sizes]
 
 
 def mean_metrics(results: Iterable[Mapping[str, float]]) -> dict[str, float]:

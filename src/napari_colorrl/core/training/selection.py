@@ -18,8 +18,8 @@ import torch
 from ..config import ColorRLConfig
 from ..data.scale import TrainingScale
 from ..inference import Segmenter
-from ..method.postprocess import instances_from_colors, remove_small
-from ..metrics import abs_dic, ap, sbd
+from ..method.postprocess import instances_from_colors
+from ..metrics import evaluate_min_sizes
 
 VALIDATION_METRICS = ("sbd", "abs_dic", "ap50")
 
@@ -42,15 +42,6 @@ def selection_score(scores: dict[str, float]) -> float:
     how well the kept objects fit. Their sum balances the two.
     """
     return scores["sbd"] + scores["ap50"]
-
-
-def _score(instances: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict[str, float]:
-    values = {name: [] for name in VALIDATION_METRICS}
-    for pred, gt in zip(instances, gts):
-        values["sbd"].append(sbd(pred, gt))
-        values["abs_dic"].append(abs_dic(pred, gt))
-        values["ap50"].append(ap(pred, gt, 0.5))
-    return {name: float(np.mean(v)) for name, v in values.items()}
 
 
 def validate(
@@ -110,10 +101,13 @@ def validate(
             objects = [instances_from_colors(r.colors_after(depth),
                                              connectivity=config.connectivity)
                        for r in results]
-        for size in candidates:
-            instances = [remove_small(o, r.plan.default_min_size(size)) if size else o
-                         for o, r in zip(objects, results)]
-            scores = _score(instances, gts)
+        # Per image, the scores at every candidate size (each image's size at its own scale).
+        per_image = [evaluate_min_sizes(o, gt, [r.plan.default_min_size(size)
+                                                for size in candidates], VALIDATION_METRICS)
+                     for o, gt, r in zip(objects, gts, results)]
+        for k, size in enumerate(candidates):
+            scores = {name: float(np.mean([rows[k][name] for rows in per_image]))
+                      for name in VALIDATION_METRICS}
             scores["min_size"], scores["depth"] = float(size), float(depth)
             if best is None or selection_score(scores) > selection_score(best):
                 best = scores
