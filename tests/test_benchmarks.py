@@ -157,6 +157,20 @@ def test_diagnose_runs_on_what_the_product_segments(tmp_path):
     assert sum(rows["oracle coloring"]) >= sum(rows["model (argmax)"])
 
 
+def test_validation_benchmark_scores_both_ways_alike(tmp_path):
+    """The validation benchmark runs a whole validation on a tiny model and finds the scoring
+    from one table per image equal to removing small objects and scoring again per size."""
+    from conftest import trained_model
+
+    data = _tiny_dataset(tmp_path / "data", n=3)
+    model = trained_model(tmp_path / "model.pt")
+    out = _benchmark(["benchmarks.validation", "--model", str(model), "--data", str(data),
+                      "--images", "3", "--repeats", "1", "--threads", "1"], tmp_path)
+    assert "3 training images" in out
+    assert "agree on every depth and size: yes" in out
+    assert "| one table |" in out and "| again per size |" in out
+
+
 def test_levers_screen_over_seeds_reports_mean_and_spread(tmp_path):
     """Two variants, two seeds, a few seconds each on synthetic data: every (variant, seed)
     trains and is scored, results.json holds each, and the table gives the per-seed values,
