@@ -172,31 +172,31 @@ def score_all(segmenter, samples, families=FAMILIES) -> dict[str, dict[int, list
     from skimage.measure import label
 
     from napari_colorrl.core.data.normalize import resize_nearest
-    from napari_colorrl.core.method.postprocess import remove_small
-    from napari_colorrl.core.metrics import evaluate
+    from napari_colorrl.core.metrics import evaluate, evaluate_min_sizes
     from napari_colorrl.core.training.selection import min_size_candidates
 
     scores: dict[str, dict[int, list[dict]]] = {}
 
-    def add(setting: str, size: int, pred: np.ndarray) -> None:
-        scores.setdefault(setting, {}).setdefault(size, []).append(
-            evaluate(pred, np.asarray(sample.labels)))
+    def add_sizes(setting: str, full: np.ndarray) -> None:
+        pixels = [plan.default_min_size(size) for size in sizes]
+        for size, row in zip(sizes, evaluate_min_sizes(full, gt, pixels)):
+            scores.setdefault(setting, {}).setdefault(size, []).append(row)
 
     for sample in samples:
+        gt = np.asarray(sample.labels)
         colors, probabilities, shape = color_with_probabilities(segmenter, sample.image)
         plan = segmenter.plan(shape)
         sizes = min_size_candidates(segmenter.config.min_size, int(np.prod(shape)))
         for setting, labels in methods(colors, probabilities, families).items():
             full = resize_nearest(labels, tuple(shape))
-            for size in sizes:
-                add(setting, size, remove_small(full, plan.default_min_size(size)))
-                if setting == "cc" and "absorb" in families:
-                    add("absorb", size, absorb_small(full, plan.default_min_size(size)))
+            add_sizes(setting, full)
+            for size in sizes if setting == "cc" and "absorb" in families else ():
+                scores.setdefault("absorb", {}).setdefault(size, []).append(
+                    evaluate(absorb_small(full, plan.default_min_size(size)), gt))
         for sigma in SIGMAS if "smooth" in families else ():
             colors = color_with_probabilities(segmenter, sample.image, sigma)[0]
-            full = resize_nearest(label(colors, background=0, connectivity=colors.ndim), shape)
-            for size in sizes:
-                add(f"smooth {sigma:g}", size, remove_small(full, plan.default_min_size(size)))
+            add_sizes(f"smooth {sigma:g}",
+                      resize_nearest(label(colors, background=0, connectivity=colors.ndim), shape))
     return scores
 
 
