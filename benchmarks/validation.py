@@ -7,9 +7,10 @@ data set (as many as a selection share holds):
 
 1. the whole validation, as training runs it;
 2. its scoring alone, two ways in turn (interleaved): from one contingency table per image and
-   depth (``metrics.evaluate_min_sizes``, what ``validate`` does) and, the baseline, removing
-   the small objects and counting the overlaps again for every size (what it did before
-   2026-12-07), with a check that both give the same scores for every depth and size.
+   depth (``metrics.evaluate_min_sizes``, what ``validate`` does) and, the baseline, what it
+   did before 2026-12-07: remove the small objects for every size and count the overlaps again
+   for each metric (``sbd``, ``abs_dic``, ``ap``), with a check that both give the same scores
+   for every depth and size.
 
     python -m benchmarks.validation --model runs/learn-NAME/model.best.pt --data DATA/cvppp_a1
 """
@@ -43,7 +44,7 @@ def main() -> int:
     from napari_colorrl.core.data.files import load_dataset_dir
     from napari_colorrl.core.inference import Segmenter
     from napari_colorrl.core.method.postprocess import instances_from_colors, remove_small
-    from napari_colorrl.core.metrics import evaluate, evaluate_min_sizes
+    from napari_colorrl.core.metrics import abs_dic, ap, evaluate_min_sizes, sbd
     from napari_colorrl.core.training.selection import (
         VALIDATION_METRICS,
         min_size_candidates,
@@ -74,8 +75,11 @@ def main() -> int:
         return [[evaluate_min_sizes(o, g, px, VALIDATION_METRICS)
                  for o, g, px in zip(per_depth, gts, pixels)] for per_depth in objects]
 
+    def each(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+        return {"sbd": sbd(pred, gt), "abs_dic": abs_dic(pred, gt), "ap50": ap(pred, gt, 0.5)}
+
     def again_per_size() -> list:
-        return [[[evaluate(remove_small(o, p) if p else o, g, VALIDATION_METRICS) for p in px]
+        return [[[each(remove_small(o, p) if p else o, g) for p in px]
                  for o, g, px in zip(per_depth, gts, pixels)] for per_depth in objects]
 
     same = all(np.isclose(a[name], b[name], rtol=0, atol=1e-12)
