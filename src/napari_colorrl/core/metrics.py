@@ -2,7 +2,8 @@
 
 Every metric is derived from one sparse contingency table (overlap counts of each pair of
 predicted and ground-truth ids that touch), built once per image pair by :class:`_Overlap`;
-``evaluate`` computes all of them from a single table.
+``evaluate`` computes all of them from a single table, and ``evaluate_min_sizes`` the
+metrics at every candidate minimum object size from one.
 
 Conventions: label 0 is background, every other value is one object (ids need not be
 sequential); ``pred`` and ``gt`` are integer arrays of the same shape, 2D or 3D (any nD works).
@@ -94,6 +95,7 @@ class _Overlap:
         self.op, self.og, self.on = self.pp[obj], self.gg[obj], self.nn[obj].astype(float)
         self.iou = self.on / (self.area_p[self.op] + self.area_g[self.og] - self.on)
         self._tp: dict[float, int] = {}
+        self._voi: tuple[float, float] | None = None
 
     def without_small_pred(self, min_size: int) -> _Overlap:
         """The table of ``remove_small(pred, min_size)``: every predicted object smaller than
@@ -181,13 +183,16 @@ class _Overlap:
         return 0.0 if self.n_gt == 0 else 1.0 - self.n_matches(0.5) / self.n_gt
 
     def voi(self) -> tuple[float, float]:
-        nn, pp, gg, marg_p = self._fg_table()
-        total = nn.sum()
-        if total == 0:
-            return 0.0, 0.0
-        split = -float((nn * np.log2(nn / self.area_g[gg])).sum() / total)
-        merge = -float((nn * np.log2(nn / marg_p[pp])).sum() / total)
-        return max(split, 0.0), max(merge, 0.0)
+        if self._voi is None:
+            nn, pp, gg, marg_p = self._fg_table()
+            total = nn.sum()
+            if total == 0:
+                self._voi = (0.0, 0.0)
+            else:
+                split = -float((nn * np.log2(nn / self.area_g[gg])).sum() / total)
+                merge = -float((nn * np.log2(nn / marg_p[pp])).sum() / total)
+                self._voi = (max(split, 0.0), max(merge, 0.0))
+        return self._voi
 
     def arand(self) -> float:
         nn, _, _, marg_p = self._fg_table()
