@@ -177,10 +177,13 @@ def score_all(segmenter, samples, families=FAMILIES) -> dict[str, dict[int, list
 
     scores: dict[str, dict[int, list[dict]]] = {}
 
+    def add(setting: str, size: int, row: dict) -> None:
+        scores.setdefault(setting, {}).setdefault(size, []).append(row)
+
     def add_sizes(setting: str, full: np.ndarray) -> None:
         pixels = [plan.default_min_size(size) for size in sizes]
         for size, row in zip(sizes, evaluate_min_sizes(full, gt, pixels)):
-            scores.setdefault(setting, {}).setdefault(size, []).append(row)
+            add(setting, size, row)
 
     for sample in samples:
         gt = np.asarray(sample.labels)
@@ -191,8 +194,7 @@ def score_all(segmenter, samples, families=FAMILIES) -> dict[str, dict[int, list
             full = resize_nearest(labels, tuple(shape))
             add_sizes(setting, full)
             for size in sizes if setting == "cc" and "absorb" in families else ():
-                scores.setdefault("absorb", {}).setdefault(size, []).append(
-                    evaluate(absorb_small(full, plan.default_min_size(size)), gt))
+                add("absorb", size, evaluate(absorb_small(full, plan.default_min_size(size)), gt))
         for sigma in SIGMAS if "smooth" in families else ():
             colors = color_with_probabilities(segmenter, sample.image, sigma)[0]
             add_sizes(f"smooth {sigma:g}",
