@@ -18,6 +18,9 @@ to instances, scored at full size as the product scores:
   argmax, so that isolated pixels follow their surroundings at every step.
 - ``depth-k``: the components of the colors after the first k of the T steps (a model's
   ``depth``, docs/method.md; ``cc`` is depth T).
+- ``foreground``: a pixel is foreground only where step 0's p(a_0 = 1) reaches a threshold
+  above the argmax's 0.5, then connected components of each color (a foreground too large, as
+  in 3D, shrinks without retraining).
 
 Each method's parameter and the minimum object size are chosen on the selection share carved
 from train/ (as training chooses them) and the chosen setting is scored on val/. Runs given as
@@ -40,6 +43,7 @@ from ._report import header, pick
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
 H_VALUES = (1.0, 2.0, 3.0, 5.0)
 SIGMAS = (0.7, 1.0, 1.5)
+FOREGROUND = (0.6, 0.7, 0.8, 0.9)
 
 
 class Recorder:
@@ -146,7 +150,7 @@ def absorb_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return remove_small(np.where((labels > 0) & same, large[nearest], 0), 0)
 
 
-FAMILIES = ("cc", "depth", "soft", "distance", "absorb", "smooth")
+FAMILIES = ("cc", "depth", "soft", "distance", "absorb", "smooth", "foreground")
 
 
 def methods(colors: np.ndarray, probabilities: np.ndarray, families=FAMILIES
@@ -164,6 +168,9 @@ def methods(colors: np.ndarray, probabilities: np.ndarray, families=FAMILIES
         out[f"soft {t:g}"] = soft_split(colors, probabilities, t)
     for h in H_VALUES if "distance" in families else ():
         out[f"distance {h:g}"] = distance_split(colors, h)
+    for p in FOREGROUND if "foreground" in families else ():
+        out[f"foreground {p:g}"] = label(np.where(probabilities[0] >= p, colors, 0),
+                                         background=0, connectivity=colors.ndim)
     return out
 
 

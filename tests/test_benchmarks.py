@@ -236,7 +236,7 @@ def test_levers_refuses_bad_seeds(tmp_path):
 ORACLES = """
 import numpy as np
 from benchmarks.diagnose import fragments_joined, merges_undone
-from benchmarks.splitting import absorb_small, cut_by_colors, distance_split
+from benchmarks.splitting import absorb_small, cut_by_colors, distance_split, methods
 
 # Three true objects; the prediction merges the top two and cuts the bottom one in two.
 gt = np.zeros((10, 12), int); gt[1:5, 1:6] = 1; gt[1:5, 6:11] = 2; gt[6:9, 1:11] = 3
@@ -262,6 +262,15 @@ assert same(cut_by_colors(np.ones_like(colors), colors)[colors > 0], colors[colo
 labels = np.zeros((8, 8), int); labels[1:6, 1:6] = 1; labels[1:3, 6:8] = 2; labels[7, 0] = 3
 out = absorb_small(labels, 5)
 assert out.max() == 1 and (out[1:3, 6:8] == 1).all() and out[7, 0] == 0
+
+# A stricter foreground keeps only the pixels whose step 0 reached the threshold: the pale rim
+# of one object goes, and the object that only the rim joined to its neighbour comes apart.
+colors = np.zeros((6, 9), np.uint8); colors[1:5, 1:8] = 3
+probabilities = np.full((2,) + colors.shape, 0.95); probabilities[0][:, 4] = 0.65
+found = methods(colors, probabilities, ("foreground",))
+assert found["cc"].max() == 1
+assert found["foreground 0.6"].max() == 1 and found["foreground 0.7"].max() == 2
+assert (found["foreground 0.7"][:, 4] == 0).all() and found["foreground 0.9"].max() == 2
 print("ok")
 """
 
@@ -269,7 +278,8 @@ print("ok")
 def test_diagnose_oracles_and_split_steps_on_known_cases():
     """The diagnosis' oracles undo exactly the merge and the fragment they are given; the split
     steps screened by ``benchmarks.splitting`` cut two same-colored discs at their neck, never
-    join two colors, and give a touching fragment to its object."""
+    join two colors, give a touching fragment to its object, and a stricter foreground drops
+    exactly the pixels under its threshold."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     done = subprocess.run([sys.executable, "-c", ORACLES], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
