@@ -53,13 +53,13 @@ DEFAULT_NETWORK = {"cpu": "small", "gpu": "paper"}
 
 
 #: What the default recipe reached in docs/results.md (2 CPU cores, measured 2026-11-25 to
-#: 2026-12-06), by dimensionality: (data set, metric, {minutes: score}). Shown before a run
+#: 2026-12-07), by dimensionality: (data set, metric, {minutes: score}). Shown before a run
 #: starts as a rough idea of what a budget buys; the user's data may do better or worse. DSB at
 #: 60 min: T = 5 (what steps auto gives there) with the depth chosen, one seed.
 REFERENCE_RESULTS: dict[int, list[tuple[str, str, dict[float, float]]]] = {
     2: [("CVPPP leaves", "SBD", {10: 0.53, 60: 0.68}),
         ("DSB nuclei", "AP50", {10: 0.50, 60: 0.72})],
-    3: [("GoNuclear nuclei", "SBD", {60: 0.36})],
+    3: [("GoNuclear nuclei", "SBD", {30: 0.37, 60: 0.42})],
 }
 
 
