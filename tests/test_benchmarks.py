@@ -263,8 +263,8 @@ labels = np.zeros((8, 8), int); labels[1:6, 1:6] = 1; labels[1:3, 6:8] = 2; labe
 out = absorb_small(labels, 5)
 assert out.max() == 1 and (out[1:3, 6:8] == 1).all() and out[7, 0] == 0
 
-# A stricter foreground keeps only the pixels whose step 0 reached the threshold: the pale rim
-# of one object goes, and the object that only the rim joined to its neighbour comes apart.
+# A stricter foreground keeps only the pixels whose step 0 reached the threshold: a pale column
+# through one object goes, and its two halves come apart.
 colors = np.zeros((6, 9), np.uint8); colors[1:5, 1:8] = 3
 probabilities = np.full((2,) + colors.shape, 0.95); probabilities[0][:, 4] = 0.65
 found = methods(colors, probabilities, ("foreground",))
