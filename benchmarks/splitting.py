@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_colorrl.core.method.postprocess import instances_from_colors
+
 from ._report import header, pick
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
@@ -99,21 +101,17 @@ def color_with_probabilities(segmenter, image, sigma: float = 0.0
 
 def cut_by_colors(regions: np.ndarray, colors: np.ndarray) -> np.ndarray:
     """Connected components of (region, color) pairs: a region never joins two colors."""
-    from skimage.measure import label
-
     key = regions.astype(np.int64) * (int(colors.max()) + 1) + colors.astype(np.int64)
     key[colors == 0] = 0
-    return label(key, background=0, connectivity=colors.ndim)
+    return instances_from_colors(key)
 
 
 def soft_split(colors: np.ndarray, probabilities: np.ndarray, threshold: float) -> np.ndarray:
     from skimage.filters import sobel
-    from skimage.measure import label
     from skimage.segmentation import watershed
 
     edges = np.max([sobel(p) for p in probabilities], axis=0)
-    seeds = label(np.where(edges < threshold, colors, 0), background=0,
-                  connectivity=colors.ndim)
+    seeds = instances_from_colors(np.where(edges < threshold, colors, 0))
     regions = watershed(edges, seeds, mask=colors > 0)
     return cut_by_colors(regions, colors)
 
@@ -124,7 +122,7 @@ def distance_split(colors: np.ndarray, h: float) -> np.ndarray:
     from skimage.morphology import h_maxima
     from skimage.segmentation import find_boundaries, watershed
 
-    components = label(colors, background=0, connectivity=colors.ndim)
+    components = instances_from_colors(colors)
     inside = (components > 0) & ~find_boundaries(components, mode="inner")
     distance = ndi.distance_transform_edt(inside)
     seeds = label(h_maxima(distance, h), connectivity=colors.ndim)
@@ -157,27 +155,22 @@ def methods(colors: np.ndarray, probabilities: np.ndarray, families=FAMILIES
             ) -> dict[str, np.ndarray]:
     """Labels at the network's resolution, one per method and parameter (of ``families``;
     ``cc`` always)."""
-    from skimage.measure import label
-
-    out = {"cc": label(colors, background=0, connectivity=colors.ndim)}
+    out = {"cc": instances_from_colors(colors)}
     if "depth" in families:
         for k in range(1, len(probabilities)):  # the colors after the first k steps
             first = np.bitwise_and(colors, (1 << k) - 1)
-            out[f"depth-{k}"] = label(first, background=0, connectivity=colors.ndim)
+            out[f"depth-{k}"] = instances_from_colors(first)
     for t in THRESHOLDS if "soft" in families else ():
         out[f"soft {t:g}"] = soft_split(colors, probabilities, t)
     for h in H_VALUES if "distance" in families else ():
         out[f"distance {h:g}"] = distance_split(colors, h)
     for p in FOREGROUND if "foreground" in families else ():
-        out[f"foreground {p:g}"] = label(np.where(probabilities[0] >= p, colors, 0),
-                                         background=0, connectivity=colors.ndim)
+        out[f"foreground {p:g}"] = instances_from_colors(np.where(probabilities[0] >= p, colors, 0))
     return out
 
 
 def score_all(segmenter, samples, families=FAMILIES) -> dict[str, dict[int, list[dict]]]:
     """scores[setting][min_size] = per-image metrics."""
-    from skimage.measure import label
-
     from napari_colorrl.core.data.normalize import resize_nearest
     from napari_colorrl.core.metrics import evaluate, evaluate_min_sizes
     from napari_colorrl.core.training.selection import min_size_candidates
@@ -204,8 +197,7 @@ def score_all(segmenter, samples, families=FAMILIES) -> dict[str, dict[int, list
                 add("absorb", size, evaluate(absorb_small(full, plan.default_min_size(size)), gt))
         for sigma in SIGMAS if "smooth" in families else ():
             colors = color_with_probabilities(segmenter, sample.image, sigma)[0]
-            add_sizes(f"smooth {sigma:g}",
-                      resize_nearest(label(colors, background=0, connectivity=colors.ndim), shape))
+            add_sizes(f"smooth {sigma:g}", instances_from_colors(colors, output_shape=shape))
     return scores
 
 
