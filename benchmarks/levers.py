@@ -50,6 +50,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                    {"train": {"object_weighting": True}}),
     "aux": ("auxiliary foreground and boundary heads on the decoder, weight 0.5",
             {"network": {"aux_heads": True}, "train": {"aux_weight": 0.5}}),
+    "coordinates": ("position channels: the image branch also sees each pixel's position "
+                    "(CoordConv), so touching look-alike objects can get different codes",
+                    {"network": {"coordinates": True}}),
     "expected": ("each step's own reward from its exact expectation in the policy gradient",
                  {"train": {"expected_reward": True}}),
     "coherent": ("coherent exploration: pixels draw their actions correlated over 6 px (75 % "

@@ -62,6 +62,9 @@ class NetworkConfig:
         False, "auxiliary supervised heads on the shared decoder (foreground and boundaries of "
         "the labels), trained with weight train.aux_weight and ignored at inference (beyond "
         "the paper)")
+    coordinates: bool = setting(
+        False, "position channels: the image branch also sees each pixel's position along each "
+        "axis, -1 to 1 over the network's input (CoordConv; beyond the paper)")
 
 
 @dataclass

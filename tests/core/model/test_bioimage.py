@@ -71,10 +71,12 @@ def _decisive_network(config):
     return network
 
 
-@pytest.mark.parametrize("ndim, attention, shape", [
-    (2, True, (37, 29)), (2, False, (16, 16)), (3, False, (11, 13, 17)), (3, True, (8, 8, 8))])
-def test_coloring_module_gives_the_inference_color_map(ndim, attention, shape):
-    config = tiny_config(ndim, network={"attention": attention}, input_mode="crop")
+@pytest.mark.parametrize("ndim, attention, shape, coordinates", [
+    (2, True, (37, 29), False), (2, False, (16, 16), False), (3, False, (11, 13, 17), False),
+    (3, True, (8, 8, 8), False), (2, True, (37, 29), True), (3, False, (11, 13, 17), True)])
+def test_coloring_module_gives_the_inference_color_map(ndim, attention, shape, coordinates):
+    config = tiny_config(ndim, network={"attention": attention, "coordinates": coordinates},
+                         input_mode="crop")
     network = _decisive_network(config)
     module = ColorRLColoring(**architecture_kwargs(config))
     assert list(module.state_dict()) == list(network.state_dict())

@@ -161,3 +161,46 @@ def test_count_flops():
     assert flops > 0
     assert count_flops(net, config, (32, 32)) == pytest.approx(4 * flops, rel=1e-6)
     assert net.training
+
+
+def test_position_channels_are_the_position_along_each_axis():
+    from napari_colorrl.core.model.coloring_network import coordinate_channels
+
+    image = torch.rand(2, 1, 3, 5)
+    out = coordinate_channels(image)
+    assert out.shape == (2, 3, 3, 5) and torch.equal(out[:, :1], image)
+    assert torch.allclose(out[1, 1, :, 4], torch.tensor([-1.0, 0.0, 1.0]))
+    assert torch.allclose(out[0, 2, 2], torch.linspace(-1, 1, 5))
+    volume = coordinate_channels(torch.zeros(1, 2, 4, 2, 3))
+    assert volume.shape == (1, 5, 4, 2, 3)
+    assert torch.allclose(volume[0, 2, :, 1, 1], torch.linspace(-1, 1, 4))
+    assert torch.allclose(volume[0, 4, 3, 0], torch.tensor([-1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("ndim, spatial", [(2, (19, 23)), (3, (9, 13, 10))])
+def test_position_channels_enter_the_image_branch_only(ndim, spatial):
+    """``network.coordinates``: the image module takes C + ndim channels; with the weights of
+    the position channels zeroed the network is the plain one, with them it is not."""
+    config = small_config(ndim)
+    config = config.replace(network=config.network.__class__(  # 1 + 3 != 4: a 1x1 shortcut
+        **{**config.network.__dict__, "input_features": 6}))
+    placed = config.replace(network=config.network.__class__(
+        **{**config.network.__dict__, "coordinates": True}))
+    plain, net = build_network(config), build_network(placed)
+    first = net.image_input[0]
+    assert first.conv1.weight.shape[1] == 1 + ndim and first.shortcut.weight.shape[1] == 1 + ndim
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) * 0.3 if v.is_floating_point() else v
+             for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    image, steps = inputs(config, spatial)
+    with torch.no_grad():
+        placed_logits = net(image, steps)[0]
+        for layer in (first.conv1, first.shortcut):
+            layer.weight[:, 1:] = 0
+        zeroed = net(image, steps)[0]
+        plain.load_state_dict({k: (v[:, :1] if k in ("image_input.0.conv1.weight",
+                                                      "image_input.0.shortcut.weight") else v)
+                               for k, v in net.state_dict().items()})
+        assert torch.allclose(zeroed, plain(image, steps)[0], atol=1e-5)
+        assert not torch.allclose(zeroed, placed_logits, atol=1e-3)

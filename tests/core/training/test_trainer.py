@@ -405,3 +405,23 @@ def test_object_weighting_gives_every_object_the_same_weight(tmp_path):
     config = shared_tiny_config(2, train={"episodes": 2, "object_weighting": True})
     reports = list(train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
     assert reports[-1].final and np.isfinite(reports[-1].loss)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_model_with_position_channels_trains_saves_and_segments(tmp_path, ndim):
+    """``network.coordinates``: trained, saved with the setting, and loaded back into a network
+    that takes them (the segmenter builds it from the checkpoint's config)."""
+    from napari_colorrl.core.inference import Segmenter
+
+    config = shared_tiny_config(ndim, min_size=2, network={
+        "features": [4, 8], "attention": ndim == 2, "input_features": 4, "coordinates": True})
+    out = tmp_path / "model.pt"
+    reports = list(train(config, samples(ndim), samples(ndim, 1), out=out))
+    assert reports[-1].final and np.isfinite(reports[-1].loss)
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.config.network.coordinates
+    assert checkpoint.model_state["image_input.0.conv1.weight"].shape[1] == 1 + ndim
+    segmenter = Segmenter.load(out, device="cpu")
+    assert segmenter.model.coordinates
+    result = segmenter.segment(samples(ndim, 1)[0].image)
+    assert result.instances.shape == samples(ndim, 1)[0].image.shape

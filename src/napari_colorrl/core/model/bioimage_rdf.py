@@ -56,10 +56,13 @@ class PackageText:
 def architecture_kwargs(config: ColorRLConfig) -> dict[str, Any]:
     """The keyword arguments of ``coloring_network.ColorRLColoring`` for ``config``."""
     net = config.network
-    return {"ndim": config.ndim, "image_channels": config.normalization.channels,
-            "steps": config.steps, "features": [int(f) for f in net.features],
-            "attention": bool(net.attention), "input_features": int(net.input_features),
-            "passes": int(config.passes)}
+    kwargs = {"ndim": config.ndim, "image_channels": config.normalization.channels,
+              "steps": config.steps, "features": [int(f) for f in net.features],
+              "attention": bool(net.attention), "input_features": int(net.input_features),
+              "passes": int(config.passes)}
+    if net.coordinates:  # only then: packages without it stay as they were
+        kwargs["coordinates"] = True
+    return kwargs
 
 
 def spatial_axes(ndim: int) -> tuple[str, ...]:

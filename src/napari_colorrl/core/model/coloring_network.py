@@ -3,13 +3,14 @@
 This file is the architecture source of the bioimage.io packages ``colorrl export`` writes: it is
 copied into the package as it is, and tools such as bioimageio.core import it to rebuild the
 network from the package's ``pytorch_state_dict`` weights; its TorchScript compilation is the
-package's ``torchscript`` weights. So it imports nothing but torch, and napari-colorrl itself
-never runs it on import (it builds its own ``networks.ColorRLNet`` from the package's config).
+package's ``torchscript`` weights. So it imports nothing but torch; napari-colorrl takes only
+``coordinate_channels`` from it and builds its own ``networks.ColorRLNet`` from a package's
+config.
 
-``ColorRLColoring(ndim, image_channels, steps, features, attention, input_features, passes)``
-has the layers of ``networks.ColorRLNet`` under the same names, so the state_dict of a
-napari-colorrl checkpoint loads into it unchanged. One forward pass on a normalised image
-(B, C, *S) in [0, 1] runs the first k = ``passes`` (0: all T) deterministic steps of
+``ColorRLColoring(ndim, image_channels, steps, features, attention, input_features, passes,
+coordinates)`` has the layers of ``networks.ColorRLNet`` under the same names, so the
+state_dict of a napari-colorrl checkpoint loads into it unchanged. One forward pass on a
+normalised image (B, C, *S) in [0, 1] runs the first k = ``passes`` (0: all T) steps of
 ``method.coloring.run_coloring``: at step t every pixel takes the action argmax of the policy
 logits (1 when logit 1 > logit 0), the step channel becomes +1 / -1 there (the channels of the
 steps not taken stay 0, as in training), and after k steps the color is c = sum_t a_t 2^t. It
@@ -17,6 +18,8 @@ returns the color map (B, *S) int32 and the step maps (B, k, *S) uint8. k is the
 the number of steps chosen at training to make its instances (napari-colorrl's docs/method.md,
 "Depth"). Like ``ColorRLNet`` it pads each input (replicate) to a multiple of 2^(levels - 1)
 (levels = len(features)), at least twice that, and crops the policy back, at every step.
+With ``coordinates`` the image branch also sees one channel per spatial axis, the position along
+it from -1 to 1 over the input (``coordinate_channels``).
 The test ``tests/core/model/test_bioimage.py`` checks that it gives the color map of
 napari-colorrl's own inference on the same input.
 """
@@ -30,6 +33,21 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def coordinate_channels(image: Tensor) -> Tensor:
+    """``image`` (B, C, *S) with one more channel per spatial axis: the position along that
+    axis, from -1 at the first pixel to 1 at the last (CoordConv; napari-colorrl's
+    docs/method.md, "Position channels")."""
+    spatial: List[int] = [int(s) for s in image.shape[2:]]
+    full: List[int] = [int(image.shape[0]), 1] + spatial
+    channels: List[Tensor] = [image]
+    for axis, size in enumerate(spatial):
+        shape: List[int] = [1] * (len(spatial) + 2)
+        shape[axis + 2] = size
+        ramp = torch.linspace(-1.0, 1.0, size, dtype=image.dtype, device=image.device)
+        channels.append(ramp.reshape(shape).expand(full))
+    return torch.cat(channels, dim=1)
 
 
 class _InstanceNorm(nn.Module):
@@ -119,7 +137,8 @@ class ColorRLColoring(nn.Module):
     """
 
     def __init__(self, ndim: int, image_channels: int, steps: int, features: List[int],
-                 attention: bool, input_features: int, passes: int = 0) -> None:
+                 attention: bool, input_features: int, passes: int = 0,
+                 coordinates: bool = False) -> None:
         super().__init__()
         if ndim not in (2, 3):
             raise ValueError(f"ndim must be 2 or 3, got {ndim}.")
@@ -134,7 +153,9 @@ class ColorRLColoring(nn.Module):
         self.passes = int(passes) or self.steps
         self.multiple = 2 ** (len(features) - 1)
         width = int(input_features)
-        self.image_input = nn.Sequential(ResBlock(ndim, self.image_channels, width),
+        self.coordinates = bool(coordinates)
+        image_in = self.image_channels + (self.ndim if self.coordinates else 0)
+        self.image_input = nn.Sequential(ResBlock(ndim, image_in, width),
                                          ResBlock(ndim, width, width))
         self.step_input = nn.Sequential(ResBlock(ndim, self.steps, width),
                                         ResBlock(ndim, width, width))
@@ -191,7 +212,10 @@ class ColorRLColoring(nn.Module):
         actions = torch.zeros([batch, self.passes] + spatial, dtype=torch.uint8,
                               device=image.device)
         colors = torch.zeros([batch] + spatial, dtype=torch.int32, device=image.device)
-        features = self.image_input(self._pad(image))
+        if self.coordinates:
+            features = self.image_input(self._pad(coordinate_channels(image)))
+        else:
+            features = self.image_input(self._pad(image))
         bit = 1  # 2^t (an int: TorchScript's int ** int is a float)
         for t in range(self.passes):
             logits = self._policy(features, channels, spatial)

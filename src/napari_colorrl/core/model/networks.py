@@ -11,6 +11,8 @@ Layout::
 * Core: residual conv blocks (InstanceNorm with affine parameters, ELU), max-pool downsampling,
   transposed-conv upsampling, optional additive attention gates on the skip connections
   (Oktay et al., Attention U-Net; the paper's 2D network).
+* Position channels (``coordinates``, off by default; beyond the paper): the image branch also
+  sees the position along each spatial axis, -1 to 1 over the input (``coordinate_channels``).
 * Heads: 1x1 convs; the policy head starts with tiny weights so the first action probabilities
   are about 0.5, the value head starts near 0.
 
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ColorRLConfig
+from .coloring_network import coordinate_channels
 from .fast_layers import Conv3d, InstanceNorm2d, InstanceNorm3d
 
 _CONV = {2: nn.Conv2d, 3: Conv3d}
@@ -119,7 +122,8 @@ class ColorRLNet(nn.Module):
 
     ndim: 2 or 3 spatial axes. image_channels: C. steps: T. features: widths of the U-Net levels
     from top to bottom (depth = len(features) >= 2). attention: gates on the skip connections.
-    input_features: width of each input module.
+    input_features: width of each input module. coordinates: position channels added to the
+    image (``coordinate_channels``; docs/method.md, "Position channels").
 
     ``fast_layout`` (not saved; default True): on the CPU a 3D network runs in the
     ``channels_last_3d`` layout with oneDNN convolutions (inputs converted in ``forward``), a 2D
@@ -137,6 +141,7 @@ class ColorRLNet(nn.Module):
         attention: bool,
         input_features: int,
         aux_heads: bool = False,
+        coordinates: bool = False,
     ) -> None:
         super().__init__()
         if ndim not in (2, 3):
@@ -150,8 +155,10 @@ class ColorRLNet(nn.Module):
         self.features = features
         self.attention = bool(attention)
         self.input_features = int(input_features)
+        self.coordinates = bool(coordinates)
 
-        self.image_input = InputModule(ndim, self.image_channels, self.input_features)
+        image_in = self.image_channels + (ndim if self.coordinates else 0)
+        self.image_input = InputModule(ndim, image_in, self.input_features)
         self.step_input = InputModule(ndim, self.steps, self.input_features)
         self.pool = _POOL[ndim](2)
         self.encoders = nn.ModuleList()
@@ -252,6 +259,8 @@ class ColorRLNet(nn.Module):
     def encode_image(self, image: Tensor) -> Tensor:
         """Image-branch features (padded), reusable across the T steps of one episode."""
         self._check(image, "image", self.image_channels, "normalization.channels")
+        if self.coordinates:
+            image = coordinate_channels(image)
         return self.image_input(self._pad(image))
 
     def forward(
@@ -310,6 +319,7 @@ def build_network(config: ColorRLConfig) -> ColorRLNet:
         attention=net.attention,
         input_features=net.input_features,
         aux_heads=net.aux_heads,
+        coordinates=net.coordinates,
     )
 
 
