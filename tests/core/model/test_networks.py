@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -181,11 +183,9 @@ def test_position_channels_are_the_position_along_each_axis():
 def test_position_channels_enter_the_image_branch_only(ndim, spatial):
     """``network.coordinates``: the image module takes C + ndim channels; with the weights of
     the position channels zeroed the network is the plain one, with them it is not."""
-    config = small_config(ndim)
-    config = config.replace(network=config.network.__class__(  # 1 + 3 != 4: a 1x1 shortcut
-        **{**config.network.__dict__, "input_features": 6}))
-    placed = config.replace(network=config.network.__class__(
-        **{**config.network.__dict__, "coordinates": True}))
+    config = small_config(ndim)  # input width 6: 1 + ndim != 6, so the shortcut is a 1x1 conv
+    config = config.replace(network=dataclasses.replace(config.network, input_features=6))
+    placed = config.replace(network=dataclasses.replace(config.network, coordinates=True))
     plain, net = build_network(config), build_network(placed)
     first = net.image_input[0]
     assert first.conv1.weight.shape[1] == 1 + ndim and first.shortcut.weight.shape[1] == 1 + ndim

@@ -212,10 +212,8 @@ class ColorRLColoring(nn.Module):
         actions = torch.zeros([batch, self.passes] + spatial, dtype=torch.uint8,
                               device=image.device)
         colors = torch.zeros([batch] + spatial, dtype=torch.int32, device=image.device)
-        if self.coordinates:
-            features = self.image_input(self._pad(coordinate_channels(image)))
-        else:
-            features = self.image_input(self._pad(image))
+        source = coordinate_channels(image) if self.coordinates else image
+        features = self.image_input(self._pad(source))
         bit = 1  # 2^t (an int: TorchScript's int ** int is a float)
         for t in range(self.passes):
             logits = self._policy(features, channels, spatial)
