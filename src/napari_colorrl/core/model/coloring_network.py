@@ -3,9 +3,9 @@
 This file is the architecture source of the bioimage.io packages ``colorrl export`` writes: it is
 copied into the package as it is, and tools such as bioimageio.core import it to rebuild the
 network from the package's ``pytorch_state_dict`` weights; its TorchScript compilation is the
-package's ``torchscript`` weights. So it imports nothing but torch; napari-colorrl takes only
-``coordinate_channels`` from it and builds its own ``networks.ColorRLNet`` from a package's
-config.
+package's ``torchscript`` weights. So it imports nothing but torch. napari-colorrl's network
+takes ``coordinate_channels`` from it (both add the same channels), and to read a package
+napari-colorrl builds its own ``networks.ColorRLNet`` from the package's config.
 
 ``ColorRLColoring(ndim, image_channels, steps, features, attention, input_features, passes,
 coordinates)`` has the layers of ``networks.ColorRLNet`` under the same names, so the
