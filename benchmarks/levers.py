@@ -63,6 +63,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                   "objects apart", {"train": {"agreement_weight": 1.0}}),
     "agreement-0.2": ("the code-agreement term, weight 0.2",
                       {"train": {"agreement_weight": 0.2}}),
+    "foreground": ("the supervised foreground term, weight 1: a cross-entropy on the policy's "
+                   "own actions where the rewards fix them (the foreground at step 0, code 0 "
+                   "on the background)", {"train": {"foreground_weight": 1.0}}),
     "worst-half": ("split form 'worst' at worst_share 0.5: half the most shared neighbour's "
                    "share, half the mean over the neighbours",
                    {"reward": {"split_form": "worst", "worst_share": 0.5}}),

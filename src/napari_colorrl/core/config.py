@@ -135,6 +135,11 @@ class TrainConfig:
         "policy's step probabilities, averaged over each object, that asks every object to "
         "take one color and touching objects different ones (0 = off, the paper)", low=0,
         high=100)
+    foreground_weight: float = setting(
+        0.0, "weight of the supervised foreground term (beyond the paper): a cross-entropy on "
+        "the policy's own actions where the rewards fix the best one, the foreground at step 0 "
+        "and code 0 on the background, weighted by beta as the step-0 reward (0 = off, the "
+        "paper)", low=0, high=100)
     exploration_scale: float = setting(
         0.0, "coherent exploration: neighbouring pixels draw the random numbers of their "
         "actions correlated over about this many pixels at the network's input, so patches "

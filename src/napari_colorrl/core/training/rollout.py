@@ -38,6 +38,7 @@ class Rollout:
     weight: torch.Tensor | None = None  # (B, *S) loss weights (None: the mask, every pixel)
     aux: torch.Tensor | None = None  # auxiliary supervised loss (network.aux_heads), with graph
     agreement: torch.Tensor | None = None  # the code-agreement term (agreement.py), with graph
+    foreground: torch.Tensor | None = None  # the supervised foreground term, with graph
     # train.expected_reward: P(a_t = 1) (with graph), and per pixel the expected reward of step
     # t for a_t = 1 minus that for a_t = 0, and its mean under the policy (no graph).
     prob_one: torch.Tensor | None = None
@@ -53,6 +54,7 @@ class Losses:
     entropy: torch.Tensor
     aux: torch.Tensor | None = None
     agreement: torch.Tensor | None = None
+    foreground: torch.Tensor | None = None
 
 
 @dataclass
@@ -70,6 +72,7 @@ class RolloutStats:
     network_seconds: float
     environment_seconds: float
     agreement: float | None = None  # the code-agreement term, when train.agreement_weight > 0
+    foreground: float | None = None  # the supervised foreground term (train.foreground_weight)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -124,6 +127,27 @@ def aux_loss(logits: torch.Tensor, targets: tuple[torch.Tensor, torch.Tensor],
     return masked_mean(fg, mask) + masked_mean(bd, mask)
 
 
+def foreground_loss(log_p: torch.Tensor, targets, mask: torch.Tensor) -> torch.Tensor:
+    """The supervised foreground term (``train.foreground_weight``; beyond the paper,
+    docs/method.md "Training"): the cross-entropy of the policy's own actions where the rewards
+    fix the best action whatever the other pixels do, a_0 = 1 on the foreground and 0 on the
+    background at step 0, and a_t = 0 on the background at every later step (code 0).
+
+    log_p: (T, B, 2, *S) log pi(. | s_t). A foreground pixel weighs 1 - beta and a background
+    pixel beta (twice that, so beta 0.5 is the plain cross-entropy), as in the step-0 reward, so
+    the decision threshold of the term is the reward's: foreground where p >= beta. The step-0
+    mean over the mask plus the mean over the later steps and the masked background pixels.
+    """
+    beta = targets.config.beta
+    foreground = targets.foreground.view(mask.shape)
+    weight = torch.where(foreground, 2.0 * (1.0 - beta), 2.0 * beta) * mask
+    first = torch.where(foreground, log_p[0, :, 1], log_p[0, :, 0])
+    loss = -masked_mean(first, weight)
+    if log_p.shape[0] > 1:
+        loss = loss - masked_mean(log_p[1:, :, 0], weight * ~foreground)
+    return loss
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, lam: float) -> torch.Tensor:
     """Generalized advantages over the T steps, gamma = 1, V after the last step = 0.
 
@@ -176,6 +200,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
                if config.train.exploration_objects else None)
     agreement = config.train.agreement_weight > 0
     probs, gains, means = [], [], []  # probs: P(a_t = 1), for expected_reward and agreement
+    supervised = config.train.foreground_weight > 0
+    step_log_p = []  # log pi(. | s_t) per step, for the supervised foreground term
     for t in range(steps):
         with autocast(image.device, precision):
             if use_aux:
@@ -188,6 +214,8 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
         prob_one = log_p[:, 1].exp()
         if expected or agreement:
             probs.append(prob_one)
+        if supervised:
+            step_log_p.append(log_p)
         with torch.no_grad():
             uniform = exploration_uniforms(tuple(prob_one.shape), scale, correlation,
                                            prob_one.device, objects)
@@ -217,9 +245,11 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     expectation = ((torch.stack(probs), torch.stack(gains), torch.stack(means)) if expected
                    else (None, None, None))
     agreed = code_agreement_loss(torch.stack(probs), episode.targets) if agreement else None
+    known = (foreground_loss(torch.stack(step_log_p), episode.targets, mask) if supervised
+             else None)
     return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
                    torch.stack(rewards), mask, torch.stack(part_means), weight, aux, agreed,
-                   *expectation)
+                   known, *expectation)
 
 
 def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float) -> Losses:
@@ -231,7 +261,8 @@ def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float)
     minus that for a_t = 0, is the exact gradient of the step's own expected reward; F_t = A_t -
     (r_t - E_pi[r_t]) is the advantage of the later steps alone (its baseline V(s_t) -
     E_pi[r_t] depends on the state only). Normalised advantages divide both by the spread of A.
-    The auxiliary heads' loss and the code-agreement term are added with their weights.
+    The auxiliary heads' loss, the code-agreement term and the supervised foreground term are
+    added with their weights.
     """
     value = rollout.value
     weight = rollout.mask if rollout.weight is None else rollout.weight
@@ -260,7 +291,10 @@ def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float)
         total = total + train.aux_weight * rollout.aux
     if rollout.agreement is not None:
         total = total + train.agreement_weight * rollout.agreement
-    return Losses(total, policy, value_loss, entropy, rollout.aux, rollout.agreement)
+    if rollout.foreground is not None:
+        total = total + train.foreground_weight * rollout.foreground
+    return Losses(total, policy, value_loss, entropy, rollout.aux, rollout.agreement,
+                  rollout.foreground)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -313,4 +347,5 @@ def run_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, episode
         network_seconds=seconds - reward_seconds,
         environment_seconds=episode.prepare_seconds,
         agreement=None if losses.agreement is None else float(losses.agreement.detach()),
+        foreground=None if losses.foreground is None else float(losses.foreground.detach()),
     )

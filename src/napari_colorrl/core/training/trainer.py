@@ -62,6 +62,7 @@ class TrainingReport:
     final: bool = False
     stopped: bool = False  # the final update, ended early by ``should_stop`` (a signal)
     agreement: float | None = None  # the code-agreement term (train.agreement_weight > 0)
+    foreground: float | None = None  # the supervised foreground term (train.foreground_weight)
 
 
 def learning_rate(train: TrainConfig, progress: float) -> float:
@@ -334,4 +335,5 @@ def _report(stats: RolloutStats, state: TrainingState, budget: Budget, lr: float
         final=final,
         stopped=stopped,
         agreement=stats.agreement,
+        foreground=stats.foreground,
     )
