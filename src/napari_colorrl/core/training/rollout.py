@@ -135,8 +135,9 @@ def foreground_loss(log_p: torch.Tensor, targets, mask: torch.Tensor) -> torch.T
 
     log_p: (T, B, 2, *S) log pi(. | s_t). A foreground pixel weighs 1 - beta and a background
     pixel beta (twice that, so beta 0.5 is the plain cross-entropy), as in the step-0 reward, so
-    the decision threshold of the term is the reward's: foreground where p >= beta. The step-0
-    mean over the mask plus the mean over the later steps and the masked background pixels.
+    the term's threshold is the reward's: its argmax takes a pixel for foreground where the
+    pixel's chance of being foreground reaches beta. The step-0 mean over the mask plus the mean
+    over the later steps and the masked background pixels.
     """
     beta = targets.config.beta
     foreground = targets.foreground.view(mask.shape)
@@ -245,11 +246,11 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     expectation = ((torch.stack(probs), torch.stack(gains), torch.stack(means)) if expected
                    else (None, None, None))
     agreed = code_agreement_loss(torch.stack(probs), episode.targets) if agreement else None
-    known = (foreground_loss(torch.stack(step_log_p), episode.targets, mask) if supervised
-             else None)
+    taught = (foreground_loss(torch.stack(step_log_p), episode.targets, mask) if supervised
+              else None)
     return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
                    torch.stack(rewards), mask, torch.stack(part_means), weight, aux, agreed,
-                   known, *expectation)
+                   taught, *expectation)
 
 
 def actor_critic_loss(rollout: Rollout, train: TrainConfig, entropy_coef: float) -> Losses:
