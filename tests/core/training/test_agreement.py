@@ -3,13 +3,11 @@ valid coloring, no dip on the way out of a merge, every object alike, and it tra
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config, tiny_samples
+from conftest import check_supervised_term
 from napari_colorrl.core.config import RewardConfig
 from napari_colorrl.core.method.rewards import collate_targets
 from napari_colorrl.core.method.targets import prepare_targets
@@ -121,32 +119,4 @@ def test_training_on_the_term_lowers_it_and_the_trainer_runs_with_it(tmp_path):
     1, 2). Checked by hand the same day: with its sign flipped it goes 8.38 -> 7.23, 8.69 ->
     8.83, 8.86 -> 8.27 and this test fails. And a run of the trainer with
     ``train.agreement_weight`` trains and saves."""
-    from napari_colorrl.core.model.networks import build_network
-    from napari_colorrl.core.training.environment import Environment
-    from napari_colorrl.core.training.rollout import actor_critic_loss, play_episodes
-    from napari_colorrl.core.training.trainer import train
-
-    config = tiny_config(2, train={"agreement_weight": 1.0})
-    torch.manual_seed(0)
-    model = build_network(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    env = Environment(tiny_samples(2, 2), config, torch.device("cpu"), np.random.default_rng(0))
-    values = []
-    for _ in range(30):
-        rollout = play_episodes(model, env.reset(2), config)
-        optimizer.zero_grad()
-        rollout.agreement.backward()
-        optimizer.step()
-        values.append(float(rollout.agreement.detach()))
-    first, last = np.mean(values[:5]), np.mean(values[-5:])
-    assert last < 0.65 * first, (first, last)
-
-    losses = actor_critic_loss(rollout, dataclasses.replace(config.train, agreement_weight=0.25),
-                               0.01)
-    rest = losses.policy + config.train.value_coef * losses.value - 0.01 * losses.entropy
-    assert float((losses.total - rest).detach()) == pytest.approx(
-        0.25 * float(rollout.agreement.detach()))
-
-    reports = list(train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
-    assert reports[-1].final and np.isfinite(reports[-1].loss)
-    assert all(r.agreement is not None and r.agreement > 0 for r in reports)
+    check_supervised_term(tmp_path, "agreement", "agreement_weight")

@@ -4,13 +4,11 @@ the foreground's later bits to the rewards, decides at the reward's threshold be
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config, tiny_samples
+from conftest import check_supervised_term
 from napari_colorrl.core.config import RewardConfig
 from napari_colorrl.core.method.rewards import collate_targets
 from napari_colorrl.core.method.targets import prepare_targets
@@ -82,33 +80,4 @@ def test_training_on_the_term_lowers_it_and_the_trainer_runs_with_it(tmp_path):
     0, 1, 2). Checked by hand the same day: with its sign flipped it goes 1.408 -> 2.466,
     1.405 -> 2.606, 1.407 -> 2.636 and this test fails. And a run of the trainer with
     ``train.foreground_weight`` trains, reports the term and saves."""
-    from napari_colorrl.core.model.networks import build_network
-    from napari_colorrl.core.training.environment import Environment
-    from napari_colorrl.core.training.rollout import actor_critic_loss, play_episodes
-    from napari_colorrl.core.training.trainer import train
-
-    config = tiny_config(2, train={"foreground_weight": 1.0})
-    torch.manual_seed(0)
-    model = build_network(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    env = Environment(tiny_samples(2, 2), config, torch.device("cpu"), np.random.default_rng(0))
-    values = []
-    for _ in range(30):
-        rollout = play_episodes(model, env.reset(2), config)
-        optimizer.zero_grad()
-        rollout.foreground.backward()
-        optimizer.step()
-        values.append(float(rollout.foreground.detach()))
-    first, last = np.mean(values[:5]), np.mean(values[-5:])
-    assert last < 0.65 * first, (first, last)
-
-    losses = actor_critic_loss(rollout, dataclasses.replace(config.train, foreground_weight=0.25),
-                               0.01)
-    rest = losses.policy + config.train.value_coef * losses.value - 0.01 * losses.entropy
-    assert float((losses.total - rest).detach()) == pytest.approx(
-        0.25 * float(rollout.foreground.detach()))
-
-    reports = list(train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
-    assert reports[-1].final and np.isfinite(reports[-1].loss)
-    assert all(r.foreground is not None and r.foreground > 0 for r in reports)
-    assert (tmp_path / "m.pt").exists()
+    check_supervised_term(tmp_path, "foreground", "foreground_weight")
