@@ -155,6 +155,13 @@ class TrainConfig:
         None, "coherent exploration: the shared share at the end of the budget, linear from "
         "exploration_correlation in between (none = constant; 0 ends with the paper's "
         "independent pixels)", low=0, high=1)
+    split_weight_start: float | None = setting(
+        None, "the split weight w_s at the start of training (beyond the paper), linear to "
+        "reward.w_split by split_anneal of the budget, then w_split (none = w_split throughout). "
+        "Above w_split training starts over-split: a leaf cut in pieces rejoins pixel by pixel, "
+        "two leaves of one color do not part that way", low=0, high=100)
+    split_anneal: float = setting(0.5, "share of the budget over which split_weight_start "
+                                  "falls to reward.w_split", low=0, high=1, low_open=True)
     grad_clip: float | None = setting(None, "clip the gradient norm to this (none = off)", low=0,
                                       high=10**6, low_open=True)
     warmup_updates: int = setting(0, "first updates on a single sample (the supplement's 3D "

@@ -9,7 +9,7 @@ to evaluate the taken actions). Losses are means over the episode's own loss mas
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -325,9 +325,13 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 def run_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, episode: Episode,
                config: ColorRLConfig, *, entropy_coef: float,
-               correlation: float | None = None) -> RolloutStats:
+               correlation: float | None = None, w_split: float | None = None) -> RolloutStats:
     """Play one batch of episodes with sampled actions and apply one A2C update
-    (``correlation``: coherent exploration's shared share now, ``play_episodes``)."""
+    (``correlation``: coherent exploration's shared share now, ``play_episodes``; ``w_split``:
+    the split weight now, when a schedule moves it from the targets' ``reward.w_split``)."""
+    if w_split is not None and w_split != episode.targets.config.w_split:
+        rewards = replace(episode.targets.config, w_split=float(w_split))
+        episode = replace(episode, targets=replace(episode.targets, config=rewards))
     clock = UpdateClock(episode.image.device)
     model.train()
     rollout = play_episodes(model, episode, config, clock.rewards, correlation=correlation)

@@ -86,6 +86,15 @@ def exploration_correlation(train: TrainConfig, progress: float) -> float:
     return _linear(train.exploration_correlation, train.exploration_correlation_final, progress)
 
 
+def split_weight(config: ColorRLConfig, progress: float) -> float:
+    """The split weight w_s now: linear from train.split_weight_start to reward.w_split over the
+    first train.split_anneal of the budget, then w_split (w_split throughout without a start)."""
+    start, final = config.train.split_weight_start, config.reward.w_split
+    if start is None:
+        return final
+    return _linear(start, final, min(1.0, progress / config.train.split_anneal))
+
+
 class Budget:
     """The run's clock and budget (minutes or episodes), shared by all workers."""
 
@@ -232,7 +241,8 @@ def _updates(run: _Run, config: ColorRLConfig, val_samples: Sequence, out: Path,
             episode = env.reset(tcfg.batch_size, indices=[0] * tcfg.batch_size if warm else None)
             stats = run_update(worker, optimizer, episode, config,
                                entropy_coef=entropy_coef(tcfg, progress),
-                               correlation=exploration_correlation(tcfg, progress))
+                               correlation=exploration_correlation(tcfg, progress),
+                               w_split=split_weight(config, progress))
             stats = distributed.mean_over_ranks(stats, ctx)
             _stop_unless_finite(stats, model, state.update, lr, last_checkpoint)
             state.update += 1
