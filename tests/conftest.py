@@ -20,7 +20,8 @@ def tiny_config(ndim: int = 2, **changes):
     """The one small config of the tests: a 2-level network, T = 3, 32 x 32 (2D) or 12 x 16 x 16
     crops (3D), CPU, a few episodes. ``changes``: top-level settings or nested dictionaries
     (``train={"episodes": 8}``), merged into it."""
-    from napari_colorrl.core.config import ColorRLConfig, deep_update
+    from napari_colorrl.core.config import ColorRLConfig
+    from napari_colorrl.core.config_files import deep_update
 
     base = {"ndim": ndim, "steps": 3, "min_size": 0,
             "network": {"features": [4, 8], "attention": ndim == 2, "input_features": 4},
@@ -51,7 +52,7 @@ def tiny_samples(ndim: int = 2, n: int = 2, shape: tuple[int, ...] | None = None
 def trained_model(path: Path, ndim: int = 2, **changes) -> Path:
     """A tiny model (``tiny_config``) trained for 4 updates on ``tiny_samples`` (seconds),
     written to ``path``."""
-    from napari_colorrl.core.config import deep_update
+    from napari_colorrl.core.config_files import deep_update
     from napari_colorrl.core.training.trainer import train
 
     config = tiny_config(ndim, **deep_update(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from napari_colorrl.core.config import ColorRLConfig, deep_update
+from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.config_files import deep_update
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "benchmarks" / "recipes"

@@ -19,7 +19,8 @@ import torch
 from conftest import tiny_config as shared_tiny_config
 from napari_colorrl.cli.main import main
 from napari_colorrl.core import runtime
-from napari_colorrl.core.config import ColorRLConfig, deep_update
+from napari_colorrl.core.config import ColorRLConfig
+from napari_colorrl.core.config_files import deep_update
 from napari_colorrl.core.data.checks import ColorRLWarning, check_training_samples, ensure_writable
 from napari_colorrl.core.data.files import Sample
 from napari_colorrl.core.data.synthetic import make_cells_2d

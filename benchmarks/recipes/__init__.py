@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from napari_colorrl.core.config import deep_update
+from napari_colorrl.core.config_files import deep_update
 
 FOLDER = Path(__file__).resolve().parent
 EXPERIMENTS = FOLDER / "experiments"

@@ -2,7 +2,8 @@
 
 Reading order:
 
-1. ``config``: the one table of settings (defaults, ranges, help), recipes and presets.
+1. ``config``: the one table of settings (defaults, ranges, help); ``config_files`` (reading,
+   upgrading and merging config dictionaries), ``recipes`` (recipes and presets).
 2. The method (``method/``): ``coloring`` (T binary steps, Algorithm 1), ``targets`` (interiors,
    rings, neighbours of each object), ``rewards`` (the dense per-pixel rewards), ``steps``
    (N_b and the number of steps T), ``postprocess`` (connected components per color).

@@ -11,7 +11,8 @@ same table drives everything that shows or reads a setting:
 - a checkpoint stores the whole config as JSON, and loading one goes through the same checks.
 
 Defaults that differ in 3D are in :data:`DEFAULTS_3D`; named trainer settings (recipes),
-network presets and the defaults of a new run per machine in ``core/recipes.py``.
+network presets and the defaults of a new run per machine in ``core/recipes.py``; reading a
+config file, upgrading an older one and merging partial dictionaries in ``core/config_files.py``.
 ``ColorRLConfig.from_dict`` accepts partial dictionaries (missing keys keep their defaults) and
 rejects unknown keys with a message naming them.
 """
@@ -24,14 +25,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .config_files import (
+    CONFIG_VERSION,
+    deep_update,
+    merge_known,
+    read_config_file,
+    to_jsonable,
+    upgrade,
+)
 from .settings import Setting, setting, settings_of
-
-#: Bumped when the meaning of a saved config or of the saved weights changes incompatibly.
-#: Version 2 removed ``train.update_epochs`` and ``train.weight_average`` (measured as not
-#: helping, docs/experiments.md); a saved version-1 config holding them still loads. Version 3
-#: added the ``inference`` section (tiles); an older config without it gets its defaults.
-CONFIG_VERSION = 3
-_REMOVED_IN_2 = ("update_epochs", "weight_average")
 
 
 @dataclass
@@ -312,7 +314,7 @@ class ColorRLConfig:
 
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -322,13 +324,13 @@ class ColorRLConfig:
         """A config from a (partial) nested dictionary; ValueError names a bad or unknown key."""
         if not isinstance(data, dict):
             raise ValueError("A configuration must be a JSON object (a dictionary).")
-        data = _upgrade(data)
+        data = upgrade(data)
         ndim = data.get("ndim", 2)
         if ndim not in (2, 3) or isinstance(ndim, bool):
             raise ValueError(f"ndim must be 2 or 3, got {ndim!r}.")
-        base = deep_update(_to_jsonable(dataclasses.asdict(_plain_defaults())),
+        base = deep_update(to_jsonable(dataclasses.asdict(_plain_defaults())),
                             DEFAULTS_3D if ndim == 3 else {})
-        merged = _merge(base, data, path="")
+        merged = merge_known(base, data, path="")
         return cls(
             **{spec.name: spec.parse(merged[spec.name]) for spec in SETTINGS if not spec.section},
             normalization=_build(NormalizationConfig, merged["normalization"], "normalization"),
@@ -368,32 +370,6 @@ DEFAULTS_3D: dict[str, Any] = {
     "inference": {"tile_size": [160, 160, 160], "tile_overlap": 48},
 }
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The JSON object of a config file (not yet checked); clear errors for a bad file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Config file {path} does not exist.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"Config file {path} is not valid JSON: {err}.") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"Config file {path} must hold a JSON object.")
-    return data
-
-
-def settings_dict(values: dict[str, Any]) -> dict[str, Any]:
-    """Dotted settings (``{"reward.w_split": 2.0}``) as a nested config dictionary."""
-    out: dict[str, Any] = {}
-    for path, value in values.items():
-        *sections, name = path.split(".")
-        node = out
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[name] = value
-    return out
-
-
 #: Every leaf setting, in the order of the dataclasses.
 SETTINGS: list[Setting] = settings_of(ColorRLConfig)
 SETTINGS_BY_PATH: dict[str, Setting] = {s.path: s for s in SETTINGS}
@@ -401,58 +377,6 @@ SETTINGS_BY_PATH: dict[str, Setting] = {s.path: s for s in SETTINGS}
 
 def _plain_defaults() -> ColorRLConfig:
     return ColorRLConfig()
-
-
-def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A config dictionary of an older version, in today's form."""
-    version = data.get("version", CONFIG_VERSION)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ValueError(f"version must be a whole number, got {version!r}.")
-    if version > CONFIG_VERSION:
-        raise ValueError(
-            f"This configuration was written by a newer napari-colorrl (config version "
-            f"{version}, this one reads up to {CONFIG_VERSION}); upgrade napari-colorrl."
-        )
-    train = data.get("train")
-    if version < 2 and isinstance(train, dict):
-        # A model trained with them is still a model: their values only shaped its training.
-        data = {**data, "train": {k: v for k, v in train.items() if k not in _REMOVED_IN_2}}
-    return data
-
-
-def _to_jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    return value
-
-
-def deep_update(base: dict, update: dict) -> dict:
-    """``base`` with ``update`` merged in, nested dictionaries key by key (no checks)."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_update(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _merge(base: dict, update: dict, path: str) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        where = f"{path}{key}"
-        if key not in base:
-            known = ", ".join(sorted(base))
-            raise ValueError(f"Unknown config setting {where!r}; known settings here: {known}.")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise ValueError(f"Config setting {where!r} must be an object.")
-            out[key] = _merge(base[key], value, path=f"{where}.")
-        else:
-            out[key] = value
-    return out
 
 
 def _build(cls: type, data: dict, section: str) -> Any:

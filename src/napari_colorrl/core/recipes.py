@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import deep_update
+from .config_files import deep_update
 
 #: Named sets of trainer settings. "paper": the authors' A3C settings (lr 1e-4 then 1e-5,
 #: entropy 0.05, no clipping). "fast": what learns most per CPU-minute in our measurements

@@ -80,7 +80,8 @@ class TrainingInputs(TrainingForm):
     def form_config(self) -> Any:
         """The config the form's settings make (without a recipe); ValueError names a setting
         that is wrong alone or with the others (e.g. an input scale with 'resize')."""
-        from napari_colorrl.core.config import ColorRLConfig, settings_dict
+        from napari_colorrl.core.config import ColorRLConfig
+        from napari_colorrl.core.config_files import settings_dict
 
         settings = self.settings()
         settings["input_size"] = [settings["input_size"]] * self.ndim

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ColorRLConfig, deep_update, read_config_file, settings_dict
+from ..config import ColorRLConfig
+from ..config_files import deep_update, read_config_file, settings_dict
 from ..data.checks import check_training_samples
 from ..data.files import Sample
 from ..data.normalize import split_channels
