@@ -14,6 +14,11 @@ For a run that plateaus below its bar this tells which part of the method to wor
   fragments joined (the predicted objects lying mostly in one true object given its id), and
   with both (merges undone, then fragments joined): oracles that use the true labels, to tell
   whether merges or fragments lose more;
+- the pipeline's ceiling: the instances of the oracle coloring below (every object one color,
+  at the network's resolution, then the product's connected components and minimum size);
+- the minimum size: at each candidate size, the model's instances, the oracle coloring's and
+  the true objects themselves with those under the size removed, so the cost of the size the
+  model needs against its fragments shows beside what it costs a perfect coloring;
 - reward headroom: the rewards of the model's argmax coloring against those of an oracle coloring
   (a greedy coloring of the true neighbour graph: every object one color, neighbours apart), at
   the network's resolution, summed over the T steps, mean per pixel.
@@ -35,6 +40,7 @@ from napari_colorrl.core.method.rewards import PART_NAMES
 from ._report import header
 
 SEPARATION = ("sbd", "abs_dic", "ap50", "voi_split", "voi_merge", "arand")
+SIZE_ROWS = ("model", "oracle coloring", "true objects")
 
 
 def oracle_steps(targets, steps: int) -> np.ndarray:
@@ -136,6 +142,17 @@ def fragments_joined(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.unique(owner, return_inverse=True)[1].reshape(-1)[pred]
 
 
+def oracle_instances(targets, steps: int, connectivity: int | None,
+                     shape: tuple[int, ...]) -> np.ndarray:
+    """The product's instances (connected components of each color, at the image's ``shape``,
+    no minimum size) of the oracle coloring of ``targets`` (``oracle_steps``)."""
+    from napari_colorrl.core.method.postprocess import instances_from_colors
+
+    bits = oracle_steps(targets, steps).astype(np.int64)
+    code = sum(bits[k] << k for k in range(steps))
+    return instances_from_colors(code, connectivity=connectivity, output_shape=shape)
+
+
 def diagnose(segmenter, samples) -> dict:
     """Sums and means of the figures above over ``samples``."""
     from skimage.measure import label
@@ -144,6 +161,7 @@ def diagnose(segmenter, samples) -> dict:
     from napari_colorrl.core.method.postprocess import remove_small
     from napari_colorrl.core.method.targets import prepare_targets
     from napari_colorrl.core.metrics import evaluate, mean_metrics
+    from napari_colorrl.core.training.selection import min_size_candidates
 
     config = segmenter.config
     overlap = predicted = true = 0
@@ -151,15 +169,19 @@ def diagnose(segmenter, samples) -> dict:
     scores: dict[str, list] = {"ColorRL": [], "merges undone (oracle)": [],
                                "fragments joined (oracle)": [],
                                "both oracles": [],
+                               "oracle coloring (one color per object)": [],
                                "components of the model's foreground": [],
                                "components of the true foreground": []}
     rewards: dict[str, list] = {"model (argmax)": [], "oracle coloring": []}
+    by_size: dict[str, dict[int, list]] = {k: {} for k in SIZE_ROWS}
     for sample in samples:
         # One segmentation per image, as the product makes it (``Segmenter.segment``: its
         # plan, tiles and statistics): its instances are scored, and its step maps, at the
         # labels' resolution in training (``network_labels``), give the rewards.
-        result = segmenter.segment(sample.image)
-        steps, instances = result.steps, result.instances
+        result = segmenter.segment(sample.image, min_size=0)
+        size = segmenter.default_min_size(result.plan)
+        unsized = result.instances
+        steps, instances = result.steps, remove_small(unsized, size)
         targets = prepare_targets(network_labels(sample.labels, config), config.reward)
         net_steps = resize_nearest(steps, (steps.shape[0], *targets.shape))
         fg, gt_fg = steps[0] > 0, sample.labels > 0
@@ -170,13 +192,21 @@ def diagnose(segmenter, samples) -> dict:
         scores["ColorRL"].append(evaluate(instances, sample.labels))
         # The oracles' pieces below the model's minimum size are dropped, as the product drops
         # its own.
-        size = segmenter.default_min_size(result.plan)
         cut = remove_small(merges_undone(instances, sample.labels), size)
         scores["merges undone (oracle)"].append(evaluate(cut, sample.labels))
         scores["fragments joined (oracle)"].append(
             evaluate(fragments_joined(instances, sample.labels), sample.labels))
         scores["both oracles"].append(
             evaluate(fragments_joined(cut, sample.labels), sample.labels))
+        oracle = oracle_instances(targets, config.steps, config.connectivity,
+                                  sample.labels.shape)
+        scores["oracle coloring (one color per object)"].append(
+            evaluate(remove_small(oracle, size), sample.labels))
+        truth = np.asarray(sample.labels, np.int64)
+        for candidate in min_size_candidates(size, truth.size):
+            for key, labels in zip(SIZE_ROWS, (unsized, oracle, truth), strict=True):
+                by_size[key].setdefault(candidate, []).append(
+                    evaluate(remove_small(labels, candidate), sample.labels))
         for key, mask in (("components of the model's foreground", fg),
                           ("components of the true foreground", gt_fg)):
             components = label(mask, connectivity=config.ndim)
@@ -188,6 +218,9 @@ def diagnose(segmenter, samples) -> dict:
         "foreground_ratio": predicted / max(1, true),
         "errors": dict(errors),
         "scores": {k: mean_metrics(v) for k, v in scores.items()},
+        "min_size": size,
+        "by_size": {k: {z: mean_metrics(v) for z, v in rows.items()}
+                    for k, rows in by_size.items()},
         "rewards": {k: {p: float(np.mean([r[p] for r in v])) for p in v[0]}
                     for k, v in rewards.items()},
     }
@@ -210,6 +243,14 @@ def report(result: dict, model: Path, n_images: int, name: str) -> str:
     ]
     lines += [f"| {k} | " + " | ".join(f"{v[m]:.3f}" for m in SEPARATION) + " |"
               for k, v in result["scores"].items()]
+    sizes = sorted(result["by_size"]["model"])
+    lines += ["", f"SBD (abs DiC) with the objects under each minimum size removed (pixels of "
+              f"the image; the model's is {result['min_size']}):", "",
+              "| instances | " + " | ".join(str(z) for z in sizes) + " |",
+              "|---|" + "---|" * len(sizes)]
+    lines += [f"| {k} | " + " | ".join(f"{rows[z]['sbd']:.3f} ({rows[z]['abs_dic']:.1f})"
+                                       for z in sizes) + " |"
+              for k, rows in result["by_size"].items()]
     parts = PART_NAMES
     lines += ["", "Rewards at the network's resolution, summed over the T steps, mean per pixel:",
               "", "| coloring | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]

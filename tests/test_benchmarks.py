@@ -143,7 +143,8 @@ def test_finetune_benchmark_runs_end_to_end(tmp_path):
 def test_diagnose_runs_on_what_the_product_segments(tmp_path):
     """The diagnosis scores the product's segmentation (``Segmenter.segment``) of a tiny model
     and its rewards at the labels' training resolution; the oracle coloring, one color per
-    object with neighbours apart, earns at least the model's reward."""
+    object with neighbours apart, earns at least the model's reward; the minimum-size table
+    scores the true objects with none removed as perfect."""
     from conftest import trained_model
 
     data = _tiny_dataset(tmp_path / "data", n=2)
@@ -156,6 +157,13 @@ def test_diagnose_runs_on_what_the_product_segments(tmp_path):
             for line in out.splitlines() if line.startswith("| model (argmax)")
             or line.startswith("| oracle coloring")}
     assert sum(rows["oracle coloring"]) >= sum(rows["model (argmax)"])
+    # The pipeline's ceiling and the minimum-size sweep: the true objects with none removed
+    # are a perfect segmentation, and each row has one cell per candidate size.
+    assert "| oracle coloring (one color per object) |" in out
+    sizes = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines()
+             if line.startswith(("| model |", "| oracle coloring |", "| true objects |"))}
+    assert sizes["true objects"][0].strip() == "1.000 (0.0)"
+    assert len({len(cells) for cells in sizes.values()}) == 1 and len(sizes["model"]) > 2
 
 
 def test_validation_benchmark_scores_both_ways_alike(tmp_path):
