@@ -40,7 +40,7 @@ from napari_colorrl.core.method.rewards import PART_NAMES
 from ._report import header
 
 SEPARATION = ("sbd", "abs_dic", "ap50", "voi_split", "voi_merge", "arand")
-SIZE_ROWS = ("model", "oracle coloring", "true objects")
+SIZE_ROWS = ("model", "oracle coloring's instances", "true objects")
 
 
 def oracle_steps(targets, steps: int) -> np.ndarray:

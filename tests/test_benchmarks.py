@@ -153,15 +153,14 @@ def test_diagnose_runs_on_what_the_product_segments(tmp_path):
                       "--threads", "1"], tmp_path)
     assert "2 validation images" in out and "of 8 true objects" in out
     assert "| merges undone (oracle) |" in out and "| fragments joined (oracle) |" in out
-    rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:-1]]
-            for line in out.splitlines() if line.startswith("| model (argmax)")
-            or line.startswith("| oracle coloring")}
+    cells = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines()
+             if line.startswith("| ")}
+    rows = {k: [float(v) for v in cells[k]] for k in ("model (argmax)", "oracle coloring")}
     assert sum(rows["oracle coloring"]) >= sum(rows["model (argmax)"])
     # The pipeline's ceiling and the minimum-size sweep: the true objects with none removed
     # are a perfect segmentation, and each row has one cell per candidate size.
     assert "| oracle coloring (one color per object) |" in out
-    sizes = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines()
-             if line.startswith(("| model |", "| oracle coloring |", "| true objects |"))}
+    sizes = {k: cells[k] for k in ("model", "oracle coloring's instances", "true objects")}
     assert sizes["true objects"][0].strip() == "1.000 (0.0)"
     assert len({len(cells) for cells in sizes.values()}) == 1 and len(sizes["model"]) > 2
 
