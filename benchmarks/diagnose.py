@@ -177,11 +177,11 @@ def diagnose(segmenter, samples) -> dict:
     for sample in samples:
         # One segmentation per image, as the product makes it (``Segmenter.segment``: its
         # plan, tiles and statistics): its instances are scored, and its step maps, at the
-        # labels' resolution in training (``network_labels``), give the rewards.
-        result = segmenter.segment(sample.image, min_size=0)
+        # labels' resolution in training (``network_labels``), give the rewards; its instances
+        # at other minimum sizes come from the same objects (``instances_of``).
+        result = segmenter.segment(sample.image)
         size = segmenter.default_min_size(result.plan)
-        unsized = result.instances
-        steps, instances = result.steps, remove_small(unsized, size)
+        steps, instances = result.steps, result.instances
         targets = prepare_targets(network_labels(sample.labels, config), config.reward)
         net_steps = resize_nearest(steps, (steps.shape[0], *targets.shape))
         fg, gt_fg = steps[0] > 0, sample.labels > 0
@@ -204,9 +204,10 @@ def diagnose(segmenter, samples) -> dict:
             evaluate(remove_small(oracle, size), sample.labels))
         truth = np.asarray(sample.labels, np.int64)
         for candidate in min_size_candidates(size, truth.size):
-            for key, labels in zip(SIZE_ROWS, (unsized, oracle, truth), strict=True):
-                by_size[key].setdefault(candidate, []).append(
-                    evaluate(remove_small(labels, candidate), sample.labels))
+            for key, labels in zip(SIZE_ROWS, (segmenter.instances_of(result, candidate),
+                                               remove_small(oracle, candidate),
+                                               remove_small(truth, candidate)), strict=True):
+                by_size[key].setdefault(candidate, []).append(evaluate(labels, sample.labels))
         for key, mask in (("components of the model's foreground", fg),
                           ("components of the true foreground", gt_fg)):
             components = label(mask, connectivity=config.ndim)
