@@ -61,6 +61,7 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_jsonable(value: Any) -> Any:
+    """``value`` with every tuple a list, at any depth (what ``json`` writes and reads back)."""
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
