@@ -160,7 +160,7 @@ def diagnose(segmenter, samples) -> dict:
     from napari_colorrl.core.data.normalize import network_labels, resize_nearest
     from napari_colorrl.core.method.postprocess import remove_small
     from napari_colorrl.core.method.targets import prepare_targets
-    from napari_colorrl.core.metrics import evaluate, mean_metrics
+    from napari_colorrl.core.metrics import evaluate, evaluate_min_sizes, mean_metrics
     from napari_colorrl.core.training.selection import min_size_candidates
 
     config = segmenter.config
@@ -178,7 +178,7 @@ def diagnose(segmenter, samples) -> dict:
         # One segmentation per image, as the product makes it (``Segmenter.segment``: its
         # plan, tiles and statistics): its instances are scored, and its step maps, at the
         # labels' resolution in training (``network_labels``), give the rewards; its instances
-        # at other minimum sizes come from the same objects (``instances_of``).
+        # without a minimum size come from the same objects (``instances_of``).
         result = segmenter.segment(sample.image)
         size = segmenter.default_min_size(result.plan)
         steps, instances = result.steps, result.instances
@@ -198,16 +198,17 @@ def diagnose(segmenter, samples) -> dict:
             evaluate(fragments_joined(instances, sample.labels), sample.labels))
         scores["both oracles"].append(
             evaluate(fragments_joined(cut, sample.labels), sample.labels))
+        # Every candidate size of each row from one contingency table (``evaluate_min_sizes``).
         oracle = oracle_instances(targets, config.steps, config.connectivity,
                                   sample.labels.shape)
+        candidates = min_size_candidates(size, sample.labels.size)
+        unsized = (segmenter.instances_of(result, 0), oracle, np.asarray(sample.labels, np.int64))
+        for key, labels in zip(SIZE_ROWS, unsized, strict=True):
+            rows = evaluate_min_sizes(labels, sample.labels, candidates)
+            for candidate, row in zip(candidates, rows, strict=True):
+                by_size[key].setdefault(candidate, []).append(row)
         scores["oracle coloring (one color per object)"].append(
-            evaluate(remove_small(oracle, size), sample.labels))
-        truth = np.asarray(sample.labels, np.int64)
-        for candidate in min_size_candidates(size, truth.size):
-            for key, labels in zip(SIZE_ROWS, (segmenter.instances_of(result, candidate),
-                                               remove_small(oracle, candidate),
-                                               remove_small(truth, candidate)), strict=True):
-                by_size[key].setdefault(candidate, []).append(evaluate(labels, sample.labels))
+            by_size["oracle coloring's instances"][size][-1])
         for key, mask in (("components of the model's foreground", fg),
                           ("components of the true foreground", gt_fg)):
             components = label(mask, connectivity=config.ndim)
