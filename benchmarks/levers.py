@@ -63,6 +63,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                   "objects apart", {"train": {"agreement_weight": 1.0}}),
     "agreement-0.2": ("the code-agreement term, weight 0.2",
                       {"train": {"agreement_weight": 0.2}}),
+    "repair": ("the code-agreement term's repair form, weight 1: where touching objects "
+               "share a code, a cross-entropy toward the policy's own codes with the loosest "
+               "bit of one of them flipped", {"train": {"agreement_weight": 1.0,
+                                                        "agreement_form": "repair"}}),
     "foreground": ("the supervised foreground term, weight 1: a cross-entropy on the policy's "
                    "own actions where the rewards fix them (the foreground at step 0, code 0 "
                    "on the background)", {"train": {"foreground_weight": 1.0}}),

@@ -137,6 +137,11 @@ class TrainConfig:
         "policy's step probabilities, averaged over each object, that asks every object to "
         "take one color and touching objects different ones (0 = off, the paper)", low=0,
         high=100)
+    agreement_form: str = setting(
+        "means", "form of the code-agreement term: 'means' (every object one code, touching "
+        "objects apart, whichever codes) or 'repair' (a cross-entropy toward the policy's own "
+        "codes with the fewest bits changed that part touching objects of one code)",
+        choices=("means", "repair"))
     foreground_weight: float = setting(
         0.0, "weight of the supervised foreground term (beyond the paper): a cross-entropy on "
         "the policy's own actions where the rewards fix the best one, the foreground at step 0 "

@@ -86,3 +86,61 @@ def code_agreement_loss(prob_one: torch.Tensor, targets: BatchTargets) -> torch.
         same = (1 - (means[:, src] - means[:, dst]).abs()).prod(0)
         loss = loss - ((1 - same) + _EPS).log().mean()
     return loss
+
+
+def repaired_codes(means: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.Tensor:
+    """The repair form's target codes, (S, G) bool: each object's own code (bit s where its mean
+    P(a = 1) exceeds 0.5; ``means`` (S, G) over the steps after step 0), then for each touching
+    pair in turn that still shares its code, one bit of one of the two flipped: of the 2 S
+    candidates, one whose new code no neighbour of the object holds if any, and among those the
+    bit the policy is least sure of (mean nearest 0.5). Every object keeps the code the policy
+    gave it except where a merge is undone, by the fewest bits the policy holds most loosely."""
+    codes = means > 0.5
+    neighbours: dict[int, list[int]] = {}
+    for a, b in pairs:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    doubt = (means - 0.5).abs()
+    for a, b in pairs:
+        if not torch.equal(codes[:, a], codes[:, b]):
+            continue
+        best = None
+        for obj in (a, b):
+            for s in range(codes.shape[0]):
+                code = codes[:, obj].clone()
+                code[s] = ~code[s]
+                clash = any(torch.equal(codes[:, n], code) for n in neighbours[obj])
+                cost = (clash, float(doubt[s, obj]))
+                if best is None or cost < best[0]:
+                    best = (cost, obj, s)
+        _, obj, s = best
+        codes[s, obj] = ~codes[s, obj]
+    return codes
+
+
+def code_repair_loss(prob_one: torch.Tensor, targets: BatchTargets) -> torch.Tensor:
+    """The repair form of the code-agreement term (``train.agreement_form = "repair"``): where
+    touching objects share a code, the cross-entropy of each changed bit's step probabilities
+    over the changed object's interior toward its repaired value (:func:`repaired_codes`),
+    summed over the changed bits and averaged over all objects present; 0 where no touching
+    objects share a code (or T = 1). prob_one: (T, B, *S), with graph; step 0 is left out."""
+    if prob_one.shape[0] < 2:
+        return prob_one.sum() * 0
+    later = prob_one[1:].float()
+    means, present = object_means(later.detach(), targets)
+    src, dst = touching_pairs(targets)
+    keep = present[src] & present[dst]
+    pairs = list(zip(src[keep].tolist(), dst[keep].tolist()))
+    codes = repaired_codes(means, pairs)
+    changed = (codes != (means > 0.5)).nonzero().tolist()
+    if not changed:
+        return prob_one.sum() * 0
+    flat = later.reshape(later.shape[0], -1)
+    pixels, ids = targets.interior_pixels, targets.interior_ids
+    inside = targets.mask.reshape(-1)[pixels]
+    pixels, ids = pixels[inside], ids[inside]
+    total = flat.new_zeros(())
+    for s, obj in changed:
+        p = flat[s, pixels[ids == obj]].clamp(1e-6, 1 - 1e-6)
+        total = total - (p.log() if codes[s, obj] else (1 - p).log()).mean()
+    return total / int(present.sum())

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..config import ColorRLConfig, TrainConfig
 from ..method.coloring import step_value
 from ..method.rewards import expected_step_rewards, step_rewards
-from .agreement import code_agreement_loss
+from .agreement import code_agreement_loss, code_repair_loss
 from .environment import Episode
 from .exploration import exploration_uniforms
 from .timing import SectionTimer, UpdateClock
@@ -245,7 +245,9 @@ def play_episodes(model: torch.nn.Module, episode: Episode, config: ColorRLConfi
     aux = torch.stack(aux_losses).mean() if aux_losses else None
     expectation = ((torch.stack(probs), torch.stack(gains), torch.stack(means)) if expected
                    else (None, None, None))
-    agreed = code_agreement_loss(torch.stack(probs), episode.targets) if agreement else None
+    agreement_loss = (code_repair_loss if config.train.agreement_form == "repair"
+                      else code_agreement_loss)
+    agreed = agreement_loss(torch.stack(probs), episode.targets) if agreement else None
     taught = (foreground_loss(torch.stack(step_log_p), episode.targets, mask) if supervised
               else None)
     return Rollout(torch.stack(log_probs), torch.stack(values), torch.stack(entropies),
