@@ -18,6 +18,9 @@ screens that failed (docs/method.md): step 0, the foreground decision, stays the
 rewards' alone; the pairs are the objects that touch (:func:`touching_pairs`), the only ones
 the connected components of each color merge; and D, not the chance that two objects' sampled
 codes differ, which counts sampling noise as separation.
+
+Its repair form (``train.agreement_form = "repair"``, :func:`code_repair_loss`) prescribes
+codes after all, the policy's own with the fewest bits changed that part touching objects.
 """
 
 from __future__ import annotations
