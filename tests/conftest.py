@@ -200,6 +200,38 @@ def free_ports(n: int) -> list[int]:
     raise RuntimeError(f"fewer than {n} free ports outside the ephemeral range")
 
 
+def supervised_term_curve(config, term: str, updates: int = 30, sign: float = 1.0):
+    """(values, last rollout): ``updates`` Adam steps on sign x ``Rollout.<term>`` alone, on
+    the rollouts of two tiny synthetic images (seed 0), and the term's value at each."""
+    from napari_colorrl.core.model.networks import build_network
+    from napari_colorrl.core.training.environment import Environment
+    from napari_colorrl.core.training.rollout import play_episodes
+
+    torch.manual_seed(0)
+    model = build_network(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    env = Environment(tiny_samples(2, 2), config, torch.device("cpu"), np.random.default_rng(0))
+    values = []
+    for _ in range(updates):
+        rollout = play_episodes(model, env.reset(2), config)
+        optimizer.zero_grad()
+        (sign * getattr(rollout, term)).backward()
+        optimizer.step()
+        values.append(float(getattr(rollout, term).detach()))
+    return values, rollout
+
+
+def trainer_reports(tmp_path, config) -> list:
+    """The reports of a run of the trainer on two tiny synthetic images, checked to end, with
+    a finite loss, and to save its model."""
+    from napari_colorrl.core.training.trainer import train
+
+    reports = list(train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
+    assert reports[-1].final and np.isfinite(reports[-1].loss)
+    assert (tmp_path / "m.pt").exists()
+    return reports
+
+
 def check_supervised_term(tmp_path, term: str, weight: str) -> tuple[float, float]:
     """Checks a supervised term of the rollout (``Rollout.<term>``, weighted by
     ``train.<weight>``): 30 Adam steps on it alone, on the rollouts of two tiny synthetic
@@ -208,23 +240,10 @@ def check_supervised_term(tmp_path, term: str, weight: str) -> tuple[float, floa
     reports it (``TrainingReport.<term>``) and saves."""
     import dataclasses
 
-    from napari_colorrl.core.model.networks import build_network
-    from napari_colorrl.core.training.environment import Environment
-    from napari_colorrl.core.training.rollout import actor_critic_loss, play_episodes
-    from napari_colorrl.core.training.trainer import train
+    from napari_colorrl.core.training.rollout import actor_critic_loss
 
     config = tiny_config(2, train={weight: 1.0})
-    torch.manual_seed(0)
-    model = build_network(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    env = Environment(tiny_samples(2, 2), config, torch.device("cpu"), np.random.default_rng(0))
-    values = []
-    for _ in range(30):
-        rollout = play_episodes(model, env.reset(2), config)
-        optimizer.zero_grad()
-        getattr(rollout, term).backward()
-        optimizer.step()
-        values.append(float(getattr(rollout, term).detach()))
+    values, rollout = supervised_term_curve(config, term)
     first, last = float(np.mean(values[:5])), float(np.mean(values[-5:]))
     assert last < 0.65 * first, (first, last)
 
@@ -233,8 +252,6 @@ def check_supervised_term(tmp_path, term: str, weight: str) -> tuple[float, floa
     assert float((losses.total - rest).detach()) == pytest.approx(
         0.25 * float(getattr(rollout, term).detach()))
 
-    reports = list(train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
-    assert reports[-1].final and np.isfinite(reports[-1].loss)
+    reports = trainer_reports(tmp_path, config)
     assert all(getattr(r, term) is not None and getattr(r, term) > 0 for r in reports)
-    assert (tmp_path / "m.pt").exists()
     return first, last

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import check_supervised_term
+from conftest import check_supervised_term, supervised_term_curve, tiny_config, trainer_reports
 from napari_colorrl.core.config import RewardConfig
 from napari_colorrl.core.method.rewards import collate_targets
 from napari_colorrl.core.method.targets import prepare_targets
@@ -150,43 +150,16 @@ def test_the_repair_form_flips_the_loosest_bit_that_parts_a_merge():
     assert codes.T.tolist() == [[True, False], [False, False], [True, True]]
 
 
-def repair_curve(sign: float, updates: int = 50) -> list[float]:
-    """The repair form's value over ``updates`` Adam steps on sign x the term alone, on the
-    rollouts of two tiny synthetic images (seed 0)."""
-    from conftest import tiny_config, tiny_samples
-    from napari_colorrl.core.model.networks import build_network
-    from napari_colorrl.core.training.environment import Environment
-    from napari_colorrl.core.training.rollout import play_episodes
-
-    config = tiny_config(2, train={"agreement_weight": 1.0, "agreement_form": "repair"})
-    torch.manual_seed(0)
-    model = build_network(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    env = Environment(tiny_samples(2, 2), config, torch.device("cpu"), np.random.default_rng(0))
-    values = []
-    for _ in range(updates):
-        rollout = play_episodes(model, env.reset(2), config)
-        optimizer.zero_grad()
-        (sign * rollout.agreement).backward()
-        optimizer.step()
-        values.append(float(rollout.agreement.detach()))
-    return values
-
-
 def test_the_repair_forms_gradient_parts_merges_through_the_network(tmp_path):
     """The repair form's target follows the policy's own codes, so parting one merge can make
     another and the term does not fall to 0 (seed 0, mean per 10 updates, 2026-12-08: 0.278,
     0.215, 0.153, 0.270, 0.271); its gradient still points the right way: descending it keeps
     it at most at its start, ascending it (the sign flipped) merges the codes and multiplies it
     (0.341 -> 2.867). And a run of the trainer with it trains, reports it and saves."""
-    from conftest import tiny_config, tiny_samples
-    from napari_colorrl.core.training.trainer import train
-
-    down, up = repair_curve(1.0), repair_curve(-1.0)
+    config = tiny_config(2, train={"agreement_weight": 1.0, "agreement_form": "repair"})
+    down, _ = supervised_term_curve(config, "agreement", updates=50)
+    up, _ = supervised_term_curve(config, "agreement", updates=50, sign=-1.0)
     assert np.mean(down[-10:]) <= 1.1 * np.mean(down[:10]), down
     assert np.mean(up[-10:]) > 3 * np.mean(up[:10]), up
-    config = tiny_config(2, train={"agreement_weight": 1.0, "agreement_form": "repair"})
-    reports = list(train(config, tiny_samples(2, 2), out=tmp_path / "m.pt"))
-    assert reports[-1].final and np.isfinite(reports[-1].loss)
+    reports = trainer_reports(tmp_path, config)
     assert all(r.agreement is not None and r.agreement >= 0 for r in reports)
-    assert (tmp_path / "m.pt").exists()
